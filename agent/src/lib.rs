@@ -1,0 +1,1 @@
+//! faultline-agent: the library behind `faultd`.

@@ -1,0 +1,1 @@
+//! faultline-controller: the library behind `faultctl`.

@@ -1,0 +1,14 @@
+//! Compiles `proto/faultline/v1/*.proto` with protox (pure Rust, no `protoc` needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/faultline/v1/agent.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

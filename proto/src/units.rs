@@ -1,0 +1,96 @@
+//! Durations as people type them (`300ms`, `5s`, `2m`, `1h30m`) and as tables show them.
+
+use std::time::Duration;
+
+/// Parses a human duration: a number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`, `d`),
+/// possibly several (`1m30s`). A bare number is refused: the unit is not guessed.
+/// Negative and zero durations are errors for the caller to decide on: this parser
+/// refuses a leading `-` with a message that says so and returns zero as zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration (write e.g. 30s, 500ms, 5m)".into());
+    }
+    if t.starts_with('-') {
+        return Err(format!("{t:?} is negative: a duration must be positive"));
+    }
+    if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("{t:?} has no unit (write e.g. {t}s or {t}ms)"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{t:?} is not a duration ({e}); write e.g. 30s, 500ms, 5m"))
+}
+
+/// Formats a duration compactly for tables and messages: `300ms`, `5s`, `2m30s`, `1h`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{}us", d.as_micros())
+        };
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms % 1000 != 0 && ms < 60_000 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
+    }
+    let mut s = (ms / 1000) as u64;
+    let mut out = String::new();
+    let h = s / 3600;
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+        s %= 3600;
+    }
+    let m = s / 60;
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+        s %= 60;
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+/// [`format_duration`] of a millisecond count.
+pub fn format_ms(ms: u64) -> String {
+    format_duration(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_forms() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn refuses_negative_and_unitless() {
+        assert!(parse_duration("-5s").unwrap_err().contains("negative"));
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("").is_err());
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+    }
+
+    #[test]
+    fn formats_compactly() {
+        assert_eq!(format_ms(300), "300ms");
+        assert_eq!(format_ms(5000), "5s");
+        assert_eq!(format_ms(1500), "1.5s");
+        assert_eq!(format_ms(150_000), "2m30s");
+        assert_eq!(format_ms(3_600_000), "1h");
+    }
+}
