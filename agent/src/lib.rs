@@ -1,1 +1,5 @@
 //! faultline-agent: the library behind `faultd`.
+//!
+//! Layers, depending one way: [`api`] (not yet) -> `engine` -> `fault` -> [`sys`].
+
+pub mod sys;
