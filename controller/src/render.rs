@@ -176,19 +176,24 @@ fn pids_text(targets: &[ProcessTarget]) -> String {
     s.join(",")
 }
 
+/// The selector's string fields, in proto order.
+fn string_fields(s: &ProcessSelector) -> [(&'static str, &Option<String>); 5] {
+    [
+        ("name", &s.name),
+        ("cmdline", &s.cmdline),
+        ("cgroup", &s.cgroup),
+        ("unit", &s.unit),
+        ("user", &s.user),
+    ]
+}
+
 /// The selector in words: `name=nginx user=www-data`.
 pub fn selector_text(s: &ProcessSelector) -> String {
     let mut parts = vec![];
     if let Some(p) = s.pid {
         parts.push(format!("pid={p}"));
     }
-    for (k, v) in [
-        ("name", &s.name),
-        ("cmdline", &s.cmdline),
-        ("cgroup", &s.cgroup),
-        ("unit", &s.unit),
-        ("user", &s.user),
-    ] {
+    for (k, v) in string_fields(s) {
         if let Some(v) = v {
             parts.push(format!("{k}={v:?}"));
         }
@@ -510,13 +515,7 @@ fn selector_json(s: &ProcessSelector) -> Value {
     if let Some(p) = s.pid {
         m.insert("pid".into(), json!(p));
     }
-    for (k, v) in [
-        ("name", &s.name),
-        ("cmdline", &s.cmdline),
-        ("cgroup", &s.cgroup),
-        ("unit", &s.unit),
-        ("user", &s.user),
-    ] {
+    for (k, v) in string_fields(s) {
         if let Some(v) = v {
             m.insert(k.into(), json!(v));
         }
@@ -655,4 +654,200 @@ pub fn event_json(e: &Event) -> Value {
         "fault": e.fault.as_ref().map(fault_json),
         "requested_by": e.requested_by,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_proto::v1::{ExcludedProcess, KillSpec, RevertResult};
+
+    const NOW: u64 = 1_795_000_000_000;
+
+    fn target(pid: i32, comm: &str) -> ProcessTarget {
+        ProcessTarget {
+            pid,
+            comm: comm.into(),
+            cmdline: format!("{comm} --serve"),
+            uid: 33,
+        }
+    }
+
+    fn fault() -> Fault {
+        Fault {
+            id: "f-1a2b".into(),
+            kind: FaultKind::Kill as i32,
+            spec: Some(FaultSpec {
+                kind: Some(fault_spec::Kind::Kill(KillSpec {
+                    selector: Some(ProcessSelector {
+                        name: Some("nginx".into()),
+                        ..Default::default()
+                    }),
+                    pick: Some(Pick {
+                        mode: Some(pick::Mode::Count(1)),
+                    }),
+                    signal: "KILL".into(),
+                    every_ms: 30_000,
+                })),
+            }),
+            state: FaultState::Active as i32,
+            labels: [("team".to_string(), "web".to_string())].into(),
+            requested_by: "uid=0(root) pid=7".into(),
+            created_at_ms: NOW - 5_000,
+            expires_at_ms: NOW + 295_000,
+            duration_ms: 300_000,
+            description: "SIGKILL 1 of nginx every 30s".into(),
+            undo: "stop the kill loop".into(),
+            targets: vec![target(4242, "nginx")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(relative(NOW + 295_400, NOW), "in 4m55s");
+        assert_eq!(relative(NOW - 12_900, NOW), "12s ago");
+        assert_eq!(relative(NOW - 10, NOW), "just now");
+        assert_eq!(relative(NOW + 300, NOW), "in 300ms");
+        assert_eq!(relative(0, NOW), "-");
+        assert_eq!(absolute(1_795_000_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut t = Table::new(&["A", "LONGER", "C"]);
+        t.row(vec!["xxxx".into(), "y".into(), "last column".into()]);
+        assert_eq!(t.render(0), "A     LONGER  C\nxxxx  y       last column\n");
+        assert_eq!(t.render(2).lines().next(), Some("  A     LONGER  C"));
+    }
+
+    #[test]
+    fn faults_table_rows() {
+        let mut ended = fault();
+        ended.id = "f-9".into();
+        ended.state = FaultState::Expired as i32;
+        ended.ended_at_ms = NOW - 12_000;
+        ended.labels.clear();
+        ended.targets = (1..=6).map(|p| target(p, "w")).collect();
+        let out = faults_table(&[fault(), ended], NOW);
+        assert_eq!(
+            out,
+            "ID      KIND  STATE    PIDS          WHEN           LABELS    DESCRIPTION\n\
+             f-1a2b  kill  active   4242          ends in 4m55s  team=web  SIGKILL 1 of nginx every 30s\n\
+             f-9     kill  expired  1,2,3,4,(+2)  ended 12s ago  -         SIGKILL 1 of nginx every 30s\n"
+        );
+        assert_eq!(faults_table(&[], NOW), "no faults\n");
+    }
+
+    #[test]
+    fn detail_names_everything() {
+        let out = fault_detail(&fault(), NOW);
+        for want in [
+            "id            f-1a2b",
+            "state         active",
+            "spec          kill signal KILL every 30s; select name=\"nginx\"; pick 1 at random",
+            "expires       2026-11-18T11:11:35Z (in 4m55s)",
+            "created       2026-11-18T11:06:35Z (5s ago)",
+            "undo          stop the kill loop",
+            "targets (1)",
+            "  4242  nginx  33   nginx --serve",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn fault_json_is_stable() {
+        let v = fault_json(&fault());
+        assert_eq!(
+            v,
+            json!({
+                "id": "f-1a2b", "kind": "kill", "state": "active",
+                "spec": {"kill": {"selector": {"name": "nginx"}, "pick": {"count": 1},
+                                  "signal": "KILL", "every_ms": 30000}},
+                "labels": {"team": "web"}, "requested_by": "uid=0(root) pid=7",
+                "created_at_ms": NOW - 5_000, "expires_at_ms": NOW + 295_000,
+                "ended_at_ms": 0, "duration_ms": 300_000, "end_reason": "",
+                "description": "SIGKILL 1 of nginx every 30s", "undo": "stop the kill loop",
+                "targets": [{"pid": 4242, "comm": "nginx", "cmdline": "nginx --serve", "uid": 33}],
+            })
+        );
+        assert_eq!(kind_name(99), "unknown(99)");
+    }
+
+    #[test]
+    fn dry_run_shows_hits_and_exclusions() {
+        let r = InjectResponse {
+            fault: None,
+            dry_run: true,
+            targets: vec![target(4242, "nginx")],
+            excluded: vec![ExcludedProcess {
+                process: Some(target(1, "systemd")),
+                reason: "pid 1 is protected".into(),
+            }],
+            plan: "send SIGKILL to 1 process".into(),
+        };
+        let out = inject_table(&r, NOW);
+        assert_eq!(
+            out,
+            "dry run: nothing was changed\n\
+             plan: send SIGKILL to 1 process\n\
+             \n\
+             would hit 1 process:\n  \
+               PID   COMM   UID  CMDLINE\n  \
+               4242  nginx  33   nginx --serve\n\
+             \n\
+             left alone 1:\n  \
+               PID  COMM     UID  REASON              CMDLINE\n  \
+               1    systemd  33   pid 1 is protected  systemd --serve\n"
+        );
+        let v = inject_json(&r);
+        assert_eq!(v["dry_run"], json!(true));
+        assert_eq!(v["fault"], Value::Null);
+        assert_eq!(v["excluded"][0]["reason"], json!("pid 1 is protected"));
+        assert_eq!(v["targets"][0]["pid"], json!(4242));
+    }
+
+    #[test]
+    fn abort_and_events() {
+        let r = RevertAllResponse {
+            results: vec![
+                RevertResult {
+                    id: "f-1".into(),
+                    ok: true,
+                    error: String::new(),
+                },
+                RevertResult {
+                    id: "f-2".into(),
+                    ok: false,
+                    error: "pid 9: EPERM".into(),
+                },
+            ],
+            elapsed_us: 12_000,
+        };
+        assert_eq!(
+            abort_table(&r),
+            "ID   RESULT    ERROR\nf-1  reverted  -\nf-2  FAILED    pid 9: EPERM\n\nreverted 1 of 2 faults in 12ms\n"
+        );
+        assert_eq!(
+            abort_json(&r)["results"][1],
+            json!({"id": "f-2", "ok": false, "error": "pid 9: EPERM"})
+        );
+        let e = Event {
+            r#type: EventType::Expired as i32,
+            at_ms: NOW,
+            fault_id: "f-1".into(),
+            kind: FaultKind::Pause as i32,
+            message: "resumed 1 process".into(),
+            fault: None,
+            requested_by: String::new(),
+        };
+        assert_eq!(
+            event_line(&e),
+            "2026-11-18T11:06:40Z  expired   f-1           pause    resumed 1 process"
+        );
+        let line = serde_json::to_string(&event_json(&e)).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(event_json(&e)["type"], json!("expired"));
+        assert_eq!(event_json(&e)["kind"], json!("pause"));
+    }
 }
