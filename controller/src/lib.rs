@@ -1,1 +1,193 @@
 //! faultline-controller: the library behind `faultctl`.
+//!
+//! - [`client::connect`] opens a connection to a `faultd` (`unix:///path` or `http://`).
+//! - [`request`] turns command-line arguments into API requests ([`request::kill_request`],
+//!   [`request::pause_request`]).
+//! - [`render`] turns API answers into tables and JSON.
+//! - [`error::CtlError`] and [`error::exit_code_for`] are the one mapping from failures to
+//!   exit codes.
+//! - [`run`] executes a parsed [`cli::Cli`], writing to any `Write` (the binary passes
+//!   stdout; tests pass a buffer).
+
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod render;
+pub mod request;
+
+use std::io::Write;
+
+use faultline_proto::v1::agent_client::AgentClient;
+use faultline_proto::v1::{
+    GetLimitsRequest, GetRequest, ListRequest, RevertAllRequest, RevertRequest, StatusRequest,
+    WatchRequest,
+};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+pub use cli::{Cli, Command, InjectCommand, Output};
+pub use client::{ConnectError, connect};
+pub use error::{CtlError, ExitCode, exit_code_for};
+
+fn emit(
+    out: &mut dyn Write,
+    format: Output,
+    json: impl FnOnce() -> Value,
+    table: impl FnOnce() -> String,
+) -> Result<(), CtlError> {
+    match format {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &json()).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Output::Table => out.write_all(table().as_bytes())?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Runs one faultctl command against the agent named in `cli`, writing its output to
+/// `out`. `watch` runs until the stream ends or Ctrl-C.
+pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
+    // Syntax errors are reported before any connection is attempted.
+    let inject = match &cli.command {
+        Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
+        Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
+        _ => None,
+    };
+    let mut client = connect(&cli.agent).await?;
+    run_with(&mut client, cli, inject, out).await
+}
+
+async fn run_with(
+    client: &mut AgentClient<Channel>,
+    cli: &Cli,
+    inject: Option<faultline_proto::v1::InjectRequest>,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let fmt = cli.output;
+    let now = render::now_ms();
+    match &cli.command {
+        Command::Status => {
+            let s = client.status(StatusRequest {}).await?.into_inner();
+            emit(
+                out,
+                fmt,
+                || render::status_json(&s),
+                || render::status_table(&s, now),
+            )
+        }
+        Command::Limits => {
+            let l = client.get_limits(GetLimitsRequest {}).await?.into_inner();
+            emit(
+                out,
+                fmt,
+                || render::limits_json(&l),
+                || render::limits_table(&l),
+            )
+        }
+        Command::List { all } => {
+            let l = client
+                .list(ListRequest {
+                    include_ended: *all,
+                })
+                .await?
+                .into_inner();
+            emit(
+                out,
+                fmt,
+                || render::faults_json(&l.faults),
+                || render::faults_table(&l.faults, now),
+            )
+        }
+        Command::Get { id } => {
+            let f = client
+                .get(GetRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            emit(
+                out,
+                fmt,
+                || render::fault_json(&f),
+                || render::fault_detail(&f, now),
+            )
+        }
+        Command::Revert { id, reason } => {
+            let r = client
+                .revert(RevertRequest {
+                    id: id.clone(),
+                    reason: reason.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let f = r.fault.unwrap_or_default();
+            emit(
+                out,
+                fmt,
+                || serde_json::json!({"fault": render::fault_json(&f)}),
+                || format!("reverted {}\n\n{}", f.id, render::fault_detail(&f, now)),
+            )
+        }
+        Command::Abort { reason } => {
+            let r = client
+                .revert_all(RevertAllRequest {
+                    reason: reason.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            emit(
+                out,
+                fmt,
+                || render::abort_json(&r),
+                || render::abort_table(&r),
+            )?;
+            // A revert that failed is not "ok": something may still be in effect.
+            match r.results.iter().find(|x| !x.ok) {
+                Some(x) => Err(CtlError::Rpc(tonic::Status::internal(format!(
+                    "{} of {} faults could not be reverted (first: {}: {}); see faultctl list",
+                    r.results.iter().filter(|x| !x.ok).count(),
+                    r.results.len(),
+                    x.id,
+                    x.error
+                )))),
+                None => Ok(()),
+            }
+        }
+        Command::Watch { replay } => {
+            let mut stream = client
+                .watch(WatchRequest {
+                    replay_active: *replay,
+                })
+                .await?
+                .into_inner();
+            let ctrl_c = tokio::signal::ctrl_c();
+            tokio::pin!(ctrl_c);
+            loop {
+                let next = tokio::select! {
+                    m = stream.message() => m?,
+                    _ = &mut ctrl_c => return Ok(()),
+                };
+                let Some(e) = next else { return Ok(()) };
+                match fmt {
+                    Output::Json => {
+                        serde_json::to_writer(&mut *out, &render::event_json(&e))
+                            .map_err(std::io::Error::from)?;
+                        writeln!(out)?;
+                    }
+                    Output::Table => writeln!(out, "{}", render::event_line(&e))?,
+                }
+                out.flush()?;
+            }
+        }
+        Command::Inject(_) => {
+            let req = inject.expect("built in run()");
+            let r = client.inject(req).await?.into_inner();
+            emit(
+                out,
+                fmt,
+                || render::inject_json(&r),
+                || render::inject_table(&r, now),
+            )
+        }
+    }
+}

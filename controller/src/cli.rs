@@ -1,0 +1,290 @@
+//! The command line of `faultctl` (clap derive). [`crate::run`] executes a parsed [`Cli`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::DEFAULT_AGENT;
+use crate::exit_codes_text;
+
+/// `faultctl`: drive a faultline agent (`faultd`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "faultctl",
+    version,
+    about = "Drive faultd, the faultline fault-injection agent, from the command line",
+    after_help = MAIN_AFTER_HELP,
+)]
+pub struct Cli {
+    /// Agent address: unix:///path/to/faultd.sock or http://host:port.
+    #[arg(long, global = true, env = "FAULTLINE_AGENT", default_value = DEFAULT_AGENT, value_name = "URI")]
+    pub agent: String,
+    /// Output format: table for people, json for scripts.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const MAIN_AFTER_HELP: &str = concat!(
+    "Examples:\n",
+    "  faultctl status\n",
+    "  faultctl inject kill --name nginx --count 1 --dry-run\n",
+    "  faultctl inject pause --unit worker.service --for 30s --label game-day=gd-42\n",
+    "  faultctl list --all -o json\n",
+    "  faultctl abort --reason \"game day over\"\n",
+    "\n",
+    "Selectors (inject kill|pause): --pid, --name, --cmdline, --cgroup, --unit, --user.\n",
+    "Every selector given must match (they combine with AND); at least one is required.\n",
+    "pid 1, kernel threads, faultd and its ancestors, and the processes and units the\n",
+    "agent's limits file protects are never hit.\n",
+    "\n",
+    exit_codes_text!()
+);
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned tables and sentences.
+    Table,
+    /// One JSON document per command (`watch`: one object per line).
+    Json,
+}
+
+/// faultctl's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// What the agent is, what this host can do, and the active faults.
+    #[command(after_help = "Example:\n  faultctl status\n  faultctl status -o json | jq .kinds")]
+    Status,
+    /// The agent's effective blast-radius limits (read-only).
+    #[command(after_help = "Example:\n  faultctl limits")]
+    Limits,
+    /// Active faults (with --all, also recently ended ones).
+    #[command(after_help = "Examples:\n  faultctl list\n  faultctl list --all -o json")]
+    List {
+        /// Include recently ended faults.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One fault in full.
+    #[command(after_help = "Example:\n  faultctl get f-3k9x2a")]
+    Get {
+        /// The fault id (from `inject` or `list`).
+        id: String,
+    },
+    /// Revert one fault now.
+    #[command(after_help = "Example:\n  faultctl revert f-3k9x2a --reason \"seen enough\"")]
+    Revert {
+        /// The fault id.
+        id: String,
+        /// Why (recorded with the fault).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revert every active fault now, and print what happened to each.
+    #[command(after_help = "Example:\n  faultctl abort --reason \"customer impact\"")]
+    Abort {
+        /// Why (recorded with each fault).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print lifecycle events as they happen, until Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  faultctl watch --replay\n  faultctl watch -o json | jq -c 'select(.type == \"refused\")'"
+    )]
+    Watch {
+        /// Start with one `injected` event per fault already active.
+        #[arg(long)]
+        replay: bool,
+    },
+    /// Inject a fault.
+    #[command(subcommand)]
+    Inject(InjectCommand),
+}
+
+/// The fault kinds `inject` knows.
+#[derive(Debug, Subcommand)]
+pub enum InjectCommand {
+    /// Send a signal (default KILL) to the selected processes, once or --every DUR.
+    #[command(after_help = "\
+Examples:
+  faultctl inject kill --name nginx --count 1 --dry-run
+  faultctl inject kill --pid 4242 --signal TERM
+  faultctl inject kill --unit worker.service --percent 50 --every 30s --for 5m
+  faultctl inject kill --cmdline 'java .*-jar app.jar' --user app --all
+
+Selectors combine with AND; at least one is required. --all is the default pick.
+Protected processes (pid 1, faultd, sshd, journald, ...) are never hit; --dry-run
+shows exactly which processes would be hit and which were left alone, and why.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 nothing matched,
+5 agent unreachable, 6 host cannot do it, 1 other.")]
+    Kill(Box<KillArgs>),
+    /// Stop the selected processes (SIGSTOP, or freeze their cgroup) for --for DUR.
+    #[command(after_help = "\
+Examples:
+  faultctl inject pause --pid 4242 --for 10s
+  faultctl inject pause --unit worker.service --for 30s --dry-run
+  faultctl inject pause --name redis-server --count 1 --for 1m --label team=cache
+
+A --cgroup or --unit selector freezes the whole cgroup (and thaws it on revert);
+otherwise each process gets SIGSTOP, and SIGCONT when the fault ends.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 nothing matched,
+5 agent unreachable, 6 host cannot do it, 1 other.")]
+    Pause(Box<PauseArgs>),
+}
+
+/// Which processes: every flag given must match.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Selectors (combine with AND)")]
+pub struct SelectorArgs {
+    /// Exactly this process id.
+    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
+    pub pid: Option<i32>,
+    /// Exact command name (/proc/PID/comm, at most 15 bytes).
+    #[arg(long, value_name = "COMM")]
+    pub name: Option<String>,
+    /// Regular expression searched in the command line.
+    #[arg(long, value_name = "REGEX")]
+    pub cmdline: Option<String>,
+    /// A cgroup path (/system.slice/x.service, or /sys/fs/cgroup/...) and its descendants.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// A systemd unit, e.g. nginx.service.
+    #[arg(long, value_name = "NAME.service")]
+    pub unit: Option<String>,
+    /// A user name or numeric uid (real uid).
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+}
+
+/// How many of the matches: one of --all (default), --count, --percent.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "pick", multiple = false)]
+#[command(next_help_heading = "Pick (one of; default --all)")]
+pub struct PickArgs {
+    /// Every match.
+    #[arg(long)]
+    pub all: bool,
+    /// N matches chosen at random.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u32>,
+    /// P percent of the matches (rounded up, at least one), chosen at random.
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub percent: Option<f64>,
+}
+
+/// Flags every inject kind shares.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonInjectArgs {
+    /// Resolve the targets and check the limits, but change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A label recorded with the fault (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// `faultctl inject kill`.
+#[derive(Debug, Clone, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+    #[command(flatten)]
+    pub pick: PickArgs,
+    /// Signal by name (KILL, TERM, SIGTERM) or number.
+    #[arg(long, default_value = "KILL", value_name = "SIGNAL")]
+    pub signal: String,
+    /// Kill again every DUR, re-resolving the selector each time (needs --for).
+    #[arg(
+        long,
+        value_name = "DUR",
+        requires = "for_",
+        allow_hyphen_values = true
+    )]
+    pub every: Option<String>,
+    /// How long the repeated kill runs (e.g. 5m).
+    #[arg(
+        long = "for",
+        id = "for_",
+        value_name = "DUR",
+        allow_hyphen_values = true
+    )]
+    pub for_: Option<String>,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
+}
+
+/// `faultctl inject pause`.
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+    #[command(flatten)]
+    pub pick: PickArgs,
+    /// How long the processes stay stopped (e.g. 30s).
+    #[arg(
+        long = "for",
+        id = "for_",
+        value_name = "DUR",
+        required = true,
+        allow_hyphen_values = true
+    )]
+    pub for_: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_help_has_an_example() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        fn walk(c: &clap::Command, path: String) {
+            let name = format!("{path} {}", c.get_name());
+            if c.get_subcommands().next().is_none() || c.get_name() == "faultctl" {
+                let help = c
+                    .get_after_help()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                assert!(help.contains("faultctl "), "{name}: no example in --help");
+            }
+            for s in c.get_subcommands() {
+                if s.get_name() != "help" {
+                    walk(s, name.clone());
+                }
+            }
+        }
+        walk(&cmd, String::new());
+    }
+
+    #[test]
+    fn pick_flags_are_exclusive_and_for_is_required_for_pause() {
+        assert!(
+            Cli::try_parse_from([
+                "faultctl", "inject", "kill", "--pid", "1", "--all", "--count", "2"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["faultctl", "inject", "pause", "--pid", "1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["faultctl", "inject", "kill", "--pid", "1", "--every", "5s"])
+                .is_err()
+        );
+        let cli =
+            Cli::try_parse_from(["faultctl", "inject", "pause", "--pid", "1", "--for", "-5s"])
+                .unwrap();
+        assert!(
+            matches!(cli.command, Command::Inject(InjectCommand::Pause(ref p)) if p.for_ == "-5s")
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Connecting to a `faultd` agent. All transport choices live here, so the mTLS that a
+//! later release adds for `https://` lands in one place.
+
+use std::time::Duration;
+
+use faultline_proto::v1::agent_client::AgentClient;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The default agent address: `faultd`'s Unix socket.
+pub const DEFAULT_AGENT: &str = "unix:///run/faultline/faultd.sock";
+
+/// How long [`connect`] waits for the agent before it gives up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address is not one faultctl understands.
+    #[error("invalid agent address {uri:?}: {reason}")]
+    BadUri { uri: String, reason: String },
+    /// Nothing answered, or the transport failed.
+    #[error("cannot reach faultd at {uri}: {reason}{}", hint_suffix(.hint))]
+    Unreachable {
+        uri: String,
+        reason: String,
+        hint: Option<String>,
+    },
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+/// Where an agent address points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `unix:///path/to/socket` (also `unix:/path`).
+    Unix(std::path::PathBuf),
+    /// `http://host:port` (plaintext gRPC; for tests).
+    Http(String),
+}
+
+/// Parses an agent address: `unix:///path`, `unix:/path` or `http://host:port`.
+pub fn parse_target(uri: &str) -> Result<Target, ConnectError> {
+    let bad = |reason: &str| ConnectError::BadUri {
+        uri: uri.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Some(rest) = uri.strip_prefix("unix:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if !path.starts_with('/') {
+            return Err(bad(
+                "a unix socket path must be absolute (write unix:///run/faultline/faultd.sock)",
+            ));
+        }
+        return Ok(Target::Unix(path.into()));
+    }
+    if uri.starts_with("http://") {
+        Uri::try_from(uri).map_err(|e| bad(&e.to_string()))?;
+        return Ok(Target::Http(uri.to_string()));
+    }
+    if uri.starts_with("https://") {
+        return Err(bad(
+            "https (mutual TLS) is not supported yet; use the agent's unix socket",
+        ));
+    }
+    Err(bad(
+        "expected unix:///path/to/faultd.sock or http://host:port",
+    ))
+}
+
+/// Connects to the agent at `uri` (see [`parse_target`]), waiting at most
+/// [`CONNECT_TIMEOUT`]. The connection is made eagerly, so an agent that is not there is
+/// reported here, with a hint, rather than on the first call.
+pub async fn connect(uri: &str) -> Result<AgentClient<Channel>, ConnectError> {
+    let target = parse_target(uri)?;
+    let attempt = async {
+        match &target {
+            Target::Unix(path) => {
+                let path = path.clone();
+                // The authority is a placeholder: the connector ignores it.
+                Endpoint::from_static("http://[::]:50051")
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            let stream = tokio::net::UnixStream::connect(path).await?;
+                            Ok::<_, std::io::Error>(TokioIo::new(stream))
+                        }
+                    }))
+                    .await
+            }
+            Target::Http(u) => {
+                Endpoint::from_shared(u.clone())?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect()
+                    .await
+            }
+        }
+    };
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(ch)) => ch,
+        Ok(Err(e)) => return Err(unreachable(uri, &target, &e)),
+        Err(_) => {
+            return Err(ConnectError::Unreachable {
+                uri: uri.to_string(),
+                reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                hint: Some("is faultd running and healthy?".into()),
+            });
+        }
+    };
+    Ok(AgentClient::new(channel))
+}
+
+fn unreachable(uri: &str, target: &Target, err: &tonic::transport::Error) -> ConnectError {
+    // Find the innermost I/O error: it says what actually went wrong.
+    let mut io: Option<&std::io::Error> = None;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = src {
+        if let Some(ioe) = e.downcast_ref::<std::io::Error>() {
+            io = Some(ioe);
+        }
+        src = e.source();
+    }
+    let (reason, hint) = match io {
+        Some(e) => {
+            let hint = match (e.kind(), target) {
+                (std::io::ErrorKind::PermissionDenied, Target::Unix(_)) => Some(
+                    "the socket is for root and the faultd group: run as root or join the group"
+                        .to_string(),
+                ),
+                (
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused,
+                    Target::Unix(_),
+                ) => Some("is faultd running? start it with: sudo faultd".to_string()),
+                (std::io::ErrorKind::ConnectionRefused, Target::Http(_)) => {
+                    Some("is faultd listening there?".to_string())
+                }
+                _ => None,
+            };
+            (io_message(e), hint)
+        }
+        None => (error_chain(err), None),
+    };
+    ConnectError::Unreachable {
+        uri: uri.to_string(),
+        reason,
+        hint,
+    }
+}
+
+/// An I/O error's text without the "(os error N)" suffix.
+fn io_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut src = err.source();
+    while let Some(e) = src {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        src = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_agent_addresses() {
+        assert_eq!(
+            parse_target("unix:///run/faultline/faultd.sock").unwrap(),
+            Target::Unix("/run/faultline/faultd.sock".into())
+        );
+        assert_eq!(
+            parse_target("unix:/tmp/x.sock").unwrap(),
+            Target::Unix("/tmp/x.sock".into())
+        );
+        assert_eq!(
+            parse_target("http://127.0.0.1:7070").unwrap(),
+            Target::Http("http://127.0.0.1:7070".into())
+        );
+        assert!(parse_target("unix://relative").is_err());
+        assert!(
+            parse_target("https://h:1")
+                .unwrap_err()
+                .to_string()
+                .contains("not supported yet")
+        );
+        assert!(parse_target("/run/x.sock").is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_one_clear_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("unix://{}/nope.sock", dir.path().display());
+        let err = connect(&uri).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot reach faultd at {uri}: No such file or directory \
+                 (is faultd running? start it with: sudo faultd)"
+            )
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! faultctl's errors and the one mapping from an error to an exit code.
+
+use crate::client::ConnectError;
+use crate::request::RequestError;
+
+/// faultctl's exit codes. Documented in `faultctl --help` ([`EXIT_CODES_HELP`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// Anything not covered below.
+    Other = 1,
+    /// Bad input: a usage error, or the agent said InvalidArgument.
+    BadInput = 2,
+    /// Refused by policy: PermissionDenied (a limit, a protected target, a caller that
+    /// may not mutate) or ResourceExhausted (too many faults).
+    Refused = 3,
+    /// NotFound: unknown fault id, or a selector that matches nothing.
+    NotFound = 4,
+    /// The agent could not be reached (connect failure, Unavailable).
+    Unreachable = 5,
+    /// FailedPrecondition: this host cannot do it.
+    Unsupported = 6,
+}
+
+/// The exit-code table as printed at the end of `faultctl --help` (a macro so that clap's
+/// `after_help` can `concat!` it).
+#[macro_export]
+macro_rules! exit_codes_text {
+    () => {
+        "Exit codes:
+  0  ok
+  1  any other error
+  2  bad input (usage error, or the agent said InvalidArgument)
+  3  refused by policy (a limit, a protected target, not allowed, too many faults)
+  4  not found (unknown fault id, or a selector that matches nothing)
+  5  agent unreachable (cannot connect, or the agent is unavailable)
+  6  this host cannot do it (missing kernel feature, foreign state)"
+    };
+}
+
+/// The exit-code table, as text.
+pub const EXIT_CODES_HELP: &str = exit_codes_text!();
+
+/// The exit code for a gRPC status code from the agent.
+pub fn exit_code_for(code: tonic::Code) -> ExitCode {
+    use tonic::Code;
+    match code {
+        Code::Ok => ExitCode::Ok,
+        Code::InvalidArgument | Code::OutOfRange => ExitCode::BadInput,
+        Code::PermissionDenied | Code::ResourceExhausted | Code::Unauthenticated => {
+            ExitCode::Refused
+        }
+        Code::NotFound => ExitCode::NotFound,
+        Code::Unavailable => ExitCode::Unreachable,
+        Code::FailedPrecondition => ExitCode::Unsupported,
+        _ => ExitCode::Other,
+    }
+}
+
+/// Everything that can go wrong in a faultctl command.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// Syntactically bad command-line input, caught before anything was sent.
+    #[error(transparent)]
+    Input(#[from] RequestError),
+    /// The agent could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The agent answered with an error.
+    #[error("{}", status_text(.0))]
+    Rpc(#[from] tonic::Status),
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CtlError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CtlError::Input(_) => ExitCode::BadInput,
+            CtlError::Connect(ConnectError::BadUri { .. }) => ExitCode::BadInput,
+            CtlError::Connect(ConnectError::Unreachable { .. }) => ExitCode::Unreachable,
+            CtlError::Rpc(s) => exit_code_for(s.code()),
+            CtlError::Output(_) => ExitCode::Other,
+        }
+    }
+}
+
+/// The agent's message; when the agent gave none, the code in words. A transport
+/// failure mid-call says the agent went away.
+fn status_text(s: &tonic::Status) -> String {
+    let msg = s.message().trim();
+    match (s.code(), msg.is_empty()) {
+        (tonic::Code::Unavailable, _) => format!(
+            "faultd is unavailable: {}",
+            if msg.is_empty() {
+                "connection lost"
+            } else {
+                msg
+            }
+        ),
+        (code, true) => format!("the agent answered {code:?} with no message"),
+        (_, false) => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn maps_every_status_code() {
+        let table = [
+            (Code::Ok, 0),
+            (Code::Cancelled, 1),
+            (Code::Unknown, 1),
+            (Code::InvalidArgument, 2),
+            (Code::DeadlineExceeded, 1),
+            (Code::NotFound, 4),
+            (Code::AlreadyExists, 1),
+            (Code::PermissionDenied, 3),
+            (Code::ResourceExhausted, 3),
+            (Code::FailedPrecondition, 6),
+            (Code::Aborted, 1),
+            (Code::OutOfRange, 2),
+            (Code::Unimplemented, 1),
+            (Code::Internal, 1),
+            (Code::Unavailable, 5),
+            (Code::DataLoss, 1),
+            (Code::Unauthenticated, 3),
+        ];
+        for (code, want) in table {
+            assert_eq!(exit_code_for(code) as u8, want, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn local_errors_have_their_codes() {
+        let e = CtlError::Input(RequestError::BadLabel("x".into()));
+        assert_eq!(e.exit_code(), ExitCode::BadInput);
+        let e = CtlError::Connect(ConnectError::Unreachable {
+            uri: "unix:///x".into(),
+            reason: "No such file or directory".into(),
+            hint: None,
+        });
+        assert_eq!(e.exit_code(), ExitCode::Unreachable);
+        let e = CtlError::Rpc(tonic::Status::permission_denied(
+            "kill of pid 1 refused: pid 1 is protected",
+        ));
+        assert_eq!(e.exit_code(), ExitCode::Refused);
+        assert_eq!(e.to_string(), "kill of pid 1 refused: pid 1 is protected");
+    }
+}

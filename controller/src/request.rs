@@ -1,0 +1,308 @@
+//! From command-line arguments to API requests. Only syntax is checked here (durations,
+//! `key=value` labels); what the agent must decide (limits, signal names, regexes,
+//! percent ranges, an empty selector) is left to it, so there is one source of truth.
+
+use std::collections::HashMap;
+
+use faultline_proto::units::parse_duration;
+use faultline_proto::v1::{
+    FaultSpec, InjectRequest, KillSpec, PauseSpec, Pick, ProcessSelector, fault_spec, pick,
+};
+
+use crate::cli::{CommonInjectArgs, KillArgs, PauseArgs, PickArgs, SelectorArgs};
+
+/// Input refused before anything was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A duration flag that does not parse, or is zero.
+    #[error("invalid {flag}: {reason}")]
+    BadDuration { flag: &'static str, reason: String },
+    /// A `--label` that is not `key=value`.
+    #[error("invalid --label {0:?}: expected KEY=VALUE with a non-empty key")]
+    BadLabel(String),
+    /// The same label key twice.
+    #[error("invalid --label {0:?}: the key is given twice")]
+    DuplicateLabel(String),
+}
+
+/// Parses a duration flag into whole milliseconds. Zero is refused here because zero
+/// means "unset" on the wire.
+pub fn duration_flag(flag: &'static str, text: &str) -> Result<u64, RequestError> {
+    let d = parse_duration(text).map_err(|reason| RequestError::BadDuration { flag, reason })?;
+    let ms = d.as_millis();
+    if ms == 0 {
+        return Err(RequestError::BadDuration {
+            flag,
+            reason: format!(
+                "{text:?} is {}: a duration must be at least 1ms",
+                if d.is_zero() {
+                    "zero"
+                } else {
+                    "under a millisecond"
+                }
+            ),
+        });
+    }
+    Ok(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// Parses repeated `--label key=value` flags.
+pub fn labels(raw: &[String]) -> Result<HashMap<String, String>, RequestError> {
+    let mut out = HashMap::new();
+    for l in raw {
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(RequestError::BadLabel(l.clone()));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(RequestError::BadLabel(l.clone()));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(RequestError::DuplicateLabel(l.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// The selector as sent: each flag given becomes a field.
+pub fn selector(a: &SelectorArgs) -> ProcessSelector {
+    ProcessSelector {
+        pid: a.pid,
+        name: a.name.clone(),
+        cmdline: a.cmdline.clone(),
+        cgroup: a.cgroup.clone(),
+        unit: a.unit.clone(),
+        user: a.user.clone(),
+    }
+}
+
+/// The pick as sent: `--count` or `--percent` if given, else all.
+pub fn pick(a: &PickArgs) -> Pick {
+    let mode = if let Some(n) = a.count {
+        pick::Mode::Count(n)
+    } else if let Some(p) = a.percent {
+        pick::Mode::Percent(p)
+    } else {
+        pick::Mode::All(true)
+    };
+    Pick { mode: Some(mode) }
+}
+
+fn request(
+    spec: fault_spec::Kind,
+    duration_ms: u64,
+    common: &CommonInjectArgs,
+) -> Result<InjectRequest, RequestError> {
+    Ok(InjectRequest {
+        spec: Some(FaultSpec { kind: Some(spec) }),
+        duration_ms,
+        labels: labels(&common.labels)?,
+        dry_run: common.dry_run,
+    })
+}
+
+/// `faultctl inject kill ...` as an [`InjectRequest`].
+pub fn kill_request(a: &KillArgs) -> Result<InjectRequest, RequestError> {
+    let every_ms = match &a.every {
+        Some(e) => duration_flag("--every", e)?,
+        None => 0,
+    };
+    let duration_ms = match &a.for_ {
+        Some(f) => duration_flag("--for", f)?,
+        None => 0,
+    };
+    let spec = KillSpec {
+        selector: Some(selector(&a.selector)),
+        pick: Some(pick(&a.pick)),
+        signal: a.signal.clone(),
+        every_ms,
+    };
+    request(fault_spec::Kind::Kill(spec), duration_ms, &a.common)
+}
+
+/// `faultctl inject pause ...` as an [`InjectRequest`].
+pub fn pause_request(a: &PauseArgs) -> Result<InjectRequest, RequestError> {
+    let duration_ms = duration_flag("--for", &a.for_)?;
+    let spec = PauseSpec {
+        selector: Some(selector(&a.selector)),
+        pick: Some(pick(&a.pick)),
+    };
+    request(fault_spec::Kind::Pause(spec), duration_ms, &a.common)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, InjectCommand};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<InjectRequest, RequestError> {
+        let mut v = vec!["faultctl", "inject"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).expect("clap accepts it").command {
+            Command::Inject(InjectCommand::Kill(k)) => kill_request(&k),
+            Command::Inject(InjectCommand::Pause(p)) => pause_request(&p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn kill(r: &InjectRequest) -> &KillSpec {
+        match r.spec.as_ref().unwrap().kind.as_ref().unwrap() {
+            fault_spec::Kind::Kill(k) => k,
+            other => panic!("not a kill: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kill_defaults() {
+        let r = parse(&["kill", "--pid", "4242"]).unwrap();
+        let k = kill(&r);
+        assert_eq!(k.signal, "KILL");
+        assert_eq!(k.every_ms, 0);
+        assert_eq!(r.duration_ms, 0);
+        assert!(!r.dry_run);
+        assert!(r.labels.is_empty());
+        assert_eq!(k.pick.as_ref().unwrap().mode, Some(pick::Mode::All(true)));
+        let s = k.selector.as_ref().unwrap();
+        assert_eq!(s.pid, Some(4242));
+        assert_eq!(
+            (s.name.as_ref(), s.cmdline.as_ref(), s.user.as_ref()),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn kill_with_everything() {
+        let r = parse(&[
+            "kill",
+            "--name",
+            "nginx",
+            "--cmdline",
+            "worker.*",
+            "--cgroup",
+            "/system.slice/x",
+            "--unit",
+            "nginx.service",
+            "--user",
+            "www-data",
+            "--count",
+            "2",
+            "--signal",
+            "TERM",
+            "--every",
+            "30s",
+            "--for",
+            "5m",
+            "--dry-run",
+            "--label",
+            "a=b",
+            "--label",
+            "team=x=y",
+        ])
+        .unwrap();
+        let k = kill(&r);
+        assert_eq!(k.signal, "TERM");
+        assert_eq!(k.every_ms, 30_000);
+        assert_eq!(r.duration_ms, 300_000);
+        assert!(r.dry_run);
+        assert_eq!(r.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(r.labels.get("team").map(String::as_str), Some("x=y"));
+        assert_eq!(k.pick.as_ref().unwrap().mode, Some(pick::Mode::Count(2)));
+        let s = k.selector.as_ref().unwrap();
+        assert_eq!(s.name.as_deref(), Some("nginx"));
+        assert_eq!(s.cmdline.as_deref(), Some("worker.*"));
+        assert_eq!(s.cgroup.as_deref(), Some("/system.slice/x"));
+        assert_eq!(s.unit.as_deref(), Some("nginx.service"));
+        assert_eq!(s.user.as_deref(), Some("www-data"));
+        assert_eq!(s.pid, None);
+    }
+
+    #[test]
+    fn pause_with_percent() {
+        let r = parse(&[
+            "pause",
+            "--unit",
+            "w.service",
+            "--percent",
+            "50",
+            "--for",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(r.duration_ms, 90_000);
+        match r.spec.unwrap().kind.unwrap() {
+            fault_spec::Kind::Pause(p) => {
+                assert_eq!(p.pick.unwrap().mode, Some(pick::Mode::Percent(50.0)));
+                assert_eq!(p.selector.unwrap().unit.as_deref(), Some("w.service"));
+            }
+            other => panic!("not a pause: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn semantic_checks_are_left_to_the_agent() {
+        // Over 100 %, an unknown signal, a bad regex, an empty selector: all sent as given.
+        let r = parse(&[
+            "kill",
+            "--percent",
+            "150",
+            "--signal",
+            "BOGUS",
+            "--cmdline",
+            "(",
+        ])
+        .unwrap();
+        assert_eq!(kill(&r).signal, "BOGUS");
+        assert!(parse(&["kill"]).is_ok());
+    }
+
+    #[test]
+    fn duration_errors_name_the_flag() {
+        let e = parse(&["pause", "--pid", "1", "--for", "-5s"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --for: \"-5s\" is negative: a duration must be positive"
+        );
+        let e = parse(&["pause", "--pid", "1", "--for", "0s"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --for: \"0s\" is zero: a duration must be at least 1ms"
+        );
+        let e = parse(&["kill", "--pid", "1", "--every", "10", "--for", "1m"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --every: \"10\" has no unit (write e.g. 10s or 10ms)"
+        );
+        let e = parse(&["pause", "--pid", "1", "--for", "soon"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid --for: \"soon\" is not a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn labels_must_be_key_value() {
+        let e = parse(&["kill", "--pid", "1", "--label", "novalue"]).unwrap_err();
+        assert_eq!(e, RequestError::BadLabel("novalue".into()));
+        assert_eq!(
+            e.to_string(),
+            "invalid --label \"novalue\": expected KEY=VALUE with a non-empty key"
+        );
+        assert!(matches!(
+            parse(&["kill", "--pid", "1", "--label", "=v"]),
+            Err(RequestError::BadLabel(_))
+        ));
+        assert!(matches!(
+            parse(&["kill", "--pid", "1", "--label", "a=1", "--label", "a=2"]),
+            Err(RequestError::DuplicateLabel(_))
+        ));
+        // An empty value is allowed.
+        assert_eq!(
+            parse(&["kill", "--pid", "1", "--label", "k="])
+                .unwrap()
+                .labels["k"],
+            ""
+        );
+    }
+}
