@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub mod caps;
+pub mod fake_agent;
 
 /// Whether `capability` is available; `Err(why)` if not. See [`caps`] for the names.
 pub fn probe(capability: &str) -> Result<(), String> {
