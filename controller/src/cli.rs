@@ -183,6 +183,10 @@ pub struct CommonInjectArgs {
     /// A label recorded with the fault (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Bind the fault to an existing lease: if its holder stops renewing it, the agent
+    /// reverts the fault.
+    #[arg(long, value_name = "LEASE_ID")]
+    pub lease: Option<String>,
 }
 
 /// `faultctl inject kill`.

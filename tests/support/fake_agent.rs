@@ -5,7 +5,9 @@
 //! socket ([`FakeAgent::serve_unix`]) or TCP ([`FakeAgent::serve_tcp`]). Process
 //! selection is real but minimal: only `--pid` is resolved (from `/proc`); pid 1 is
 //! excluded, as faultd excludes it. A test scripts errors with [`FakeState::fail_next`]
-//! and events with [`FakeState::events`] / [`FakeState::watch_limit`].
+//! and events with [`FakeState::events`] / [`FakeState::watch_limit`]. Leases are
+//! recorded, renewed and closed (closing can revert bound faults) but never lapse on
+//! their own: the fake runs no timers.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -14,8 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use faultline_proto::v1::agent_server::{Agent, AgentServer};
 use faultline_proto::v1::{
-    Event, EventType, ExcludedProcess, Fault, FaultKind, FaultState, GetLimitsRequest, GetRequest,
-    InjectRequest, InjectResponse, KindSupport, Limits, ListRequest, ListResponse, ProcessTarget,
+    CloseLeaseRequest, CloseLeaseResponse, Event, EventType, ExcludedProcess, Fault, FaultKind,
+    FaultState, GetLimitsRequest, GetRequest, InjectRequest, InjectResponse, KindSupport, Lease,
+    Limits, ListRequest, ListResponse, OpenLeaseRequest, ProcessTarget, RenewLeaseRequest,
     RevertAllRequest, RevertAllResponse, RevertRequest, RevertResponse, RevertResult,
     StatusRequest, StatusResponse, WatchRequest, fault_spec,
 };
@@ -38,6 +41,8 @@ pub struct FakeState {
     pub last_inject: Option<InjectRequest>,
     /// How many calls were served.
     pub calls: u64,
+    /// Open leases.
+    pub leases: Vec<Lease>,
 }
 
 /// The fake agent. Clone it freely: clones share the state.
@@ -183,6 +188,18 @@ fn end(f: &mut Fault, reason: &str) {
     f.end_reason = reason.to_string();
 }
 
+fn renew(st: &mut FakeState, id: &str) -> Result<Lease, Status> {
+    let l = st
+        .leases
+        .iter_mut()
+        .find(|l| l.id == id)
+        .ok_or_else(|| Status::not_found(format!("no lease {id:?}")))?;
+    l.expires_at_ms = now_ms() + l.ttl_ms;
+    Ok(l.clone())
+}
+
+type LeaseStream = Pin<Box<dyn Stream<Item = Result<Lease, Status>> + Send + 'static>>;
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -248,8 +265,17 @@ impl Agent for FakeAgent {
             undo: "nothing (fake)".into(),
             targets: vec![target.clone()],
             duration_ms: req.duration_ms,
+            lease_id: req.lease_id.clone(),
             ..Default::default()
         };
+        if !req.lease_id.is_empty() {
+            let lease = st
+                .leases
+                .iter_mut()
+                .find(|l| l.id == req.lease_id)
+                .ok_or_else(|| Status::not_found(format!("no lease {:?}", req.lease_id)))?;
+            lease.fault_ids.push(fault.id.clone());
+        }
         st.faults.push(fault.clone());
         drop(st);
         self.publish(EventType::Injected, &fault, plan.clone());
@@ -411,5 +437,78 @@ impl Agent for FakeAgent {
             .filter_map(|e| e.ok());
         let stream = tokio_stream::iter(first).chain(live).take(limit).map(Ok);
         Ok(Response::new(Box::pin(stream) as EventStream))
+    }
+
+    async fn open_lease(&self, req: Request<OpenLeaseRequest>) -> Result<Response<Lease>, Status> {
+        let req = req.into_inner();
+        let mut st = self.enter()?;
+        if req.ttl_ms < 1000 {
+            return Err(Status::invalid_argument(
+                "ttl_ms: a lease lives at least 1s",
+            ));
+        }
+        let lease = Lease {
+            id: format!("l-{}", st.leases.len() + 1),
+            ttl_ms: req.ttl_ms,
+            expires_at_ms: now_ms() + req.ttl_ms,
+            holder: req.holder,
+            fault_ids: vec![],
+        };
+        st.leases.push(lease.clone());
+        Ok(Response::new(lease))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<RenewLeaseRequest>,
+    ) -> Result<Response<Lease>, Status> {
+        let id = req.into_inner().id;
+        let mut st = self.enter()?;
+        renew(&mut st, &id).map(Response::new)
+    }
+
+    type KeepAliveStream = LeaseStream;
+
+    async fn keep_alive(
+        &self,
+        req: Request<tonic::Streaming<RenewLeaseRequest>>,
+    ) -> Result<Response<Self::KeepAliveStream>, Status> {
+        drop(self.enter()?);
+        let state = self.state.clone();
+        let stream = req.into_inner().map(move |r| {
+            let r = r?;
+            renew(&mut state.lock().expect("fake state lock"), &r.id)
+        });
+        Ok(Response::new(Box::pin(stream) as LeaseStream))
+    }
+
+    async fn close_lease(
+        &self,
+        req: Request<CloseLeaseRequest>,
+    ) -> Result<Response<CloseLeaseResponse>, Status> {
+        let req = req.into_inner();
+        let mut st = self.enter()?;
+        let i = st
+            .leases
+            .iter()
+            .position(|l| l.id == req.id)
+            .ok_or_else(|| Status::not_found(format!("no lease {:?}", req.id)))?;
+        let lease = st.leases.remove(i);
+        let mut results = vec![];
+        if req.revert_faults {
+            for f in st
+                .faults
+                .iter_mut()
+                .filter(|f| lease.fault_ids.contains(&f.id) && f.state == FaultState::Active as i32)
+            {
+                end(f, "lease closed");
+                results.push(RevertResult {
+                    id: f.id.clone(),
+                    ok: true,
+                    error: String::new(),
+                });
+            }
+        }
+        Ok(Response::new(CloseLeaseResponse { results }))
     }
 }

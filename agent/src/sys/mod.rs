@@ -2,3 +2,6 @@
 //! namespaces. Nothing here knows about proto types or the engine.
 //!
 //! Each developer adds a `pub mod` line for their module here.
+
+pub mod cgroup;
+pub mod proc;

@@ -1,0 +1,500 @@
+//! proto <-> domain. Incoming messages become validated domain values here, and every
+//! rejection names the field, so the engine never sees malformed input.
+
+use std::time::{Duration, SystemTime};
+
+use faultline_proto::v1 as pb;
+use regex::Regex;
+
+use crate::engine::{self, FaultRecord, State};
+use crate::error::FaultError;
+use crate::fault::process::parse_signal;
+use crate::fault::{FaultSpec, KillSpec, Kind, PauseSpec, Pick, Selector};
+use crate::sys::proc::ProcInfo;
+
+/// Label keys and values: bounded, printable.
+const MAX_LABELS: usize = 32;
+const MAX_LABEL_LEN: usize = 256;
+const MAX_REGEX_LEN: usize = 1024;
+
+fn selector(s: Option<&pb::ProcessSelector>, field: &str) -> Result<Selector, FaultError> {
+    let s = s.ok_or_else(|| {
+        FaultError::invalid(
+            field,
+            "missing: give at least one of pid, name, cmdline, cgroup, unit, user",
+        )
+    })?;
+    let f = |name: &str| format!("{field}.{name}");
+    let nonempty = |v: &Option<String>, name: &str| -> Result<Option<String>, FaultError> {
+        match v {
+            Some(t) if t.trim().is_empty() => Err(FaultError::invalid(f(name), "is empty")),
+            Some(t) if t.len() > 4096 => {
+                Err(FaultError::invalid(f(name), "is longer than 4096 bytes"))
+            }
+            Some(t) => Ok(Some(t.clone())),
+            None => Ok(None),
+        }
+    };
+    let pid = match s.pid {
+        Some(p) if p <= 0 => {
+            return Err(FaultError::invalid(
+                f("pid"),
+                format!("{p} is not a process id (must be > 0)"),
+            ));
+        }
+        p => p,
+    };
+    let name = nonempty(&s.name, "name")?;
+    if let Some(n) = &name
+        && n.len() > 15
+    {
+        return Err(FaultError::invalid(
+            f("name"),
+            format!("{n:?} is longer than 15 bytes, so no comm can equal it; use cmdline instead"),
+        ));
+    }
+    let cmdline = match nonempty(&s.cmdline, "cmdline")? {
+        Some(r) => {
+            if r.len() > MAX_REGEX_LEN {
+                return Err(FaultError::invalid(
+                    f("cmdline"),
+                    format!("regex longer than {MAX_REGEX_LEN} bytes"),
+                ));
+            }
+            Some(Regex::new(&r).map_err(|e| {
+                FaultError::invalid(
+                    f("cmdline"),
+                    format!("invalid regex: {}", e.to_string().replace('\n', " ")),
+                )
+            })?)
+        }
+        None => None,
+    };
+    let cgroup = nonempty(&s.cgroup, "cgroup")?;
+    if let Some(c) = &cgroup
+        && (!c.starts_with('/') || c.split('/').any(|p| p == ".."))
+    {
+        return Err(FaultError::invalid(
+            f("cgroup"),
+            format!("{c:?} must be an absolute path without \"..\" (e.g. /system.slice/x.service)"),
+        ));
+    }
+    let unit = nonempty(&s.unit, "unit")?;
+    if let Some(u) = &unit
+        && (u.contains('/') || !u.contains('.'))
+    {
+        return Err(FaultError::invalid(
+            f("unit"),
+            format!("{u:?} is not a unit name (e.g. nginx.service)"),
+        ));
+    }
+    let user = match nonempty(&s.user, "user")? {
+        Some(u) => Some(resolve_user(&u).map_err(|m| FaultError::invalid(f("user"), m))?),
+        None => None,
+    };
+    let sel = Selector {
+        pid,
+        name,
+        cmdline,
+        cgroup,
+        unit,
+        user,
+    };
+    if sel.is_empty() {
+        return Err(FaultError::invalid(
+            field,
+            "empty selector: give at least one of pid, name, cmdline, cgroup, unit, user",
+        ));
+    }
+    Ok(sel)
+}
+
+fn resolve_user(u: &str) -> Result<(String, u32), String> {
+    if let Ok(uid) = u.parse::<u32>() {
+        return Ok((u.to_string(), uid));
+    }
+    match nix::unistd::User::from_name(u) {
+        Ok(Some(user)) => Ok((u.to_string(), user.uid.as_raw())),
+        Ok(None) => Err(format!("no user named {u:?} on this node")),
+        Err(e) => Err(format!("cannot look up user {u:?}: {e}")),
+    }
+}
+
+fn pick(p: Option<&pb::Pick>, field: &str) -> Result<Pick, FaultError> {
+    match p.and_then(|p| p.mode.as_ref()) {
+        None | Some(pb::pick::Mode::All(_)) => Ok(Pick::All),
+        Some(pb::pick::Mode::Count(0)) => Err(FaultError::invalid(
+            format!("{field}.count"),
+            "must be at least 1",
+        )),
+        Some(pb::pick::Mode::Count(n)) => Ok(Pick::Count(*n)),
+        Some(pb::pick::Mode::Percent(p)) => {
+            if !p.is_finite() || *p <= 0.0 || *p > 100.0 {
+                Err(FaultError::invalid(
+                    format!("{field}.percent"),
+                    format!("{p} is not in (0, 100]"),
+                ))
+            } else {
+                Ok(Pick::Percent(*p))
+            }
+        }
+    }
+}
+
+/// A validated spec and duration from an `InjectRequest`.
+pub fn inject_request(
+    req: &pb::InjectRequest,
+    requested_by: String,
+) -> Result<engine::InjectRequest, FaultError> {
+    let spec = match req.spec.as_ref().and_then(|s| s.kind.as_ref()) {
+        None => {
+            return Err(FaultError::invalid(
+                "spec",
+                "missing: choose a fault kind (kill, pause)",
+            ));
+        }
+        Some(pb::fault_spec::Kind::Kill(k)) => {
+            let every = match k.every_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            };
+            if every.is_some() && req.duration_ms == 0 {
+                return Err(FaultError::invalid(
+                    "duration_ms",
+                    "a repeating kill (every_ms) needs a duration (--for) to bound the loop",
+                ));
+            }
+            FaultSpec::Kill(KillSpec {
+                selector: selector(k.selector.as_ref(), "spec.kill.selector")?,
+                pick: pick(k.pick.as_ref(), "spec.kill.pick")?,
+                signal: parse_signal(&k.signal).map_err(|e| match e {
+                    FaultError::Invalid { message, .. } => {
+                        FaultError::invalid("spec.kill.signal", message)
+                    }
+                    other => other,
+                })?,
+                every,
+            })
+        }
+        Some(pb::fault_spec::Kind::Pause(p)) => FaultSpec::Pause(PauseSpec {
+            selector: selector(p.selector.as_ref(), "spec.pause.selector")?,
+            pick: pick(p.pick.as_ref(), "spec.pause.pick")?,
+        }),
+    };
+    let duration = match req.duration_ms {
+        0 if spec.lasts() => {
+            return Err(FaultError::invalid(
+                "duration_ms",
+                format!(
+                    "a {} fault needs a duration greater than zero (--for)",
+                    spec.kind().name()
+                ),
+            ));
+        }
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
+    if req.labels.len() > MAX_LABELS {
+        return Err(FaultError::invalid(
+            "labels",
+            format!("{} labels; at most {MAX_LABELS}", req.labels.len()),
+        ));
+    }
+    for (k, v) in &req.labels {
+        if k.is_empty()
+            || k.len() > MAX_LABEL_LEN
+            || v.len() > MAX_LABEL_LEN
+            || k.chars().any(char::is_control)
+        {
+            return Err(FaultError::invalid(
+                "labels",
+                format!(
+                    "label {k:?}: keys must be 1..={MAX_LABEL_LEN} printable bytes, values at most {MAX_LABEL_LEN}"
+                ),
+            ));
+        }
+    }
+    Ok(engine::InjectRequest {
+        spec,
+        duration,
+        labels: req.labels.clone(),
+        dry_run: req.dry_run,
+        requested_by,
+        lease: Some(req.lease_id.clone()).filter(|l| !l.is_empty()),
+    })
+}
+
+fn ms(t: Option<SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn kind(k: Kind) -> pb::FaultKind {
+    match k {
+        Kind::Kill => pb::FaultKind::Kill,
+        Kind::Pause => pb::FaultKind::Pause,
+    }
+}
+
+fn selector_pb(s: &Selector) -> pb::ProcessSelector {
+    pb::ProcessSelector {
+        pid: s.pid,
+        name: s.name.clone(),
+        cmdline: s.cmdline.as_ref().map(|r| r.as_str().to_string()),
+        cgroup: s.cgroup.clone(),
+        unit: s.unit.clone(),
+        user: s.user.as_ref().map(|(u, _)| u.clone()),
+    }
+}
+
+fn pick_pb(p: Pick) -> pb::Pick {
+    pb::Pick {
+        mode: Some(match p {
+            Pick::All => pb::pick::Mode::All(true),
+            Pick::Count(n) => pb::pick::Mode::Count(n),
+            Pick::Percent(p) => pb::pick::Mode::Percent(p),
+        }),
+    }
+}
+
+/// The spec as applied, defaults filled in.
+pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
+    pb::FaultSpec {
+        kind: Some(match s {
+            FaultSpec::Kill(k) => pb::fault_spec::Kind::Kill(pb::KillSpec {
+                selector: Some(selector_pb(&k.selector)),
+                pick: Some(pick_pb(k.pick)),
+                signal: k.signal.as_str().trim_start_matches("SIG").to_string(),
+                every_ms: k.every.map(|d| d.as_millis() as u64).unwrap_or(0),
+            }),
+            FaultSpec::Pause(p) => pb::fault_spec::Kind::Pause(pb::PauseSpec {
+                selector: Some(selector_pb(&p.selector)),
+                pick: Some(pick_pb(p.pick)),
+            }),
+        }),
+    }
+}
+
+pub fn target(p: &ProcInfo) -> pb::ProcessTarget {
+    pb::ProcessTarget {
+        pid: p.pid,
+        comm: p.comm.clone(),
+        cmdline: p.cmdline.clone(),
+        uid: p.uid,
+    }
+}
+
+pub fn state(s: State) -> pb::FaultState {
+    match s {
+        State::Pending => pb::FaultState::Pending,
+        State::Active => pb::FaultState::Active,
+        State::Reverted => pb::FaultState::Reverted,
+        State::Expired => pb::FaultState::Expired,
+        State::Failed => pb::FaultState::Failed,
+        State::Completed => pb::FaultState::Completed,
+    }
+}
+
+pub fn fault(r: &FaultRecord) -> pb::Fault {
+    pb::Fault {
+        id: r.id.clone(),
+        kind: kind(r.kind()) as i32,
+        spec: Some(spec_pb(&r.spec)),
+        state: state(r.state) as i32,
+        labels: r.labels.clone(),
+        requested_by: r.requested_by.clone(),
+        created_at_ms: ms(Some(r.created_at)),
+        expires_at_ms: ms(r.expires_at),
+        ended_at_ms: ms(r.ended_at),
+        end_reason: r.end_reason.clone(),
+        description: r.description.clone(),
+        undo: r.undo.clone(),
+        targets: r.targets.iter().map(target).collect(),
+        duration_ms: r.duration.map(|d| d.as_millis() as u64).unwrap_or(0),
+        lease_id: r.lease.clone().unwrap_or_default(),
+    }
+}
+
+pub fn event(e: &engine::Event) -> pb::Event {
+    use engine::EventType as E;
+    pb::Event {
+        r#type: match e.kind {
+            E::Injected => pb::EventType::Injected,
+            E::Reverted => pb::EventType::Reverted,
+            E::Expired => pb::EventType::Expired,
+            E::Failed => pb::EventType::Failed,
+            E::Refused => pb::EventType::Refused,
+            E::Tick => pb::EventType::Tick,
+        } as i32,
+        at_ms: ms(Some(e.at)),
+        fault_id: e.fault_id.clone(),
+        kind: e.fault_kind.map(kind).unwrap_or(pb::FaultKind::Unspecified) as i32,
+        message: e.message.clone(),
+        fault: e.fault.as_ref().map(fault),
+        requested_by: e.requested_by.clone(),
+    }
+}
+
+pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
+    pb::Limits {
+        profile: l.profile.clone(),
+        source: l.source.clone(),
+        max_duration_ms: l.max_duration.as_millis() as u64,
+        max_concurrent_faults: l.max_concurrent_faults,
+        max_kills_per_minute: l.process.max_kills_per_minute,
+        protected_processes: l.process.protected_processes.clone(),
+        protected_units: l.process.protected_units.clone(),
+        protected_cgroups: l.process.protected_cgroups.clone(),
+        network: Some(pb::NetworkLimits {
+            max_delay_ms: l.network.max_delay.as_millis() as u64,
+            max_loss_percent: l.network.max_loss_percent,
+        }),
+        cpu: Some(pb::StressLimits {
+            max_percent: l.cpu.max_percent,
+            max_duration_ms: l.cpu.max_duration.as_millis() as u64,
+        }),
+        memory: Some(pb::StressLimits {
+            max_percent: l.memory.max_percent,
+            max_duration_ms: l.memory.max_duration.as_millis() as u64,
+        }),
+        protected_interfaces: l.network.protected_interfaces.clone(),
+        require_lease: l.require_lease,
+        max_lease_ttl_ms: l.max_lease_ttl.as_millis() as u64,
+    }
+}
+
+pub fn lease(l: &engine::LeaseInfo) -> pb::Lease {
+    pb::Lease {
+        id: l.id.clone(),
+        ttl_ms: l.ttl.as_millis() as u64,
+        expires_at_ms: ms(Some(l.expires_at)),
+        holder: l.holder.clone(),
+        fault_ids: l.faults.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn req(kind: pb::fault_spec::Kind, duration_ms: u64) -> pb::InjectRequest {
+        pb::InjectRequest {
+            spec: Some(pb::FaultSpec { kind: Some(kind) }),
+            duration_ms,
+            labels: HashMap::new(),
+            dry_run: false,
+            lease_id: String::new(),
+        }
+    }
+
+    fn kill(sel: pb::ProcessSelector) -> pb::fault_spec::Kind {
+        pb::fault_spec::Kind::Kill(pb::KillSpec {
+            selector: Some(sel),
+            pick: None,
+            signal: String::new(),
+            every_ms: 0,
+        })
+    }
+
+    fn err(r: pb::InjectRequest) -> String {
+        inject_request(&r, "test".into()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        assert_eq!(
+            err(req(kill(pb::ProcessSelector::default()), 0)),
+            "invalid spec.kill.selector: empty selector: give at least one of pid, name, cmdline, cgroup, unit, user"
+        );
+        assert_eq!(
+            err(pb::InjectRequest::default()),
+            "invalid spec: missing: choose a fault kind (kill, pause)"
+        );
+        let bad_regex = pb::ProcessSelector {
+            cmdline: Some("(".into()),
+            ..Default::default()
+        };
+        assert!(
+            err(req(kill(bad_regex), 0))
+                .starts_with("invalid spec.kill.selector.cmdline: invalid regex")
+        );
+        let k = pb::fault_spec::Kind::Kill(pb::KillSpec {
+            selector: Some(pb::ProcessSelector {
+                pid: Some(5),
+                ..Default::default()
+            }),
+            pick: None,
+            signal: "NOPE".into(),
+            every_ms: 0,
+        });
+        assert!(err(req(k, 0)).starts_with("invalid spec.kill.signal: unknown signal \"NOPE\""));
+        let p = pb::fault_spec::Kind::Pause(pb::PauseSpec {
+            selector: Some(pb::ProcessSelector {
+                pid: Some(5),
+                ..Default::default()
+            }),
+            pick: Some(pb::Pick {
+                mode: Some(pb::pick::Mode::Percent(150.0)),
+            }),
+        });
+        assert_eq!(
+            err(req(p.clone(), 1000)),
+            "invalid spec.pause.pick.percent: 150 is not in (0, 100]"
+        );
+        let p0 = pb::fault_spec::Kind::Pause(pb::PauseSpec {
+            selector: Some(pb::ProcessSelector {
+                pid: Some(5),
+                ..Default::default()
+            }),
+            pick: None,
+        });
+        assert_eq!(
+            err(req(p0, 0)),
+            "invalid duration_ms: a pause fault needs a duration greater than zero (--for)"
+        );
+        let neg = pb::ProcessSelector {
+            pid: Some(-3),
+            ..Default::default()
+        };
+        assert_eq!(
+            err(req(kill(neg), 0)),
+            "invalid spec.kill.selector.pid: -3 is not a process id (must be > 0)"
+        );
+        let rel = pb::ProcessSelector {
+            cgroup: Some("x/../y".into()),
+            ..Default::default()
+        };
+        assert!(err(req(kill(rel), 0)).starts_with("invalid spec.kill.selector.cgroup:"));
+        let nouser = pb::ProcessSelector {
+            user: Some("no-such-user-xyz".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            err(req(kill(nouser), 0)),
+            "invalid spec.kill.selector.user: no user named \"no-such-user-xyz\" on this node"
+        );
+    }
+
+    #[test]
+    fn spec_round_trips_with_defaults_filled_in() {
+        let r = req(
+            kill(pb::ProcessSelector {
+                name: Some("sleep".into()),
+                ..Default::default()
+            }),
+            0,
+        );
+        let d = inject_request(&r, "t".into()).unwrap();
+        let back = spec_pb(&d.spec);
+        match back.kind.unwrap() {
+            pb::fault_spec::Kind::Kill(k) => {
+                assert_eq!(k.signal, "KILL");
+                assert_eq!(k.pick.unwrap().mode, Some(pb::pick::Mode::All(true)));
+                assert_eq!(k.selector.unwrap().name.as_deref(), Some("sleep"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

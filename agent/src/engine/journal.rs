@@ -1,0 +1,190 @@
+//! The journal: one small JSON file per live fault in `<state-dir>/journal/`, written
+//! crash-safely (write a temp file, fsync, rename, fsync the directory).
+//!
+//! The engine records a fault's *prospective* undo before it touches the kernel (phase
+//! `applying`) and the actual undo after (phase `active`); it removes the file once the
+//! fault is reverted. A file left behind means a previous run died with the fault live:
+//! on start the agent reverts every such fault before it accepts requests. Because every
+//! undo is idempotent, reverting a prospective undo of a change that never happened is
+//! harmless.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::fault::{ProcId, UndoRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// About to change the kernel; the undo is what it will be if the change lands.
+    Applying,
+    /// In effect.
+    Active,
+    /// A revert was tried and failed; the next start tries again.
+    RevertFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    pub kind: String,
+    pub phase: Phase,
+    pub created_at_ms: u64,
+    pub requested_by: String,
+    pub description: String,
+    pub undo: UndoRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("journal {path}: {op}: {source}")]
+pub struct JournalError {
+    pub path: PathBuf,
+    pub op: &'static str,
+    pub source: std::io::Error,
+}
+
+/// The journal directory.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+fn wrap<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+impl Journal {
+    /// Opens (creating) `<state_dir>/journal`.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        let dir = state_dir.join("journal");
+        std::fs::create_dir_all(&dir).map_err(wrap(&dir, "create"))?;
+        Ok(Journal { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Writes (or replaces) a fault's entry durably.
+    pub fn record(&self, e: &Entry) -> Result<(), JournalError> {
+        let path = self.path(&e.id);
+        let tmp = self.dir.join(format!(".{}.tmp", e.id));
+        let data = serde_json::to_vec_pretty(e).expect("journal entries serialize");
+        let mut f = std::fs::File::create(&tmp).map_err(wrap(&tmp, "create"))?;
+        f.write_all(&data).map_err(wrap(&tmp, "write"))?;
+        f.sync_all().map_err(wrap(&tmp, "fsync"))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(wrap(&path, "rename"))?;
+        self.sync_dir()
+    }
+
+    /// Forgets a fault (it is reverted).
+    pub fn remove(&self, id: &str) -> Result<(), JournalError> {
+        let path = self.path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(JournalError {
+                path,
+                op: "remove",
+                source: e,
+            }),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<(), JournalError> {
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(wrap(&self.dir, "fsync"))
+    }
+
+    /// Every entry left on disk, and the files that could not be read (path, why).
+    pub fn load(&self) -> (Vec<Entry>, Vec<(PathBuf, String)>) {
+        let mut entries = Vec::new();
+        let mut bad = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return (entries, bad);
+        };
+        for de in rd.flatten() {
+            let p = de.path();
+            let name = de.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write that never reached its rename: the fault was not yet applied.
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            match std::fs::read(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(e) => entries.push(e),
+                Err(why) => bad.push((p, why)),
+            }
+        }
+        entries.sort_by_key(|e| e.created_at_ms);
+        (entries, bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            kind: "pause".into(),
+            phase: Phase::Applying,
+            created_at_ms: 1,
+            requested_by: "test".into(),
+            description: "SIGSTOP 42".into(),
+            undo: UndoRecord::Resume {
+                procs: vec![ProcId {
+                    pid: 42,
+                    starttime: 7,
+                    comm: "sleep".into(),
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn records_replaces_loads_and_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        j.record(&entry("f-1")).unwrap();
+        let mut e = entry("f-1");
+        e.phase = Phase::Active;
+        j.record(&e).unwrap();
+        j.record(&entry("f-2")).unwrap();
+        std::fs::write(j.dir().join(".f-3.tmp"), "partial").unwrap();
+        std::fs::write(j.dir().join("f-4.json"), "{ not json").unwrap();
+        let (entries, bad) = j.load();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries.iter().find(|x| x.id == "f-1").unwrap().phase,
+            Phase::Active
+        );
+        assert_eq!(bad.len(), 1);
+        assert!(
+            !j.dir().join(".f-3.tmp").exists(),
+            "stale temp files are dropped"
+        );
+        j.remove("f-1").unwrap();
+        j.remove("f-1").unwrap();
+        assert_eq!(j.load().0.len(), 1);
+    }
+}

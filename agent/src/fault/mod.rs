@@ -1,0 +1,282 @@
+//! The domain: what a fault is ([`FaultSpec`]), how it is applied, and its exact undo.
+//!
+//! A spec is a validated value (built from the proto message by `api::convert`); `plan`
+//! resolves its targets without changing anything (this is all a dry run does); `apply`
+//! changes the kernel and returns the [`Undo`]; `Undo::revert` is idempotent: a target
+//! that is already gone counts as reverted.
+
+pub mod process;
+
+use std::time::Duration;
+
+pub use process::{KillSpec, PauseSpec, Pick, Selector};
+
+use crate::error::FaultError;
+use crate::host::Host;
+use crate::sys::cgroup::{CgroupRef, Hierarchy};
+use crate::sys::proc::ProcInfo;
+
+/// The kinds of fault, as the limits and the API count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Kill,
+    Pause,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+        }
+    }
+}
+
+/// A validated fault specification, one variant per kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultSpec {
+    Kill(KillSpec),
+    Pause(PauseSpec),
+}
+
+impl FaultSpec {
+    pub fn kind(&self) -> Kind {
+        match self {
+            FaultSpec::Kill(_) => Kind::Kill,
+            FaultSpec::Pause(_) => Kind::Pause,
+        }
+    }
+
+    /// Whether the fault has an effect over time (and so needs a duration and occupies a
+    /// concurrency slot until it ends), as opposed to a one-shot action.
+    pub fn lasts(&self) -> bool {
+        match self {
+            FaultSpec::Kill(k) => k.every.is_some(),
+            FaultSpec::Pause(_) => true,
+        }
+    }
+
+    /// Resolves the targets; changes nothing.
+    pub fn plan(&self, host: &Host) -> Result<Plan, FaultError> {
+        match self {
+            FaultSpec::Kill(k) => process::plan_kill(k, host),
+            FaultSpec::Pause(p) => process::plan_pause(p, host),
+        }
+    }
+
+    /// Applies a plan made by [`FaultSpec::plan`]. On a partial failure it undoes what it
+    /// did and reports both.
+    pub fn apply(&self, plan: Plan, host: &Host) -> Result<Applied, FaultError> {
+        match self {
+            FaultSpec::Kill(k) => process::apply_kill(k, plan, host),
+            FaultSpec::Pause(_) => process::apply_pause(plan, host),
+        }
+    }
+}
+
+/// What a fault will do, resolved against the host right now.
+#[derive(Debug)]
+pub struct Plan {
+    /// Processes it hits (with pidfds already opened and checked).
+    pub targets: Vec<process::Target>,
+    /// Matches left alone, and why.
+    pub excluded: Vec<(ProcInfo, String)>,
+    /// For a pause of a whole cgroup: the group to freeze.
+    pub freeze: Option<crate::sys::cgroup::CgroupRef>,
+    /// In words.
+    pub description: String,
+}
+
+impl Plan {
+    pub fn target_infos(&self) -> Vec<ProcInfo> {
+        self.targets.iter().map(|t| t.info.clone()).collect()
+    }
+}
+
+/// The result of applying a fault.
+#[derive(Debug)]
+pub struct Applied {
+    pub undo: Undo,
+    /// What was done, in words.
+    pub description: String,
+    /// The processes hit.
+    pub targets: Vec<ProcInfo>,
+}
+
+/// How to put the node back.
+#[derive(Debug)]
+pub enum Undo {
+    /// A one-shot action: nothing can or need be undone.
+    Nothing,
+    /// A repeating action: stopping it is the whole undo (the engine stops the loop).
+    StopLoop,
+    /// SIGCONT the stopped processes (through their pidfds).
+    Resume(Vec<process::Target>),
+    /// Thaw a frozen cgroup.
+    Thaw(crate::sys::cgroup::CgroupRef),
+}
+
+impl Undo {
+    /// In words, for the fault record.
+    pub fn describe(&self) -> String {
+        match self {
+            Undo::Nothing => "nothing to undo (one-shot)".into(),
+            Undo::StopLoop => "stop the repeating kill loop".into(),
+            Undo::Resume(ts) => format!(
+                "SIGCONT pid{} {}",
+                if ts.len() == 1 { "" } else { "s" },
+                ts.iter()
+                    .map(|t| t.info.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
+        }
+    }
+
+    /// Puts the node back. Idempotent; a target that is gone counts as reverted.
+    pub fn revert(&self, host: &Host) -> Result<(), FaultError> {
+        match self {
+            Undo::Nothing | Undo::StopLoop => Ok(()),
+            Undo::Resume(ts) => process::resume(ts),
+            Undo::Thaw(cg) => host
+                .cgroups()?
+                .thaw(cg)
+                .map_err(|e| FaultError::Failed(format!("cannot thaw {}: {e}", cg.dir.display()))),
+        }
+    }
+}
+
+/// What to undo, in a form that survives the process (no file descriptors): what the
+/// journal keeps so that a later start can put the node back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UndoRecord {
+    /// Nothing to put back.
+    Nothing,
+    /// SIGCONT these processes, each identified by pid and start time.
+    Resume { procs: Vec<ProcId> },
+    /// Thaw this cgroup. `hierarchy` is `v2` or `v1:<controllers>`.
+    Thaw {
+        hierarchy: String,
+        path: String,
+        dir: std::path::PathBuf,
+    },
+}
+
+/// A process identity that a recycled pid cannot fake.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcId {
+    pub pid: i32,
+    pub starttime: u64,
+    pub comm: String,
+}
+
+impl ProcId {
+    fn of(p: &ProcInfo) -> ProcId {
+        ProcId {
+            pid: p.pid,
+            starttime: p.starttime,
+            comm: p.comm.clone(),
+        }
+    }
+}
+
+fn hierarchy_text(h: &Hierarchy) -> String {
+    match h {
+        Hierarchy::V2 => "v2".into(),
+        Hierarchy::V1(c) => format!("v1:{c}"),
+    }
+}
+
+fn thaw_record(cg: &CgroupRef) -> UndoRecord {
+    UndoRecord::Thaw {
+        hierarchy: hierarchy_text(&cg.hierarchy),
+        path: cg.path.clone(),
+        dir: cg.dir.clone(),
+    }
+}
+
+impl Plan {
+    /// The undo this plan will need if it is applied: journalled before applying.
+    pub fn prospective_undo(&self, spec: &FaultSpec) -> UndoRecord {
+        match (spec, &self.freeze) {
+            (FaultSpec::Kill(_), _) => UndoRecord::Nothing,
+            (FaultSpec::Pause(_), Some(cg)) => thaw_record(cg),
+            (FaultSpec::Pause(_), None) => UndoRecord::Resume {
+                procs: self.targets.iter().map(|t| ProcId::of(&t.info)).collect(),
+            },
+        }
+    }
+}
+
+impl Undo {
+    /// The journal's form of this undo.
+    pub fn record(&self) -> UndoRecord {
+        match self {
+            Undo::Nothing | Undo::StopLoop => UndoRecord::Nothing,
+            Undo::Resume(ts) => UndoRecord::Resume {
+                procs: ts.iter().map(|t| ProcId::of(&t.info)).collect(),
+            },
+            Undo::Thaw(cg) => thaw_record(cg),
+        }
+    }
+}
+
+impl UndoRecord {
+    /// Puts the node back from a journal record (after a crash). Idempotent: a process
+    /// that is gone or whose pid now belongs to another process counts as resumed.
+    pub fn revert(&self, host: &Host) -> Result<(), FaultError> {
+        match self {
+            UndoRecord::Nothing => Ok(()),
+            UndoRecord::Resume { procs } => {
+                let mut errors = Vec::new();
+                for p in procs {
+                    match crate::sys::proc::PidFd::open_checked(p.pid, p.starttime) {
+                        Ok(fd) => {
+                            if let Err(e) = fd.signal(nix::sys::signal::Signal::SIGCONT) {
+                                errors.push(e.to_string());
+                            }
+                        }
+                        Err(
+                            crate::sys::proc::ProcError::Gone { .. }
+                            | crate::sys::proc::ProcError::Recycled { .. },
+                        ) => {}
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(FaultError::Failed(errors.join("; ")))
+                }
+            }
+            UndoRecord::Thaw {
+                hierarchy,
+                path,
+                dir,
+            } => {
+                let h = match hierarchy.strip_prefix("v1:") {
+                    Some(c) => Hierarchy::V1(c.to_string()),
+                    None => Hierarchy::V2,
+                };
+                let cg = CgroupRef {
+                    hierarchy: h,
+                    path: path.clone(),
+                    dir: dir.clone(),
+                };
+                host.cgroups()?
+                    .thaw(&cg)
+                    .map_err(|e| FaultError::Failed(format!("cannot thaw {}: {e}", dir.display())))
+            }
+        }
+    }
+}
+
+/// A fault's duration, checked against the limits by `policy`.
+pub fn check_duration(d: Duration, field: &str) -> Result<(), FaultError> {
+    if d.is_zero() {
+        return Err(FaultError::invalid(field, "must be greater than zero"));
+    }
+    Ok(())
+}

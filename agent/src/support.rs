@@ -1,0 +1,70 @@
+//! What this host can do, per fault kind, for `Status`.
+
+use faultline_proto::v1 as pb;
+
+use crate::host::Host;
+
+/// One entry per fault kind the API knows, supported or not and why.
+pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
+    let pidfd = crate::sys::proc::PidFd::open_checked(
+        std::process::id() as i32,
+        crate::sys::proc::info(std::process::id() as i32)
+            .map(|i| i.starttime)
+            .unwrap_or(0),
+    );
+    let (kill_ok, kill_detail) = match &pidfd {
+        Ok(_) => (true, "signals through pidfds".to_string()),
+        Err(e) => (
+            false,
+            format!("pidfd_open does not work on this kernel ({e}); Linux 5.3 or later is needed"),
+        ),
+    };
+    let freeze = match host.cgroups() {
+        Ok(c) => {
+            let mut ways = Vec::new();
+            if c.v2_root().is_some() {
+                ways.push("v2 cgroup.freeze");
+            }
+            if c.v1_root("freezer").is_some() {
+                ways.push("v1 freezer");
+            }
+            if ways.is_empty() {
+                "SIGSTOP; no cgroup freezer, so whole-cgroup pauses are refused".to_string()
+            } else {
+                format!(
+                    "SIGSTOP, or freezing a whole cgroup/unit ({})",
+                    ways.join(", ")
+                )
+            }
+        }
+        Err(e) => format!("SIGSTOP only ({e})"),
+    };
+    let later = "not in this agent version yet".to_string();
+    vec![
+        pb::KindSupport {
+            kind: pb::FaultKind::Kill as i32,
+            supported: kill_ok,
+            detail: kill_detail.clone(),
+        },
+        pb::KindSupport {
+            kind: pb::FaultKind::Pause as i32,
+            supported: kill_ok,
+            detail: if kill_ok { freeze } else { kill_detail },
+        },
+        pb::KindSupport {
+            kind: pb::FaultKind::Network as i32,
+            supported: false,
+            detail: later.clone(),
+        },
+        pb::KindSupport {
+            kind: pb::FaultKind::Cpu as i32,
+            supported: false,
+            detail: later.clone(),
+        },
+        pb::KindSupport {
+            kind: pb::FaultKind::Memory as i32,
+            supported: false,
+            detail: later,
+        },
+    ]
+}

@@ -1,0 +1,444 @@
+//! End-to-end: process faults with the real `faultd` and the real `faultctl`, checked in
+//! `/proc`.
+
+use std::time::Duration;
+
+use faultline_tests::agent::{Agent, Victim, eventually, proc_state};
+use faultline_tests::require;
+
+/// The fault id in `faultctl -o json inject ...` output.
+fn fault_id(v: &serde_json::Value) -> String {
+    let id = v["fault"]["id"].as_str().or_else(|| v["id"].as_str());
+    id.unwrap_or_else(|| panic!("no fault id in {v}"))
+        .to_string()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A copy of `sleep` under a unique name (so its comm is unique), in `dir`.
+fn unique_sleep(dir: &std::path::Path, prefix: &str) -> (std::path::PathBuf, String) {
+    let name = faultline_tests::unique_name(prefix);
+    let p = dir.join(&name);
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    std::fs::copy(sleep, &p).unwrap();
+    (p, name)
+}
+
+#[test]
+fn kill_by_pid() {
+    require!("root");
+    let agent = Agent::start();
+    let mut v = Victim::sleep("faultline-kill-by-pid");
+    let out = agent.ctl_json(&["inject", "kill", "--pid", &v.pid().to_string()]);
+    assert_eq!(
+        out["targets"][0]["pid"].as_i64(),
+        Some(v.pid() as i64),
+        "{out}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || v.exited().is_some()),
+        "victim still alive"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(v.exited().unwrap().signal(), Some(9));
+}
+
+#[test]
+fn kill_by_name_with_signal() {
+    require!("root");
+    let agent = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, name) = unique_sleep(dir.path(), "flk");
+    let mut child = std::process::Command::new(&path)
+        .arg("600")
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
+            .map(|c| c.trim() == name)
+            .unwrap_or(false)
+    }));
+    let out = agent.ctl_json(&["inject", "kill", "--name", &name, "--signal", "TERM"]);
+    assert_eq!(out["targets"].as_array().map(|a| a.len()), Some(1), "{out}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(eventually(Duration::from_secs(5), || child
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+    assert_eq!(child.wait().unwrap().signal(), Some(15));
+}
+
+#[test]
+fn pause_then_expiry_resumes() {
+    require!("root");
+    let agent = Agent::start();
+    let v = Victim::sleep("faultline-pause-expiry");
+    let out = agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "1s",
+    ]);
+    let id = fault_id(&out);
+    assert_eq!(v.state(), Some('T'), "paused process is stopped");
+    assert!(
+        eventually(Duration::from_secs(5), || v.state() == Some('S')),
+        "resumed after expiry: {:?}",
+        v.state()
+    );
+    let f = agent.ctl_json(&["get", &id]);
+    assert_eq!(f["state"].as_str(), Some("expired"), "{f}");
+}
+
+#[test]
+fn revert_early_resumes() {
+    require!("root");
+    let agent = Agent::start();
+    let v = Victim::sleep("faultline-pause-revert");
+    let id = fault_id(&agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "60s",
+    ]));
+    assert_eq!(v.state(), Some('T'));
+    let listed = agent.ctl_json(&["list"]);
+    assert!(listed.to_string().contains(&id), "{listed}");
+    let out = agent.ctl(&["revert", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v.state(), Some('S'), "revert returns once resumed");
+    assert_eq!(
+        agent.ctl_json(&["get", &id])["state"].as_str(),
+        Some("reverted")
+    );
+}
+
+#[test]
+fn abort_resumes_all() {
+    require!("root");
+    let agent = Agent::start_staging();
+    let vs: Vec<Victim> = (0..3)
+        .map(|i| Victim::sleep(&format!("faultline-abort-{i}")))
+        .collect();
+    for v in &vs {
+        agent.ctl_json(&[
+            "inject",
+            "pause",
+            "--pid",
+            &v.pid().to_string(),
+            "--for",
+            "60s",
+        ]);
+    }
+    assert!(vs.iter().all(|v| v.state() == Some('T')));
+    let out = agent.ctl(&["abort", "--reason", "test"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for v in &vs {
+        assert_eq!(v.state(), Some('S'));
+    }
+    let left = agent.ctl_json(&["list"]);
+    assert!(
+        !left.to_string().contains("\"active\""),
+        "nothing active after abort: {left}"
+    );
+}
+
+#[test]
+fn sigterm_to_agent_resumes_paused() {
+    require!("root");
+    let mut agent = Agent::start();
+    let v = Victim::sleep("faultline-pause-sigterm");
+    agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "60s",
+    ]);
+    assert_eq!(v.state(), Some('T'));
+    let st = agent.stop();
+    assert!(st.success(), "faultd exits 0 after SIGTERM: {st}");
+    assert_eq!(
+        v.state(),
+        Some('S'),
+        "paused process resumed before faultd exited"
+    );
+}
+
+#[test]
+fn pid1_is_refused() {
+    require!("root");
+    let agent = Agent::start();
+    let out = agent.ctl(&["inject", "kill", "--pid", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "refused by policy: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("pid 1"), "{}", stderr(&out));
+    assert_eq!(proc_state(1).map(|s| s != 'Z'), Some(true));
+}
+
+#[test]
+fn dry_run_lists_targets_and_touches_nothing() {
+    require!("root");
+    let agent = Agent::start();
+    let v = Victim::sleep("faultline-dry-run");
+    let out = agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "10s",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        out["targets"][0]["pid"].as_i64(),
+        Some(v.pid() as i64),
+        "{out}"
+    );
+    assert!(
+        out["targets"][0]["cmdline"]
+            .as_str()
+            .unwrap_or("")
+            .contains("faultline-dry-run"),
+        "{out}"
+    );
+    assert_eq!(v.state(), Some('S'));
+    let listed = agent.ctl_json(&["list", "--all"]);
+    assert!(
+        !listed.to_string().contains("\"pause\""),
+        "dry run recorded nothing: {listed}"
+    );
+}
+
+#[test]
+fn every_kills_a_respawning_target_repeatedly() {
+    require!("root");
+    let agent = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, name) = unique_sleep(dir.path(), "flr");
+    let counter = dir.path().join("count");
+    // A supervisor that restarts the worker whenever it dies and counts the starts.
+    let script = format!(
+        "n=0; while :; do n=$((n+1)); echo $n > {c}; {p} 600; done",
+        c = counter.display(),
+        p = path.display()
+    );
+    let mut sup = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .spawn()
+        .unwrap();
+    let count = || {
+        std::fs::read_to_string(&counter)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(5), || count() >= 1));
+    assert!(eventually(Duration::from_secs(5), || agent
+        .ctl(&["inject", "kill", "--name", &name, "--dry-run"])
+        .status
+        .success()));
+    let out = agent.ctl_json(&[
+        "inject", "kill", "--name", &name, "--every", "1s", "--for", "3500ms",
+    ]);
+    let id = fault_id(&out);
+    assert!(
+        eventually(
+            Duration::from_secs(10),
+            || agent.ctl_json(&["get", &id])["state"].as_str() == Some("expired")
+        ),
+        "kill loop expires"
+    );
+    let n = count();
+    let _ = sup.kill();
+    let _ = sup.wait();
+    let _ = std::process::Command::new("pkill")
+        .arg("-x")
+        .arg(&name)
+        .status();
+    // The first kill plus one per second for 3.5 s: the worker started at least 4 times.
+    assert!(n >= 4, "worker restarted {n} times, expected >= 4");
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    require!("root");
+    let agent = Agent::start();
+    let v = Victim::sleep("faultline-bad-input");
+    let pid = v.pid().to_string();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["inject", "kill"], 2, "selector"),
+        (
+            &["inject", "kill", "--pid", &pid, "--signal", "NOPE"],
+            2,
+            "signal",
+        ),
+        (
+            &["inject", "pause", "--pid", &pid, "--for", "0s"],
+            2,
+            "duration",
+        ),
+        (
+            &["inject", "pause", "--pid", &pid, "--for", "-5s"],
+            2,
+            "--for",
+        ),
+        (
+            &["inject", "pause", "--pid", &pid, "--for", "301s"],
+            3,
+            "max_duration",
+        ),
+        (
+            &[
+                "inject",
+                "pause",
+                "--pid",
+                &pid,
+                "--for",
+                "10s",
+                "--percent",
+                "150",
+            ],
+            2,
+            "percent",
+        ),
+        (&["inject", "kill", "--cmdline", "(unclosed"], 2, "regex"),
+        (&["get", "f-does-not-exist"], 4, "f-does-not-exist"),
+        (&["revert", "f-does-not-exist"], 4, "f-does-not-exist"),
+    ];
+    for (args, code, needle) in cases {
+        let out = agent.ctl(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "faultctl {args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "faultctl {args:?}: error should mention {needle:?}: {err}"
+        );
+        assert_eq!(v.state(), Some('S'), "faultctl {args:?} changed the victim");
+    }
+    let listed = agent.ctl_json(&["list", "--all"]);
+    assert_eq!(
+        listed.to_string().matches("\"id\"").count(),
+        0,
+        "nothing recorded: {listed}"
+    );
+
+    // Beyond the concurrency limit (production: 1).
+    let v2 = Victim::sleep("faultline-bad-input-2");
+    let id = fault_id(&agent.ctl_json(&["inject", "pause", "--pid", &pid, "--for", "30s"]));
+    let out = agent.ctl(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v2.pid().to_string(),
+        "--for",
+        "30s",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("max_concurrent_faults"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&id),
+        "names the active fault: {}",
+        stderr(&out)
+    );
+    assert_eq!(v2.state(), Some('S'));
+}
+
+/// A cgroup made for a test under a hierarchy mount; its processes are killed and the
+/// group removed on drop.
+struct TestGroup {
+    dir: std::path::PathBuf,
+    kids: Vec<Victim>,
+}
+
+impl TestGroup {
+    fn new(mount: &std::path::Path, n: usize) -> TestGroup {
+        let dir = mount.join(faultline_tests::unique_name("faultline-test-"));
+        std::fs::create_dir(&dir).unwrap();
+        let mut g = TestGroup {
+            dir,
+            kids: Vec::new(),
+        };
+        for i in 0..n {
+            let v = Victim::sleep(&format!("faultline-freeze-{i}"));
+            std::fs::write(g.dir.join("cgroup.procs"), v.pid().to_string()).unwrap();
+            g.kids.push(v);
+        }
+        g
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        // Thaw in case the test failed midway, so the kill can land.
+        let _ = std::fs::write(self.dir.join("cgroup.freeze"), "0");
+        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+        self.kids.clear();
+        let _ = eventually(Duration::from_secs(5), || {
+            std::fs::read_to_string(self.dir.join("cgroup.procs"))
+                .map(|s| s.trim().is_empty())
+                .unwrap_or(true)
+        });
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn freeze_and_thaw(mount: std::path::PathBuf, frozen: impl Fn(&std::path::Path) -> bool) {
+    let agent = Agent::start();
+    let g = TestGroup::new(&mount, 2);
+    let cg = g.dir.display().to_string();
+    let out = agent.ctl_json(&["inject", "pause", "--cgroup", &cg, "--for", "30s"]);
+    let id = fault_id(&out);
+    assert_eq!(out["targets"].as_array().map(|a| a.len()), Some(2), "{out}");
+    assert!(frozen(&g.dir), "group is frozen after inject");
+    // A frozen task sits in the refrigerator: not running, not signal-stopped.
+    for k in &g.kids {
+        assert_ne!(k.state(), Some('R'));
+    }
+    let out = agent.ctl(&["revert", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!frozen(&g.dir), "group is thawed after revert");
+    for k in &g.kids {
+        assert_eq!(k.state(), Some('S'));
+    }
+}
+
+#[test]
+fn freeze_v1_cgroup() {
+    require!("root", "cgroup-v1-freezer");
+    let mount = faultline_tests::caps::v1_mount("freezer").unwrap();
+    freeze_and_thaw(mount, |d| {
+        faultline_tests::agent::read_trim(&d.join("freezer.state")) == "FROZEN"
+    });
+}
+
+#[test]
+fn freeze_v2_cgroup() {
+    require!("root", "cgroup2-freeze");
+    let mount = faultline_tests::caps::v2_mount().unwrap();
+    freeze_and_thaw(mount, |d| {
+        std::fs::read_to_string(d.join("cgroup.events"))
+            .map(|e| e.lines().any(|l| l == "frozen 1"))
+            .unwrap_or(false)
+    });
+}

@@ -1,0 +1,286 @@
+//! A real `faultd` on a temporary socket and state dir, and the real `faultctl` pointed
+//! at it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `faultd`, stopped with SIGTERM (and reaped) when dropped.
+pub struct Agent {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+/// How to start an agent.
+#[derive(Default, Clone)]
+pub struct AgentOptions {
+    /// Limits file text (written to a root-owned 0600 file); None: embedded defaults.
+    pub limits: Option<String>,
+    /// Extra arguments.
+    pub args: Vec<String>,
+    /// Reuse this state dir (e.g. a crashed agent's) instead of a fresh one.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Agent {
+    /// Starts `faultd` with the embedded production limits.
+    pub fn start() -> Agent {
+        Agent::start_with(AgentOptions::default())
+    }
+
+    /// Starts `faultd` with the `staging` profile (10 concurrent faults).
+    pub fn start_staging() -> Agent {
+        Agent::start_with(AgentOptions {
+            limits: Some("profile = \"staging\"\n".into()),
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(opts: AgentOptions) -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("faultline-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("run/faultd.sock");
+        let log = dir.path().join("faultd.log");
+        let mut cmd = Command::new(crate::bin("faultd"));
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(
+                opts.state_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("state")),
+            )
+            .arg("--config")
+            .arg(dir.path().join("faultd.toml"));
+        std::fs::write(dir.path().join("faultd.toml"), "log = \"debug\"\n").unwrap();
+        if let Some(l) = &opts.limits {
+            let p = dir.path().join("limits.toml");
+            std::fs::write(&p, l).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            cmd.arg("--limits").arg(&p);
+        }
+        cmd.args(&opts.args);
+        let logf = std::fs::File::create(&log).unwrap();
+        cmd.stdout(Stdio::null()).stderr(logf);
+        let child = cmd.spawn().expect("spawn faultd");
+        let mut a = Agent {
+            child: Some(child),
+            dir,
+            socket,
+            log,
+        };
+        a.wait_ready();
+        a
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "faultd exited with {st} before listening:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "faultd did not listen on {} within 10 s:\n{}",
+            self.socket.display(),
+            self.log_text()
+        );
+    }
+
+    /// The agent URI for faultctl.
+    pub fn uri(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `faultctl --agent <this> ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(crate::bin("faultctl"))
+            .arg("--agent")
+            .arg(self.uri())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run faultctl")
+    }
+
+    /// Runs `faultctl -o json ARGS`, asserts success, parses stdout.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["-o", "json"];
+        a.extend_from_slice(args);
+        let out = self.ctl(&a);
+        assert!(
+            out.status.success(),
+            "faultctl {args:?} failed ({}):\nstdout: {}\nstderr: {}\nagent log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "faultctl {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The state dir it was started with.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// SIGKILL: a crash. Nothing is reverted.
+    pub fn crash(&mut self) {
+        let mut c = self.child.take().expect("running");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        wait_timeout(&mut c, Duration::from_secs(10)).unwrap_or_else(|| {
+            let _ = c.kill();
+            panic!("faultd did not stop within 10 s of SIGTERM")
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Waits for a child up to `t`.
+pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child process (by default `sleep 600`) killed and reaped when dropped.
+pub struct Victim {
+    pub child: Child,
+}
+
+impl Victim {
+    /// `sleep 600` with argv[0] set to `tag`, so tests can select it by cmdline.
+    pub fn sleep(tag: &str) -> Victim {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("sleep")
+            .arg0(tag)
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let v = Victim { child };
+        // Wait until it has exec'd (its cmdline is its own).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if std::fs::read(format!("/proc/{}/cmdline", v.pid()))
+                .map(|c| c.starts_with(tag.as_bytes()))
+                .unwrap_or(false)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        v
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The state letter in /proc/PID/stat (`S`, `T`...), or None once reaped.
+    pub fn state(&self) -> Option<char> {
+        proc_state(self.pid())
+    }
+
+    /// Whether it has exited (reaping it if so).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The state letter of a process from /proc/PID/stat.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Polls `f` every 10 ms until it returns true or `t` passes; returns the last result.
+pub fn eventually(t: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + t;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads a small file, trimmed.
+pub fn read_trim(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
