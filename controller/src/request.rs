@@ -199,6 +199,8 @@ mod tests {
             "a=b",
             "--label",
             "team=x=y",
+            "--lease",
+            "l-7",
         ])
         .unwrap();
         let k = kill(&r);
