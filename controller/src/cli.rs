@@ -97,7 +97,10 @@ pub enum Command {
         replay: bool,
     },
     /// Inject a fault.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  faultctl inject kill --pid 4242 --signal TERM\n  faultctl inject pause --name worker --count 1 --for 30s --dry-run\n\nSee faultctl inject kill --help and faultctl inject pause --help for the selectors."
+    )]
     Inject(InjectCommand),
 }
 
@@ -183,6 +186,10 @@ pub struct CommonInjectArgs {
     /// A label recorded with the fault (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Bind the fault to an existing lease: if its holder stops renewing it, the agent
+    /// reverts the fault.
+    #[arg(long, value_name = "LEASE_ID")]
+    pub lease: Option<String>,
 }
 
 /// `faultctl inject kill`.
@@ -251,13 +258,11 @@ mod tests {
         cmd.build();
         fn walk(c: &clap::Command, path: String) {
             let name = format!("{path} {}", c.get_name());
-            if c.get_subcommands().next().is_none() || c.get_name() == "faultctl" {
-                let help = c
-                    .get_after_help()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                assert!(help.contains("faultctl "), "{name}: no example in --help");
-            }
+            let help = c
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(help.contains("faultctl "), "{name}: no example in --help");
             for s in c.get_subcommands() {
                 if s.get_name() != "help" {
                     walk(s, name.clone());

@@ -30,7 +30,7 @@ pub use client::{ConnectError, connect};
 pub use error::{CtlError, ExitCode, exit_code_for};
 
 fn emit(
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     format: Output,
     json: impl FnOnce() -> Value,
     table: impl FnOnce() -> String,
@@ -48,7 +48,7 @@ fn emit(
 
 /// Runs one faultctl command against the agent named in `cli`, writing its output to
 /// `out`. `watch` runs until the stream ends or Ctrl-C.
-pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
+pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
     // Syntax errors are reported before any connection is attempted.
     let inject = match &cli.command {
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
@@ -63,7 +63,7 @@ async fn run_with(
     client: &mut AgentClient<Channel>,
     cli: &Cli,
     inject: Option<faultline_proto::v1::InjectRequest>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), CtlError> {
     let fmt = cli.output;
     let now = render::now_ms();

@@ -18,8 +18,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::stdout();
     let result = rt.block_on(run(&cli, &mut out));
     let _ = out.flush();
     if let Err(e) = result {

@@ -307,6 +307,7 @@ pub fn fault_detail(f: &Fault, now_ms: u64) -> String {
         ("undo", or_dash(&f.undo)),
         ("labels", labels_text(f)),
         ("requested by", or_dash(&f.requested_by)),
+        ("lease", or_dash(&f.lease_id)),
         (
             "duration",
             if f.duration_ms > 0 {
@@ -570,6 +571,7 @@ pub fn fault_json(f: &Fault) -> Value {
         "description": f.description,
         "undo": f.undo,
         "targets": f.targets.iter().map(target_json).collect::<Vec<_>>(),
+        "lease_id": f.lease_id,
     })
 }
 
@@ -617,6 +619,8 @@ pub fn limits_json(l: &Limits) -> Value {
         })),
         "cpu": stress_json(l.cpu.as_ref()),
         "memory": stress_json(l.memory.as_ref()),
+        "require_lease": l.require_lease,
+        "max_lease_ttl_ms": l.max_lease_ttl_ms,
     })
 }
 
@@ -769,6 +773,7 @@ mod tests {
                 "ended_at_ms": 0, "duration_ms": 300_000, "end_reason": "",
                 "description": "SIGKILL 1 of nginx every 30s", "undo": "stop the kill loop",
                 "targets": [{"pid": 4242, "comm": "nginx", "cmdline": "nginx --serve", "uid": 33}],
+                "lease_id": "",
             })
         );
         assert_eq!(kind_name(99), "unknown(99)");

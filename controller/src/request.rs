@@ -98,6 +98,7 @@ fn request(
         duration_ms,
         labels: labels(&common.labels)?,
         dry_run: common.dry_run,
+        lease_id: common.lease.clone().unwrap_or_default(),
     })
 }
 
@@ -198,12 +199,15 @@ mod tests {
             "a=b",
             "--label",
             "team=x=y",
+            "--lease",
+            "l-7",
         ])
         .unwrap();
         let k = kill(&r);
         assert_eq!(k.signal, "TERM");
         assert_eq!(k.every_ms, 30_000);
         assert_eq!(r.duration_ms, 300_000);
+        assert_eq!(r.lease_id, "l-7");
         assert!(r.dry_run);
         assert_eq!(r.labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(r.labels.get("team").map(String::as_str), Some("x=y"));
