@@ -38,14 +38,13 @@ pub fn need(test: &str, capability: &str) -> bool {
                 panic!("{line} (but this tier requires {capability}: FAULTLINE_REQUIRE)");
             }
             eprintln!("{line}");
-            if let Ok(path) = std::env::var("FAULTLINE_SKIP_LOG") {
-                if let Ok(mut f) = std::fs::OpenOptions::new()
+            if let Ok(path) = std::env::var("FAULTLINE_SKIP_LOG")
+                && let Ok(mut f) = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                {
-                    let _ = writeln!(f, "{line}");
-                }
+            {
+                let _ = writeln!(f, "{line}");
             }
             false
         }
