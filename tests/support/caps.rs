@@ -9,7 +9,10 @@
 //! - `netem`, `prio`, `tbf`, `u32`, `ifb`: the kernel has that qdisc / classifier / link
 //!   (probed in a throwaway network namespace, never in the root one).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 /// See the module docs for the names.
 pub fn probe(capability: &str) -> Result<(), String> {
@@ -55,6 +58,7 @@ pub fn probe(capability: &str) -> Result<(), String> {
                 ))
             }
         }
+        "netem" | "prio" | "tbf" | "u32" | "ifb" => cached(capability, probe_tc_kind),
         other => Err(format!("unknown capability {other:?} (a bug in the test)")),
     }
 }
@@ -90,4 +94,83 @@ fn mounts() -> Vec<(String, String, String)> {
         })
         .filter(|(_, mp, _)| Path::new(mp).is_absolute())
         .collect()
+}
+
+/// Runs `probe` once per process for `capability` and remembers the answer: the network
+/// probes each build a namespace, which costs a few milliseconds.
+fn cached(capability: &str, probe: fn(&str) -> Result<(), String>) -> Result<(), String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(capability)
+    {
+        return r.clone();
+    }
+    let r = probe(capability);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(capability.to_string(), r.clone());
+    r
+}
+
+/// Path of an iproute2 tool (`ip`, `tc`): the first of /usr/sbin, /sbin, /usr/bin, /bin
+/// that has it, so that a busybox applet of the same name found earlier on `PATH` is not
+/// taken for iproute2. Falls back to the bare name (a `PATH` lookup).
+pub fn iproute2(tool: &str) -> PathBuf {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(tool))
+}
+
+/// Runs an iproute2 tool; `Err` carries the command line and its stderr.
+fn run_iproute2(tool: &str, args: &[&str]) -> Result<(), String> {
+    let line = format!("{tool} {}", args.join(" "));
+    let out = Command::new(iproute2(tool))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `{line}` (is iproute2 installed?): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{line}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Probes a qdisc / classifier / link kind (`netem`, `prio`, `tbf`, `u32`, `ifb`) by
+/// trying it in a brand-new network namespace that only a short-lived thread is in: the
+/// namespace, its veth pair and every qdisc die with the thread, and the root namespace is
+/// never touched. Not cached: [`probe`] caches.
+pub fn probe_tc_kind(capability: &str) -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("not running as root, so no network namespace can be made to probe in".into());
+    }
+    let capability = capability.to_string();
+    std::thread::spawn(move || -> Result<(), String> {
+        // Only this thread (and the iproute2 processes it spawns) moves.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("cannot unshare a network namespace: {e}"))?;
+        run_iproute2("ip", &["link", "add", "flprobe0", "type", "veth", "peer", "name", "flprobe1"])?;
+        let tc = |args: &str| run_iproute2("tc", &args.split(' ').collect::<Vec<_>>());
+        match capability.as_str() {
+            "netem" => tc("qdisc add dev flprobe0 root handle 1: netem delay 1ms"),
+            "prio" => tc("qdisc add dev flprobe0 root handle 1: prio"),
+            "tbf" => tc("qdisc add dev flprobe0 root tbf rate 1mbit burst 32kbit latency 400ms"),
+            "u32" => {
+                tc("qdisc add dev flprobe0 ingress")?;
+                tc("filter add dev flprobe0 parent ffff: protocol ip prio 1 u32 match ip dst 10.0.0.1/32")
+            }
+            "ifb" => run_iproute2("ip", &["link", "add", "flprobe2", "type", "ifb"]),
+            other => Err(format!("no tc probe for {other:?} (a bug in the test support)")),
+        }
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the probe thread panicked".into()))
 }
