@@ -56,7 +56,11 @@ impl Agent {
             )
             .arg("--config")
             .arg(dir.path().join("faultd.toml"));
-        std::fs::write(dir.path().join("faultd.toml"), "log = \"info,faultline_agent=debug\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("faultd.toml"),
+            "log = \"info,faultline_agent=debug\"\n",
+        )
+        .unwrap();
         if let Some(l) = &opts.limits {
             let p = dir.path().join("limits.toml");
             std::fs::write(&p, l).unwrap();
