@@ -2,3 +2,4 @@
 //! namespaces. Nothing here knows about proto types or the engine.
 //!
 //! Each developer adds a `pub mod` line for their module here.
+pub mod tc;
