@@ -2,4 +2,5 @@
 //! namespaces. Nothing here knows about proto types or the engine.
 //!
 //! Each developer adds a `pub mod` line for their module here.
+pub mod netns;
 pub mod tc;

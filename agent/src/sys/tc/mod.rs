@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod msg;
 pub mod netem;
+pub mod ops;
 pub mod qdisc;
 mod wire;
 
@@ -35,3 +36,8 @@ pub const CHILD_MAJOR: u16 = 0xFA18;
 pub const IFB_PREFIX: &str = "flifb";
 /// The prio band (1-based class minor) that carries the fault: `fa17:4`.
 pub const FAULT_BAND: u16 = 4;
+
+pub use ops::{
+    Direction, FilterInfo, IfbRecord, KernelSupport, NetFault, QdiscInfo, Reverted, Tc, Undo,
+    probe_kernel, revert,
+};
