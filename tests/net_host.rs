@@ -458,7 +458,7 @@ async fn revert_restores_and_vanished_targets_count_as_reverted() {
 async fn pid_target_acts_in_the_process_namespace() {
     require!("root");
     let p = Pair::new();
-    let mut child = std::process::Command::new("ip")
+    let mut child = std::process::Command::new(common::program("ip"))
         .args(["netns", "exec", &p.ns.name, "sleep", "30"])
         .spawn()
         .unwrap();

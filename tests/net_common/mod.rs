@@ -20,8 +20,18 @@ pub fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// iproute2's binaries by full path where they are there: inside the busybox guest a
+/// bare `ip` or `tc` may be busybox's own limited applet.
+pub fn program(name: &str) -> &str {
+    match name {
+        "ip" if std::path::Path::new("/usr/sbin/ip").exists() => "/usr/sbin/ip",
+        "tc" if std::path::Path::new("/usr/sbin/tc").exists() => "/usr/sbin/tc",
+        other => other,
+    }
+}
+
 pub fn try_run(args: &[&str]) -> Output {
-    Command::new(args[0])
+    Command::new(program(args[0]))
         .args(&args[1..])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", args[0]))
@@ -68,7 +78,7 @@ impl Netns {
 
     /// `tc ARGS...` inside the namespace.
     pub fn tc(&self, args: &[&str]) -> String {
-        let mut v = vec!["tc"];
+        let mut v = vec![program("tc")];
         v.extend_from_slice(args);
         self.exec(&v)
     }
@@ -226,7 +236,9 @@ macro_rules! need_tc {
                 {
                     fn f() {}
                     let name = std::any::type_name_of_val(&f);
-                    name.strip_suffix("::f").unwrap_or(name)
+                    let name = name.strip_suffix("::f").unwrap_or(name);
+                    // #[tokio::test] puts the body in a closure.
+                    name.trim_end_matches("::{{closure}}")
                 },
                 $cap,
             ) {
