@@ -543,3 +543,49 @@ async fn probe_reports_what_the_kernel_has() {
     }
     let _ = U32Match::all();
 }
+
+/// The sweep finds faultline's leftovers by their tags alone (no journal) and removes
+/// them, leaving the operator's own qdiscs alone.
+#[tokio::test]
+async fn sweep_removes_tagged_leftovers_only() {
+    require!("root");
+    need_tc!("tbf", "ifb", "u32", "mirred");
+    let p = Pair::new();
+    let tc = Tc::connect(&p.ns.target()).await.unwrap();
+    let (ia, ib) = (
+        tc.ifindex(&p.a).await.unwrap(),
+        tc.ifindex(&p.b).await.unwrap(),
+    );
+    let tbf = Tbf {
+        bytes_per_sec: 125_000,
+        burst: 1600,
+        limit: TbfLimit::Bytes(3000),
+        mtu: 0,
+        mpu: 0,
+    };
+    tc.replace_root_tbf(ia, &tbf).await.unwrap();
+    p.ns.tc(&[
+        "qdisc", "add", "dev", &p.b, "root", "handle", "1:", "tbf", "rate", "1mbit", "burst",
+        "32kbit", "latency", "400ms",
+    ]);
+    let ifb_name = format!("flifb{}", &faultline_tests::unique_name("x")[2..]);
+    let ifb = tc.create_ifb(&ifb_name).await.unwrap();
+    tc.add_ingress(ib).await.unwrap();
+    tc.redirect_ingress(ib, ifb).await.unwrap();
+    let operator_b = p.ns.tc(&["qdisc", "show", "dev", &p.b, "root"]);
+
+    let done = tc.sweep().await.unwrap();
+    assert_eq!(done.len(), 3, "{done:?}");
+    assert_eq!(p.ns.root_kind(&p.a), "noqueue");
+    assert_eq!(tc.ingress_qdisc(ib).await.unwrap(), None);
+    assert!(!p.ns.links().contains(&ifb_name));
+    assert_eq!(
+        p.ns.tc(&["qdisc", "show", "dev", &p.b, "root"]),
+        operator_b,
+        "the operator's tbf stays"
+    );
+    assert!(
+        tc.sweep().await.unwrap().is_empty(),
+        "nothing left the second time"
+    );
+}

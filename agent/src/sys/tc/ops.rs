@@ -774,6 +774,68 @@ impl Tc {
     }
 }
 
+impl Tc {
+    /// Every interface of this namespace: (index, name) (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<(u32, String)>, NetError> {
+        let mut s = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|e| fail("list interfaces", None, Fail::from(e)))?;
+            if let Some(n) = link_name(&m) {
+                out.push((m.header.index, n));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every faultline leftover in this namespace, journal or not, found by its
+    /// tags: root qdiscs with handle `fa17:` (`tc qdisc del dev X root handle fa17:`),
+    /// ingress qdiscs whose filters redirect to an `flifb*` device (`tc qdisc del dev X
+    /// ingress`), then the `flifb*` devices (`ip link del flifb...`). Returns one line
+    /// per thing removed.
+    pub async fn sweep(&self) -> Result<Vec<String>, NetError> {
+        let links = self.links().await?;
+        let ifbs: Vec<&(u32, String)> = links
+            .iter()
+            .filter(|(_, n)| n.starts_with(IFB_PREFIX))
+            .collect();
+        let mut done = Vec::new();
+        for (idx, name) in &links {
+            if let Some(q) = self.root_qdisc(*idx).await?
+                && (q.handle >> 16) as u16 == ROOT_MAJOR
+                && self.delete_root(*idx).await?
+            {
+                done.push(format!(
+                    "deleted {} root qdisc {} on {name}",
+                    q.kind,
+                    handle_str(q.handle)
+                ));
+            }
+            if !ifbs.is_empty()
+                && let Some(q) = self.ingress_qdisc(*idx).await?
+                && q.kind == "ingress"
+            {
+                let filters = self.filters(*idx, INGRESS_HANDLE).await?;
+                let to_ours = filters.iter().any(|f| {
+                    f.redirect_to
+                        .is_some_and(|t| ifbs.iter().any(|(i, _)| *i == t))
+                });
+                if to_ours && self.delete_ingress(*idx).await? {
+                    done.push(format!(
+                        "deleted the ingress qdisc redirecting {name} to an IFB"
+                    ));
+                }
+            }
+        }
+        for (idx, name) in ifbs {
+            if self.delete_link(*idx).await? {
+                done.push(format!("deleted IFB device {name}"));
+            }
+        }
+        Ok(done)
+    }
+}
+
 /// Puts back what [`Tc::apply`] changed. Idempotent: a namespace that no longer exists
 /// (or was replaced by another at the same path or pid), an interface that vanished,
 /// or a root that is no longer ours gives [`Reverted::AlreadyGone`], not an error.
