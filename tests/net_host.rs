@@ -307,6 +307,20 @@ async fn foreign_roots_are_refused_and_untouched() {
     );
     assert_eq!(p.ns.qdiscs_json(&p.b), before_b);
     assert!(!p.ns.links().contains("flifb"), "no IFB left behind");
+
+    // An operator's own pfifo (a default kind, but given a handle by tc) is foreign.
+    let q = Pair::new();
+    q.ns.tc(&[
+        "qdisc", "replace", "dev", &q.a, "root", "pfifo", "limit", "777",
+    ]);
+    let before = q.ns.qdiscs_json(&q.a);
+    let tc = Tc::connect(&q.ns.target()).await.unwrap();
+    let err = tc.apply(&delay_fault(&q.a)).await.unwrap_err();
+    assert!(
+        matches!(&err, NetError::ForeignRootQdisc { kind, .. } if kind == "pfifo"),
+        "{err:?}"
+    );
+    assert_eq!(q.ns.qdiscs_json(&q.a), before);
 }
 
 /// netem (and prio, for a selection) either work, or fail naming the missing module

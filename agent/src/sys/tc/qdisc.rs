@@ -184,9 +184,8 @@ impl Tbf {
 /// What sits at an interface's root (or ingress) today, as far as faultline cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RootKind {
-    /// Nothing attached, or a qdisc the kernel attaches by itself (noqueue,
-    /// pfifo_fast, pfifo, fq_codel, mq) with no handle set by anyone: deleting the root
-    /// restores it.
+    /// Nothing attached, or a qdisc the kernel attached by itself (noqueue,
+    /// pfifo_fast, pfifo, fq_codel, mq, with handle `0:`): deleting the root restores it.
     KernelDefault(String),
     /// faultline's own (tagged handle major).
     Ours(String),
@@ -198,14 +197,17 @@ pub enum RootKind {
 pub const KERNEL_DEFAULT_KINDS: &[&str] =
     &["noqueue", "pfifo_fast", "pfifo", "fq_codel", "mq", "noop"];
 
-/// Classifies a root qdisc from its kind and handle. A default-kind qdisc that somebody
-/// configured explicitly still counts as default: deleting the root gives the same
-/// kind back (with default parameters).
+/// Classifies a root qdisc from its kind and handle. Only a qdisc the kernel attached
+/// by itself counts as a default: a default kind with handle `0:`. The same kind with a
+/// handle (which `tc qdisc add/replace` always gets, `8001:` if none is given) was set
+/// up by someone, may carry tuned parameters, and is foreign.
 pub fn classify_root(kind: Option<&str>, handle: u32, our_major: u16) -> RootKind {
     match kind {
         None => RootKind::KernelDefault("none".into()),
         Some(k) if (handle >> 16) as u16 == our_major && handle != 0 => RootKind::Ours(k.into()),
-        Some(k) if KERNEL_DEFAULT_KINDS.contains(&k) => RootKind::KernelDefault(k.into()),
+        Some(k) if handle >> 16 == 0 && KERNEL_DEFAULT_KINDS.contains(&k) => {
+            RootKind::KernelDefault(k.into())
+        }
         Some(k) => RootKind::Foreign {
             kind: k.into(),
             handle,
