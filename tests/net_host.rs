@@ -437,8 +437,17 @@ async fn revert_restores_and_vanished_targets_count_as_reverted() {
     assert_eq!(revert(&undo).await.unwrap(), Reverted::Restored);
     assert_eq!(p.ns.root_kind(&p.a), "noqueue");
     assert!(
-        matches!(revert(&undo).await.unwrap(), Reverted::AlreadyGone(w) if w.contains("root qdisc"))
+        matches!(tc.revert(&undo).await.unwrap(), Reverted::AlreadyGone(w) if w.contains("root qdisc"))
     );
+    // Through an open connection too, but only one in the undo's namespace.
+    tc.replace_root_tbf(idx, &tbf).await.unwrap();
+    let elsewhere = Tc::connect(&NetnsTarget::Current).await.unwrap();
+    assert!(matches!(
+        elsewhere.revert(&undo).await,
+        Err(NetError::InvalidParameter { .. })
+    ));
+    assert_eq!(tc.revert(&undo).await.unwrap(), Reverted::Restored);
+    assert_eq!(p.ns.root_kind(&p.a), "noqueue");
 
     // The interface disappears.
     tc.replace_root_tbf(idx, &tbf).await.unwrap();

@@ -10,7 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use faultline_agent::sys::netns::NetnsTarget;
-use faultline_agent::sys::tc::{Tbf, TbfLimit, Tc};
+use faultline_agent::sys::tc::{
+    Delay, Direction, Distribution, NetFault, Netem, Percent, Selection, Tbf, TbfLimit, Tc,
+    probe_kernel, revert,
+};
 
 const CYCLES: usize = 200;
 
@@ -137,4 +140,76 @@ fn main() {
         r(f99, s99)
     );
     println!("ratio netlink/one tc spawn p50 {:.3}", r(n50, o50));
+
+    // Where the kernel has netem (the VM tier), the same for a netem fault through
+    // Tc::apply + revert (with its checks, journal-ready Undo and fresh revert
+    // connection) versus `tc qdisc replace ... netem delay 50ms` + `tc qdisc del`.
+    let support = rt.block_on(probe_kernel()).unwrap();
+    if let Err(why) = support.netem {
+        println!("netem: skipped ({why})");
+        return;
+    }
+    let fault = NetFault {
+        iface: "flbv0".into(),
+        direction: Direction::Egress,
+        netem: Netem {
+            delay: Some(Delay {
+                latency: Duration::from_millis(50),
+                jitter: Duration::ZERO,
+                correlation: Percent::ZERO,
+                distribution: Distribution::Uniform,
+            }),
+            ..Default::default()
+        },
+        selection: Selection::default(),
+    };
+    let (open, reconnect) = rt.block_on(async {
+        let tc = Tc::connect(&target).await.unwrap();
+        let (mut open, mut reconnect) = (Vec::with_capacity(CYCLES), Vec::with_capacity(CYCLES));
+        for i in 0..CYCLES + 10 {
+            let t = Instant::now();
+            let undo = tc.apply(&fault).await.unwrap();
+            tc.revert(&undo).await.unwrap();
+            let d = t.elapsed();
+            let t = Instant::now();
+            let undo = tc.apply(&fault).await.unwrap();
+            revert(&undo).await.unwrap();
+            if i >= 10 {
+                open.push(d);
+                reconnect.push(t.elapsed());
+            }
+        }
+        (open, reconnect)
+    });
+    let add = [
+        "-n", &ns.0, "qdisc", "replace", "dev", "flbv0", "root", "handle", "fa17:", "netem",
+        "delay", "50ms",
+    ];
+    let mut spawn = Vec::with_capacity(CYCLES);
+    for i in 0..CYCLES + 10 {
+        let t = Instant::now();
+        let s = Command::new("tc").args(add).status().unwrap();
+        let s2 = Command::new("tc").args(tc_args_del).status().unwrap();
+        assert!(s.success() && s2.success());
+        if i >= 10 {
+            spawn.push(t.elapsed());
+        }
+    }
+    println!("netem: apply + revert of `delay 50ms` on a veth, {CYCLES} cycles each");
+    let (a50, a99) = report("faultline Tc::apply + Tc::revert (open connection)", open);
+    let (c50, c99) = report(
+        "faultline Tc::apply + revert() (connects to revert)",
+        reconnect,
+    );
+    let (s50, s99) = report("spawn `tc qdisc replace ... netem` + `tc qdisc del`", spawn);
+    println!(
+        "ratio apply+revert/tc      p50 {:.3}   p99 {:.3}",
+        r(a50, s50),
+        r(a99, s99)
+    );
+    println!(
+        "ratio apply+revert()/tc    p50 {:.3}   p99 {:.3}",
+        r(c50, s50),
+        r(c99, s99)
+    );
 }

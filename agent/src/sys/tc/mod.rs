@@ -1,12 +1,37 @@
 //! Traffic control through rtnetlink: netem, prio, tbf, u32 filters, mirred to IFB.
+//! faultline never runs `tc` or `ip`; each operation's doc names the equivalent command.
 //!
-//! - [`netem`], [`qdisc`], [`filter`], [`dist`]: pure codecs, byte-exact with iproute2
-//!   6.1 (golden tests in `golden.rs`, fixtures and their capture script in
-//!   `testdata/`).
-//! - [`msg`]: whole netlink requests.
+//! # Layers
 //!
-//! Everything faultline creates is tagged: root qdisc handle [`ROOT_MAJOR`]`:`, the
-//! netem child under prio [`CHILD_MAJOR`]`:`, IFB devices named [`IFB_PREFIX`]`...`.
+//! - Pure codecs, byte-exact with iproute2 6.1 (golden tests in `golden.rs` against
+//!   requests captured from `tc` itself; fixtures and `capture.sh` in `testdata/`):
+//!   [`netem::Netem`] (encode + decode of a kernel dump), [`qdisc::Prio`],
+//!   [`qdisc::Tbf`], [`filter::Selection`] -> [`filter::U32Match`] (u32 keys, mirred
+//!   redirect), [`dist::Distribution`] (normal/pareto/paretonormal tables computed in
+//!   Rust, equal to iproute2's `.dist` files).
+//! - [`msg`]: whole netlink requests built from those.
+//! - [`ops`]: [`Tc`], a connection inside one network namespace
+//!   ([`crate::sys::netns::NetnsTarget`]: current, `ip netns` name, path, or pid), with
+//!   [`Tc::apply`] -> [`Undo`], [`revert`] -> [`Reverted`], [`Tc::sweep`], and
+//!   [`probe_kernel`] -> [`KernelSupport`].
+//!
+//! # Using it for a `network` fault kind
+//!
+//! ```ignore
+//! let tc = Tc::connect(&NetnsTarget::Pid(pid)).await?;        // or Named / Path / Current
+//! let undo = tc.apply(&NetFault { iface, direction, netem, selection }).await?;
+//! journal.write(&undo)?;                                       // Undo is serde
+//! // ... later, from any task, even after a restart:
+//! match revert(&undo).await? { Reverted::Restored => .., Reverted::AlreadyGone(why) => .. }
+//! ```
+//!
+//! Errors are [`NetError`]; map `UnknownInterface`/`InvalidParameter` to
+//! InvalidArgument, `ForeignRootQdisc`/`MissingKernelModule` to FailedPrecondition,
+//! `Permission` to PermissionDenied.
+//!
+//! Everything faultline creates is tagged: root qdisc handle [`ROOT_MAJOR`]`:` (`fa17:`),
+//! the netem child under prio [`CHILD_MAJOR`]`:` (`fa18:`), IFB devices named
+//! [`IFB_PREFIX`]`...`, so [`Tc::sweep`] finds leftovers without the journal.
 
 pub mod dist;
 pub mod error;

@@ -101,7 +101,8 @@ fn xmittime(rate: u64, size: u32) -> u32 {
 }
 
 impl Tbf {
-    /// TCA_OPTIONS payload (a plain nest): PARMS, BURST, [RATE64], RTAB.
+    /// TCA_OPTIONS payload (a plain nest): PARMS, BURST, RATE64 (rates of 2^32 B/s and
+    /// more), RTAB.
     pub fn encode(&self) -> Result<Vec<u8>, NetError> {
         if self.bytes_per_sec == 0 {
             return Err(NetError::invalid(
