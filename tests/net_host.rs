@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{Link, Pair, kernel};
 use faultline_agent::sys::netns::NetnsTarget;
 use faultline_agent::sys::tc::{
-    Chance, Delay, Direction, Distribution, IfbRecord, Loss, NetError, NetFault, Netem, Percent,
-    Reverted, Selection, Tbf, TbfLimit, Tc, U32Match, Undo, revert,
+    Chance, Direction, IfbRecord, Loss, NetError, NetFault, Netem, Percent, Reverted, Selection,
+    Tbf, TbfLimit, Tc, U32Match, Undo, revert,
 };
 use faultline_tests::require;
 
@@ -22,15 +22,7 @@ fn delay_fault(iface: &str) -> NetFault {
     NetFault {
         iface: iface.into(),
         direction: Direction::Egress,
-        netem: Netem {
-            delay: Some(Delay {
-                latency: Duration::from_millis(50),
-                jitter: Duration::ZERO,
-                correlation: Percent::ZERO,
-                distribution: Distribution::Uniform,
-            }),
-            ..Default::default()
-        },
+        netem: Netem::fixed_delay(Duration::from_millis(50)),
         selection: Selection::default(),
     }
 }

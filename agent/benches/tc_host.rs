@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use faultline_agent::sys::netns::NetnsTarget;
 use faultline_agent::sys::tc::{
-    Delay, Direction, Distribution, NetFault, Netem, Percent, Selection, Tbf, TbfLimit, Tc,
-    probe_kernel, revert,
+    Direction, NetFault, Netem, Selection, Tbf, TbfLimit, Tc, probe_kernel, revert,
 };
 
 const CYCLES: usize = 200;
@@ -152,15 +151,7 @@ fn main() {
     let fault = NetFault {
         iface: "flbv0".into(),
         direction: Direction::Egress,
-        netem: Netem {
-            delay: Some(Delay {
-                latency: Duration::from_millis(50),
-                jitter: Duration::ZERO,
-                correlation: Percent::ZERO,
-                distribution: Distribution::Uniform,
-            }),
-            ..Default::default()
-        },
+        netem: Netem::fixed_delay(Duration::from_millis(50)),
         selection: Selection::default(),
     };
     let (open, reconnect) = rt.block_on(async {

@@ -220,6 +220,19 @@ fn ns_i64(d: Duration) -> i64 {
 }
 
 impl Netem {
+    /// `netem delay LATENCY`: a fixed delay and nothing else.
+    pub fn fixed_delay(latency: Duration) -> Netem {
+        Netem {
+            delay: Some(Delay {
+                latency,
+                jitter: Duration::ZERO,
+                correlation: Percent::ZERO,
+                distribution: Distribution::Uniform,
+            }),
+            ..Netem::default()
+        }
+    }
+
     /// Checks what iproute2 and the kernel would refuse, with a message naming the
     /// parameter.
     pub fn validate(&self) -> Result<(), NetError> {
