@@ -141,6 +141,8 @@ struct Entry {
     record: FaultRecord,
     undo: Option<Undo>,
     tasks: Vec<AbortHandle>,
+    /// Being reverted: still on the node (and still counted), but someone owns its end.
+    ending: bool,
 }
 
 #[derive(Default)]
@@ -149,7 +151,6 @@ struct Registry {
     ended: VecDeque<FaultRecord>,
     kills: VecDeque<Instant>,
     leases: HashMap<String, Lease>,
-    seq: u64,
 }
 
 impl Registry {
@@ -404,16 +405,12 @@ impl Engine {
                     plan: plan_text,
                 });
             }
-            reg.seq += 1;
-            let id = format!(
-                "f-{}-{}",
-                self.inner
-                    .started_at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs() % 100_000)
-                    .unwrap_or(0),
-                reg.seq
-            );
+            let id = loop {
+                let id = format!("f-{:08x}", rand::random::<u32>());
+                if !reg.active.contains_key(&id) && !reg.ended.iter().any(|r| r.id == id) {
+                    break id;
+                }
+            };
             let record = FaultRecord {
                 id: id.clone(),
                 spec: req.spec.clone(),
@@ -440,6 +437,7 @@ impl Engine {
                     record: record.clone(),
                     undo: None,
                     tasks: Vec::new(),
+                    ending: false,
                 },
             );
             record
@@ -528,7 +526,10 @@ impl Engine {
             tasks.push(
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
-                    let _ = me.end(&id, EndReason::Expired).await;
+                    // `end` aborts the fault's tasks, this timer among them: run it as a
+                    // task of its own so the revert is never cancelled halfway.
+                    let _ =
+                        tokio::spawn(async move { me.end(&id, EndReason::Expired).await }).await;
                 })
                 .abort_handle(),
             );
@@ -623,30 +624,49 @@ impl Engine {
 
     /// Ends an active fault: stops its tasks, reverts it, files the record.
     async fn end(&self, id: &str, why: EndReason) -> Result<FaultRecord, FaultError> {
-        let entry = {
-            let mut reg = self.reg();
-            match reg.active.get(id) {
-                None => {
-                    return match reg.ended.iter().rev().find(|r| r.id == id) {
-                        Some(r) => Ok(r.clone()),
-                        None => Err(FaultError::NotFound(format!(
-                            "no fault with id {id:?} (faultctl list shows them)"
-                        ))),
-                    };
+        // Take ownership of the fault's end, leaving it visible (and counted) as active
+        // until its revert is done and the ended record is filed in the same step.
+        let mut waited = Duration::ZERO;
+        let (tasks, mut rec, undo) = loop {
+            {
+                let mut reg = self.reg();
+                match reg.active.get_mut(id) {
+                    None => {
+                        return match reg.ended.iter().rev().find(|r| r.id == id) {
+                            Some(r) => Ok(r.clone()),
+                            None => Err(FaultError::NotFound(format!(
+                                "no fault with id {id:?} (faultctl list shows them)"
+                            ))),
+                        };
+                    }
+                    Some(e) if e.record.state == State::Pending => {
+                        return Err(FaultError::Precondition(format!(
+                            "fault {id} is still being applied; retry in a moment"
+                        )));
+                    }
+                    Some(e) if !e.ending => {
+                        e.ending = true;
+                        break (
+                            std::mem::take(&mut e.tasks),
+                            e.record.clone(),
+                            e.undo.take(),
+                        );
+                    }
+                    // Someone else is reverting it: wait for them, then report the outcome.
+                    Some(_) => {}
                 }
-                Some(e) if e.record.state == State::Pending => {
-                    return Err(FaultError::Precondition(format!(
-                        "fault {id} is still being applied; retry in a moment"
-                    )));
-                }
-                Some(_) => reg.active.remove(id).expect("present"),
             }
+            if waited > Duration::from_secs(30) {
+                return Err(FaultError::Failed(format!(
+                    "fault {id} has been reverting for 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += Duration::from_millis(5);
         };
-        for t in &entry.tasks {
+        for t in &tasks {
             t.abort();
         }
-        let mut rec = entry.record;
-        let undo = entry.undo;
         let undo_record = undo.as_ref().map(|u| u.record());
         let me = self.clone();
         let result = tokio::task::spawn_blocking(move || match undo {
@@ -684,7 +704,11 @@ impl Engine {
                 }
             }
         }
-        self.reg().file_ended(rec.clone());
+        {
+            let mut reg = self.reg();
+            reg.active.remove(id);
+            reg.file_ended(rec.clone());
+        }
         self.emit(event, Some(&rec), reason, &rec.requested_by);
         result.map(|()| rec)
     }
