@@ -316,6 +316,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
         excluded,
         freeze: None,
         description: String::new(),
+        conflict_key: None,
     })
 }
 
