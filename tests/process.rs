@@ -241,7 +241,8 @@ fn every_kills_a_respawning_target_repeatedly() {
     let counter = dir.path().join("count");
     // A supervisor that restarts the worker whenever it dies and counts the starts.
     let script = format!(
-        "n=0; while :; do n=$((n+1)); echo $n > {c}; {p} 600; done",
+        "n=0; while [ -d {d} ]; do n=$((n+1)); echo $n > {c}; {p} 600; done",
+        d = dir.path().display(),
         c = counter.display(),
         p = path.display()
     );
