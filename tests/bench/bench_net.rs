@@ -10,7 +10,6 @@
 //! It reports; it does not gate.
 
 #[path = "../net_common/mod.rs"]
-#[allow(dead_code)]
 mod net_common;
 
 use std::collections::HashMap;
