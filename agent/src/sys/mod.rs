@@ -4,3 +4,4 @@
 //! Each developer adds a `pub mod` line for their module here.
 
 pub mod cgroup;
+pub mod stress;

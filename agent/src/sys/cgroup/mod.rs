@@ -11,8 +11,14 @@
 
 mod fs;
 mod mountinfo;
+mod owned;
+mod signal;
 mod v1;
 mod v2;
+
+pub use owned::{
+    AGENT_LEAF, CpuMax, Limits, OWNED_PREFIX, OwnedGroup, ParentSpec, StressBackend, Usage,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
