@@ -239,9 +239,8 @@ pub fn run_mem_worker(size_bytes: u64, ramp: Duration) -> ! {
         };
         while have < target {
             let n = (target - have).min(MEM_CHUNK) as usize;
-            let mut v: Vec<u8> = Vec::with_capacity(n);
-            v.resize(n, 0xa5);
-            held.push(v);
+            // A non-zero fill is a memset over the fresh mapping: every page is written.
+            held.push(vec![0xa5u8; n]);
             have += n as u64;
         }
         if have < size_bytes {
@@ -345,26 +344,36 @@ fn write_raw(path: &CString, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts `exe args...` as a stress worker: stdin from /dev/null; in the child, before
-/// `exec`, `PR_SET_PDEATHSIG(SIGKILL)` (so it dies with this process), a check that this
-/// process is still its parent, `oom_score_adj` 1000 (the OOM killer picks it first), and
-/// `echo 0 > cgroup.procs` in every part of `cgroup` (so it is confined before it runs a
-/// single instruction of its own). Reap the returned child with [`Child::wait`] once it
-/// has been killed.
+/// Starts `exe args...` as a stress worker with stdin from /dev/null (stdout and stderr
+/// inherited); see [`spawn_worker_cmd`]. Reap the returned child with [`Child::wait`]
+/// once it has been killed.
 /// Shell: `(echo 1000 > /proc/self/oom_score_adj; echo $BASHPID > .../cgroup.procs;
-/// exec setpriv --pdeathsig KILL EXE ARGS)`.
+/// exec setpriv --pdeathsig KILL EXE ARGS) < /dev/null`.
 pub fn spawn_worker<S: AsRef<std::ffi::OsStr>>(
     exe: &Path,
     args: &[S],
     cgroup: &[CgroupRef],
 ) -> Result<Child, StressError> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null());
+    spawn_worker_cmd(cmd, cgroup)
+}
+
+/// Starts `cmd` as a stress worker: in the child, before `exec`,
+/// `PR_SET_PDEATHSIG(SIGKILL)` (so it dies with this process), a check that this process
+/// is still its parent, `oom_score_adj` 1000 (the OOM killer picks it first), and
+/// `echo 0 > cgroup.procs` in every part of `cgroup` (so it is confined before it runs a
+/// single instruction of its own). The fork happens on a thread that lives as long as
+/// the process, since the parent-death signal follows the forking thread.
+pub fn spawn_worker_cmd(mut cmd: Command, cgroup: &[CgroupRef]) -> Result<Child, StressError> {
+    let exe = PathBuf::from(cmd.get_program());
     let cg_names = cgroup
         .iter()
         .map(|g| g.dir.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
     let spawn_err = |source: std::io::Error| StressError::Spawn {
-        exe: exe.to_path_buf(),
+        exe: exe.clone(),
         cgroup: cg_names.clone(),
         source,
     };
@@ -376,15 +385,12 @@ pub fn spawn_worker<S: AsRef<std::ffi::OsStr>>(
         .map_err(spawn_err)?;
     let oom = cstring(Path::new("/proc/self/oom_score_adj")).map_err(spawn_err)?;
     let parent = std::process::id() as i32;
-    let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null());
     let pre_exec = move || -> std::io::Result<()> {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         // The parent may have died before the prctl: then no signal would ever come.
+        // (ESRCH, built without allocating: "no such process", the parent.)
         if nix::unistd::getppid().as_raw() != parent {
-            return Err(std::io::Error::other(
-                "parent exited before the worker started",
-            ));
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
         write_raw(&oom, b"1000")?;
         for p in &procs {
@@ -394,7 +400,7 @@ pub fn spawn_worker<S: AsRef<std::ffi::OsStr>>(
     };
     // SAFETY: the closure runs between fork and exec; it only makes raw syscalls
     // (prctl, getppid, open, write, close) on memory allocated before the fork, and
-    // allocates nothing, so it is async-signal-safe.
+    // allocates nothing (errors are raw OS errors), so it is async-signal-safe.
     unsafe { cmd.pre_exec(pre_exec) };
     let (tx, rx) = mpsc::channel();
     spawner()
