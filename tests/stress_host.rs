@@ -82,6 +82,7 @@ fn caps(quota_us: u64, mem: u64) -> Limits {
             period_us: 100_000,
         }),
         memory_max: Some(mem),
+        cpu_weight: Some(200),
     }
 }
 

@@ -3,7 +3,7 @@
 //! for the privileged stress tests (it answers faultd's hidden worker subcommands).
 //!
 //! ```text
-//! stress-bench bench [--seconds 10] [--targets 5,15,50,100] [--mem-mib 64,256,1024]
+//! stress-bench bench [--seconds 10] [--targets 5,15,50,100] [--mem-mib 64,256,1024] [--no-weight]
 //! stress-bench __stress-cpu --load P [--period-us US]     # a worker, as faultd runs it
 //! stress-bench __stress-mem --size BYTES [--ramp-ms MS]
 //! stress-bench __hold --parent own|PATH --name NAME --workers N --load P [--mem BYTES]
@@ -49,8 +49,8 @@ fn hold(args: &[String]) -> anyhow::Result<()> {
     let mem: Option<u64> = opt(args, "--mem").map(str::parse).transpose()?;
     let plan = stress::plan_cpu_cores(workers, load);
     let caps = Limits {
-        cpu: Some(plan.cap),
         memory_max: mem.map(stress::memory_cap),
+        ..plan.limits()
     };
     let group = cg.create_owned(&parent, name, &caps)?;
     let exe = std::env::current_exe()?;
@@ -195,6 +195,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    let no_weight = args.iter().any(|a| a == "--no-weight");
     let ncpus = std::thread::available_parallelism()?.get() as f64;
     let exe = std::env::current_exe()?;
     let stress_ng = ["/usr/bin/stress-ng", "/usr/local/bin/stress-ng"]
@@ -203,8 +204,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .find(|p| p.exists());
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "stress-bench: {ncpus} CPUs, cgroup mode {}, stress backend {backend:?}, {secs} s windows, loadavg before: {}",
+        "stress-bench: {ncpus} CPUs, cgroup mode {}, stress backend {backend:?}, {secs} s windows, group CPU weight {}, loadavg before: {}",
         cg.mode(),
+        if no_weight {
+            "default (--no-weight)"
+        } else {
+            "100 per worker"
+        },
         loadavg.trim()
     );
     println!(
@@ -220,10 +226,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (i, &target) in targets.iter().enumerate() {
         let plan = plan_cpu_share(target, ncpus);
-        let caps = Limits {
-            cpu: Some(plan.cap),
-            memory_max: None,
-        };
+        let mut caps = plan.limits();
+        if no_weight {
+            caps.cpu_weight = None;
+        }
         let target_cpus = target / 100.0 * ncpus;
         let cmd = WorkerCommand::Cpu {
             load_percent: plan.load_percent,
@@ -285,6 +291,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             let caps = Limits {
                 cpu: None,
                 memory_max: Some(cap),
+                cpu_weight: None,
             };
             let cmd = WorkerCommand::Mem {
                 size_bytes: size,

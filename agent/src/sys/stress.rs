@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use nix::time::{ClockId, ClockNanosleepFlags, clock_gettime, clock_nanosleep};
 
-use crate::sys::cgroup::{CgroupError, CgroupRef, CpuMax};
+use crate::sys::cgroup::{CgroupError, CgroupRef, CpuMax, Limits};
 
 /// The hidden subcommand of a CPU worker.
 pub const CPU_SUBCOMMAND: &str = "__stress-cpu";
@@ -253,41 +253,56 @@ pub fn run_mem_worker(size_bytes: u64, ramp: Duration) -> ! {
     }
 }
 
-/// A CPU stress plan: how many workers, each at what duty cycle, under what hard cap.
+/// A CPU stress plan: how many workers, each at what duty cycle, under what hard cap,
+/// with what CPU weight for the group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuPlan {
     pub workers: u32,
     pub load_percent: f64,
     pub cap: CpuMax,
+    /// v2-scale weight for the group: 100 per worker, so that the group competes like
+    /// that many ordinary busy processes (a group otherwise weighs as one process).
+    pub weight: u64,
 }
 
-/// `percent` of a capacity of `cpus` CPUs (the node's CPU count, or a cgroup limit in
-/// CPUs): the fewest workers that can carry it, all at the same duty cycle, and a cap
-/// of exactly that share (`cpu.max` "QUOTA 100000").
-pub fn plan_cpu_share(percent: f64, cpus: f64) -> CpuPlan {
-    let total = (percent / 100.0 * cpus).max(0.0);
-    let workers = total.ceil().max(1.0) as u32;
-    CpuPlan {
-        workers,
-        load_percent: (total / workers as f64 * 100.0).min(100.0),
-        cap: CpuMax {
-            quota_us: Some(((total * CAP_PERIOD_US as f64).round() as u64).max(1000)),
-            period_us: CAP_PERIOD_US,
-        },
+impl CpuPlan {
+    /// The caps to create the group with ([`Limits`] without a memory limit).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            cpu: Some(self.cap),
+            memory_max: None,
+            cpu_weight: Some(self.weight),
+        }
     }
 }
 
-/// `cores` workers each at `load_percent`, capped at their sum.
-pub fn plan_cpu_cores(cores: u32, load_percent: f64) -> CpuPlan {
-    let total = cores as f64 * load_percent / 100.0;
+fn plan(workers: u32, load_percent: f64) -> CpuPlan {
+    let total = workers as f64 * load_percent / 100.0;
     CpuPlan {
-        workers: cores,
+        workers,
         load_percent,
         cap: CpuMax {
             quota_us: Some(((total * CAP_PERIOD_US as f64).round() as u64).max(1000)),
             period_us: CAP_PERIOD_US,
         },
+        weight: (100 * workers as u64).min(10_000),
     }
+}
+
+/// `percent` of a capacity of `cpus` CPUs (the node's CPU count, or a cgroup limit in
+/// CPUs), spread evenly: one worker per CPU of the capacity (rounded up), each at the
+/// same duty cycle, under a cap of exactly that share (`cpu.max` "QUOTA 100000").
+/// Spreading keeps each worker's duty below 100 %, so time lost to other tasks can be
+/// made up within the period.
+pub fn plan_cpu_share(percent: f64, cpus: f64) -> CpuPlan {
+    let total = (percent / 100.0 * cpus).max(0.0);
+    let workers = cpus.ceil().max(1.0) as u32;
+    plan(workers, (total / workers as f64 * 100.0).min(100.0))
+}
+
+/// `cores` workers each at `load_percent`, capped at their sum.
+pub fn plan_cpu_cores(cores: u32, load_percent: f64) -> CpuPlan {
+    plan(cores, load_percent)
 }
 
 /// The memory cap for a worker asked to hold `size_bytes`: just above it (2 % plus
@@ -466,21 +481,24 @@ mod tests {
 
     #[test]
     fn cpu_plans() {
-        // 15 % of 2 CPUs: one worker at 30 %, cap 0.3 CPU.
+        // 15 % of 2 CPUs: two workers at 15 %, cap 0.3 CPU, weight of two processes.
         let p = plan_cpu_share(15.0, 2.0);
-        assert_eq!(p.workers, 1);
-        assert!((p.load_percent - 30.0).abs() < 1e-9);
+        assert_eq!(p.workers, 2);
+        assert!((p.load_percent - 15.0).abs() < 1e-9);
         assert_eq!(p.cap.quota_us, Some(30_000));
         assert_eq!(p.cap.period_us, 100_000);
+        assert_eq!(p.weight, 200);
         // 100 % of 2: two at 100 %.
         let p = plan_cpu_share(100.0, 2.0);
         assert_eq!((p.workers, p.load_percent), (2, 100.0));
         assert_eq!(p.cap.quota_us, Some(200_000));
-        // 75 % of 2 = 1.5 CPUs: two at 75 %.
-        let p = plan_cpu_share(75.0, 2.0);
-        assert_eq!((p.workers, p.load_percent), (2, 75.0));
+        // 50 % of a 0.5-CPU cgroup limit: one worker at 25 %.
+        let p = plan_cpu_share(50.0, 0.5);
+        assert_eq!((p.workers, p.load_percent), (1, 25.0));
+        assert_eq!(p.cap.quota_us, Some(25_000));
         let p = plan_cpu_cores(3, 40.0);
         assert_eq!((p.workers, p.cap.quota_us), (3, Some(120_000)));
+        assert_eq!(p.limits().cpu_weight, Some(300));
         assert!(memory_cap(1 << 30) > 1 << 30);
     }
 }

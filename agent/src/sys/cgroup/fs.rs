@@ -41,6 +41,15 @@ pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
     })
 }
 
+/// `cat FILE` as an unsigned number, `None` if the file is absent (the controller is not
+/// enabled or mounted there).
+pub(crate) fn read_u64_opt(path: &Path) -> Result<Option<u64>, CgroupError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    read_u64(path).map(Some)
+}
+
 /// `mkdir DIR` (Ok if it exists already).
 pub(crate) fn mkdir(path: &Path) -> Result<(), CgroupError> {
     match std::fs::create_dir(path) {

@@ -40,6 +40,11 @@ pub struct Limits {
     pub cpu: Option<CpuMax>,
     /// `memory.max` (v2) / `memory.limit_in_bytes` (v1), bytes; `None` = unlimited.
     pub memory_max: Option<u64>,
+    /// CPU weight on the v2 scale (100 = default, 1..=10000): `cpu.weight` (v2) /
+    /// `cpu.shares` = weight * 1024 / 100 (v1). A weight of 100 per worker makes the
+    /// group compete for CPU like that many ordinary processes. `None` when creating:
+    /// leave the default; when reading: no such file.
+    pub cpu_weight: Option<u64>,
 }
 
 /// Usage counters of a group; `None` where the hierarchy has no such counter.
@@ -342,6 +347,14 @@ impl Cgroups {
                 Hierarchy::V1(_) => v1::set_cfs(&g.dir, cpu.quota_us, cpu.period_us)?,
             }
         }
+        if let Some(w) = caps.cpu_weight
+            && has("cpu")
+        {
+            match g.hierarchy {
+                Hierarchy::V2 => v2::set_cpu_weight(&g.dir, w)?,
+                Hierarchy::V1(_) => v1::set_cpu_shares(&g.dir, w)?,
+            }
+        }
         if let Some(mem) = caps.memory_max
             && has("memory")
         {
@@ -601,15 +614,16 @@ impl Cgroups {
                 l.memory_max = m;
                 mem_done = true;
             }
+            l.cpu_weight = v2::cpu_weight(&cg.dir)?;
         }
-        if !cpu_done
-            && let Some(g) = self.v1_sibling(cg, "cpu")
-            && let Some((q, p)) = v1::cfs(&g.dir)?
-        {
-            l.cpu = q.map(|q| CpuMax {
-                quota_us: Some(q),
-                period_us: p,
-            });
+        if !cpu_done && let Some(g) = self.v1_sibling(cg, "cpu") {
+            if let Some((q, p)) = v1::cfs(&g.dir)? {
+                l.cpu = q.map(|q| CpuMax {
+                    quota_us: Some(q),
+                    period_us: p,
+                });
+            }
+            l.cpu_weight = v1::cpu_weight(&g.dir)?;
         }
         if !mem_done
             && let Some(g) = self.v1_sibling(cg, "memory")
@@ -664,6 +678,11 @@ mod tests {
     /// A v1 group as the kernel would populate it, in cpu, cpuacct and memory.
     fn v1_group(root: &std::path::Path, rel: &str) {
         put(root, &format!("sys/fs/cgroup/cpu{rel}/cgroup.procs"), "");
+        put(
+            root,
+            &format!("sys/fs/cgroup/cpu{rel}/cpu.shares"),
+            "1024\n",
+        );
         put(
             root,
             &format!("sys/fs/cgroup/cpu{rel}/cpu.cfs_quota_us"),
@@ -751,6 +770,7 @@ mod tests {
                 period_us: 100_000,
             }),
             memory_max: Some(64 << 20),
+            cpu_weight: Some(200),
         };
         let parts: Vec<CgroupRef> = ["cpu", "cpuacct", "memory"]
             .iter()
@@ -778,6 +798,10 @@ mod tests {
             (64u64 << 20).to_string()
         );
         // Limits of the cpu part find the memory sibling, and the other way round.
+        assert_eq!(
+            get(t.path(), "sys/fs/cgroup/cpu/faultline-x/cpu.shares"),
+            "2048"
+        );
         assert_eq!(cg.limits(&parts[0]).unwrap(), caps);
         assert_eq!(cg.limits(&parts[2]).unwrap(), caps);
         let g = OwnedGroup {
@@ -802,7 +826,11 @@ mod tests {
         v1_group(t.path(), "/app");
         v1_group(t.path(), "/app/inner");
         let inner = cg.resolve("/sys/fs/cgroup/cpu/app/inner").unwrap();
-        assert_eq!(cg.limits(&inner).unwrap(), Limits::default());
+        let unlimited = Limits {
+            cpu_weight: Some(100),
+            ..Limits::default()
+        };
+        assert_eq!(cg.limits(&inner).unwrap(), unlimited);
         put(
             t.path(),
             "sys/fs/cgroup/cpu/app/cpu.cfs_quota_us",
@@ -829,6 +857,7 @@ mod tests {
                 period_us: 100_000,
             }),
             memory_max: None,
+            cpu_weight: None,
         };
         let e = cg
             .create_owned(&ParentSpec::Path("/".into()), "faultline-y", &caps)
@@ -895,6 +924,7 @@ mod tests {
             "max 100000\n",
         );
         put(t.path(), "sys/fs/cgroup/faultline-z/memory.max", "max\n");
+        put(t.path(), "sys/fs/cgroup/faultline-z/cpu.weight", "100\n");
         put(
             t.path(),
             "sys/fs/cgroup/faultline-z/memory.swap.max",
@@ -916,13 +946,20 @@ mod tests {
             "low 0\noom 1\noom_kill 1\n",
         );
         let g = cg.group(&Hierarchy::V2, "/faultline-z").unwrap();
-        assert_eq!(cg.limits(&g).unwrap(), Limits::default());
+        assert_eq!(
+            cg.limits(&g).unwrap(),
+            Limits {
+                cpu_weight: Some(100),
+                ..Limits::default()
+            }
+        );
         let caps = Limits {
             cpu: Some(CpuMax {
                 quota_us: Some(150_000),
                 period_us: 100_000,
             }),
             memory_max: Some(1 << 20),
+            cpu_weight: Some(300),
         };
         cg.apply_caps(&g, &caps).unwrap();
         assert_eq!(
@@ -933,6 +970,7 @@ mod tests {
             get(t.path(), "sys/fs/cgroup/faultline-z/memory.swap.max"),
             "0"
         );
+        assert_eq!(get(t.path(), "sys/fs/cgroup/faultline-z/cpu.weight"), "300");
         assert_eq!(cg.limits(&g).unwrap(), caps);
         assert_eq!(
             cg.usage(&g).unwrap(),

@@ -77,33 +77,32 @@ pub(crate) fn set_memory_limit(dir: &Path, bytes: u64) -> Result<(), CgroupError
 /// `cat DIR/memory.limit_in_bytes`: `Some(Some(bytes))`, `Some(None)` when unlimited,
 /// `None` if absent.
 pub(crate) fn memory_limit(dir: &Path) -> Result<Option<Option<u64>>, CgroupError> {
-    let p = dir.join("memory.limit_in_bytes");
-    if !p.is_file() {
-        return Ok(None);
-    }
-    let v = fs::read_u64(&p)?;
-    Ok(Some((v < V1_UNLIMITED).then_some(v)))
+    Ok(fs::read_u64_opt(&dir.join("memory.limit_in_bytes"))?
+        .map(|v| (v < V1_UNLIMITED).then_some(v)))
 }
 
 /// `cat DIR/cpuacct.usage` (nanoseconds) in microseconds.
 pub(crate) fn cpuacct_usage_usec(dir: &Path) -> Result<Option<u64>, CgroupError> {
-    let p = dir.join("cpuacct.usage");
-    if !p.is_file() {
-        return Ok(None);
-    }
-    fs::read_u64(&p).map(|ns| Some(ns / 1000))
+    Ok(fs::read_u64_opt(&dir.join("cpuacct.usage"))?.map(|ns| ns / 1000))
 }
 
 /// `cat DIR/memory.usage_in_bytes`.
 pub(crate) fn memory_usage(dir: &Path) -> Result<Option<u64>, CgroupError> {
-    let p = dir.join("memory.usage_in_bytes");
-    if !p.is_file() {
-        return Ok(None);
-    }
-    fs::read_u64(&p).map(Some)
+    fs::read_u64_opt(&dir.join("memory.usage_in_bytes"))
 }
 
 /// `grep oom_kill DIR/memory.oom_control` (kernels >= 4.13).
 pub(crate) fn oom_kills(dir: &Path) -> Result<Option<u64>, CgroupError> {
     super::v2::keyed_u64(&dir.join("memory.oom_control"), "oom_kill")
+}
+
+/// `echo SHARES > DIR/cpu.shares` for a v2-scale `weight` (100 = 1024 shares).
+pub(crate) fn set_cpu_shares(dir: &Path, weight: u64) -> Result<(), CgroupError> {
+    let shares = (weight.clamp(1, 10_000) * 1024 / 100).clamp(2, 262_144);
+    fs::write(&dir.join("cpu.shares"), &shares.to_string())
+}
+
+/// `cat DIR/cpu.shares` on the v2 weight scale (1024 shares = 100), rounded.
+pub(crate) fn cpu_weight(dir: &Path) -> Result<Option<u64>, CgroupError> {
+    Ok(fs::read_u64_opt(&dir.join("cpu.shares"))?.map(|s| (s * 100 + 512) / 1024))
 }

@@ -104,11 +104,7 @@ pub(crate) fn cpu_usage_usec(dir: &Path) -> Result<Option<u64>, CgroupError> {
 
 /// `cat DIR/memory.current`, if the memory controller is enabled there.
 pub(crate) fn memory_current(dir: &Path) -> Result<Option<u64>, CgroupError> {
-    let p = dir.join("memory.current");
-    if !p.is_file() {
-        return Ok(None);
-    }
-    fs::read_u64(&p).map(Some)
+    fs::read_u64_opt(&dir.join("memory.current"))
 }
 
 /// `grep oom_kill DIR/memory.events`.
@@ -157,4 +153,17 @@ pub(crate) fn enable_controllers(dir: &Path, want: &[&str]) -> Result<(), Cgroup
         return Ok(());
     }
     fs::write(&p, &missing.join(" "))
+}
+
+/// `echo WEIGHT > DIR/cpu.weight` (1..=10000, default 100).
+pub(crate) fn set_cpu_weight(dir: &Path, weight: u64) -> Result<(), CgroupError> {
+    fs::write(
+        &dir.join("cpu.weight"),
+        &weight.clamp(1, 10_000).to_string(),
+    )
+}
+
+/// `cat DIR/cpu.weight`, if the cpu controller is enabled there.
+pub(crate) fn cpu_weight(dir: &Path) -> Result<Option<u64>, CgroupError> {
+    fs::read_u64_opt(&dir.join("cpu.weight"))
 }
