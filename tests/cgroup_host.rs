@@ -241,3 +241,20 @@ fn pid_cgroups_match_the_kernel() {
     let g = cg.pid_group(pid, &Hierarchy::V1("freezer".into())).unwrap();
     assert_eq!(g.dir, guard.dir);
 }
+
+#[test]
+fn pid_cgroups_match_the_kernel_v2() {
+    require!("root", "cgroup2-freeze");
+    let cg = Cgroups::detect().unwrap();
+    let root = cg.v2_root().unwrap().to_path_buf();
+    let mut guard = GroupGuard::new(&root);
+    let pid = guard.spawn_sleep();
+    let name = guard.dir.file_name().unwrap().to_string_lossy().to_string();
+    let groups = Cgroups::pid_cgroups(pid).unwrap();
+    assert!(
+        groups.contains(&(Hierarchy::V2, format!("/{name}"))),
+        "{groups:?}"
+    );
+    let g = cg.pid_group(pid, &Hierarchy::V2).unwrap();
+    assert_eq!(g.dir, guard.dir);
+}
