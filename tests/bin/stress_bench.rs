@@ -196,7 +196,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     let no_weight = args.iter().any(|a| a == "--no-weight");
-    let ncpus = std::thread::available_parallelism()?.get() as f64;
+    let ncpus = stress::node_cpus() as f64;
     let exe = std::env::current_exe()?;
     let stress_ng = ["/usr/bin/stress-ng", "/usr/local/bin/stress-ng"]
         .iter()

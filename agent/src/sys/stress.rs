@@ -253,6 +253,17 @@ pub fn run_mem_worker(size_bytes: u64, ramp: Duration) -> ! {
     }
 }
 
+/// The node's online CPU count (`getconf _NPROCESSORS_ONLN`), the capacity that "percent
+/// of the node" refers to. Unlike `std::thread::available_parallelism`, it ignores the
+/// agent's own affinity mask and cgroup quota.
+pub fn node_cpus() -> u32 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .filter(|n| *n > 0)
+        .map_or(1, |n| n as u32)
+}
+
 /// A CPU stress plan: how many workers, each at what duty cycle, under what hard cap,
 /// with what CPU weight for the group.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -500,5 +511,15 @@ mod tests {
         assert_eq!((p.workers, p.cap.quota_us), (3, Some(120_000)));
         assert_eq!(p.limits().cpu_weight, Some(300));
         assert!(memory_cap(1 << 30) > 1 << 30);
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+        let count: u32 = online
+            .trim()
+            .split(',')
+            .map(|r| match r.split_once('-') {
+                Some((a, b)) => b.parse::<u32>().unwrap() - a.parse::<u32>().unwrap() + 1,
+                None => 1,
+            })
+            .sum();
+        assert_eq!(node_cpus(), count);
     }
 }
