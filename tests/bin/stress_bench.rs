@@ -141,9 +141,32 @@ fn start<'a>(
     Ok(run)
 }
 
+/// Busy and total CPU time of the whole node so far, in seconds (`/proc/stat` cpu line).
+fn node_cpu_times() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let hz = 100.0; // USER_HZ
+    let total: f64 = v.iter().sum::<f64>() / hz;
+    let idle = (v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0)) / hz;
+    (total - idle, total)
+}
+
 /// Time from start until a 100 ms window first reaches 90 % of `target_cpus`, then the
-/// mean CPU use in CPUs over `window` (after 1 s of settling).
-fn measure_cpu(run: &Run, target_cpus: f64, window: Duration) -> anyhow::Result<(Duration, f64)> {
+/// mean CPU use in CPUs over `window` (after 1 s of settling), and the CPUs that
+/// everything else on the node used meanwhile.
+fn measure_cpu(
+    run: &Run,
+    target_cpus: f64,
+    window: Duration,
+) -> anyhow::Result<(Duration, f64, f64)> {
     let mut reach = None;
     let mut last = (Instant::now(), run.cpu_usec()?);
     while run.started.elapsed() < Duration::from_secs(3) {
@@ -158,11 +181,13 @@ fn measure_cpu(run: &Run, target_cpus: f64, window: Duration) -> anyhow::Result<
             break;
         }
     }
-    let (t0, u0) = (Instant::now(), run.cpu_usec()?);
+    let (t0, u0, n0) = (Instant::now(), run.cpu_usec()?, node_cpu_times());
     std::thread::sleep(window);
-    let (t1, u1) = (Instant::now(), run.cpu_usec()?);
-    let cpus = (u1 - u0) as f64 / 1e6 / (t1 - t0).as_secs_f64();
-    Ok((reach.unwrap_or(Duration::MAX), cpus))
+    let (t1, u1, n1) = (Instant::now(), run.cpu_usec()?, node_cpu_times());
+    let secs = (t1 - t0).as_secs_f64();
+    let cpus = (u1 - u0) as f64 / 1e6 / secs;
+    let others = ((n1.0 - n0.0) / secs - cpus).max(0.0);
+    Ok((reach.unwrap_or(Duration::MAX), cpus, others))
 }
 
 fn fmt_reach(d: Duration) -> String {
@@ -221,9 +246,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| target % of node | plan (workers x duty) | cap quota/period us | faultline % | error pts | reach ms | revert ms | stress-ng % | error pts | reach ms |"
+        "| target % of node | plan (workers x duty) | cap quota/period us | faultline % | error pts | reach ms | revert ms | others % | stress-ng % | error pts | reach ms | others % |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, &target) in targets.iter().enumerate() {
         let plan = plan_cpu_share(target, ncpus);
         let mut caps = plan.limits();
@@ -240,10 +265,15 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             .collect();
         let name = format!("faultline-bench-{}-{i}", std::process::id());
         let run = start(&cg, &name, caps, &cmds)?;
-        let (reach, cpus) = measure_cpu(&run, target_cpus, window)?;
+        let (reach, cpus, others) = measure_cpu(&run, target_cpus, window)?;
         let revert = run.stop()?;
         let pct = cpus / ncpus * 100.0;
-        let mut ng = ("-".to_string(), "-".to_string(), "-".to_string());
+        let mut ng = (
+            "-".to_string(),
+            "-".to_string(),
+            "-".to_string(),
+            "-".to_string(),
+        );
         if let Some(sng) = stress_ng {
             let args = vec![
                 "--cpu".to_string(),
@@ -256,17 +286,18 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             ];
             let name = format!("faultline-bench-{}-{i}-ng", std::process::id());
             let run = start(&cg, &name, caps, &[(sng.to_path_buf(), args)])?;
-            let (reach, cpus) = measure_cpu(&run, target_cpus, window)?;
+            let (reach, cpus, others) = measure_cpu(&run, target_cpus, window)?;
             run.stop()?;
             let p = cpus / ncpus * 100.0;
             ng = (
                 format!("{p:.2}"),
                 format!("{:+.2}", p - target),
                 fmt_reach(reach),
+                format!("{:.0}", others / ncpus * 100.0),
             );
         }
         println!(
-            "| {target} | {} x {:.1} % | {}/{} | {pct:.2} | {:+.2} | {} | {} | {} | {} | {} |",
+            "| {target} | {} x {:.1} % | {}/{} | {pct:.2} | {:+.2} | {} | {} | {:.0} | {} | {} | {} | {} |",
             plan.workers,
             plan.load_percent,
             plan.cap.quota_us.unwrap_or(0),
@@ -274,11 +305,16 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             pct - target,
             fmt_reach(reach),
             revert.as_millis(),
+            others / ncpus * 100.0,
             ng.0,
             ng.1,
-            ng.2
+            ng.2,
+            ng.3
         );
     }
+    println!(
+        "(others %: the node's CPU used by everything else during the same window, from /proc/stat)"
+    );
     println!();
     println!(
         "| requested MiB | ramp | cap MiB | cgroup memory MiB | error % | worker RssAnon MiB | error % | reach ms | revert ms |"
