@@ -20,7 +20,7 @@ pub const AGENT_LEAF: &str = "agent";
 
 /// A CPU bandwidth limit: `quota_us` of CPU time per `period_us` of wall time
 /// (`None` = unlimited). 30000/100000 is 0.3 CPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuMax {
     pub quota_us: Option<u64>,
     pub period_us: u64,
@@ -34,7 +34,7 @@ impl CpuMax {
 }
 
 /// Caps for a new group, or the limits read back from any group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// `cpu.max` (v2) / `cpu.cfs_quota_us` + `cpu.cfs_period_us` (v1).
     pub cpu: Option<CpuMax>,
@@ -78,8 +78,9 @@ pub enum StressBackend {
     V1,
 }
 
-/// A faultline-owned group: one directory per hierarchy it lives in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A faultline-owned group: one directory per hierarchy it lives in. Serializable, so
+/// an undo record in the journal can name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnedGroup {
     /// The directory name, starting with [`OWNED_PREFIX`].
     pub name: String,
@@ -138,6 +139,7 @@ fn ancestors(path: &str) -> Vec<String> {
 impl Cgroups {
     /// Which version carries stress groups here: v2 if its root offers cpu and memory,
     /// else v1 if cpu and memory hierarchies are mounted.
+    /// Shell: `cat /sys/fs/cgroup/cgroup.controllers`.
     pub fn stress_backend(&self) -> Result<StressBackend, CgroupError> {
         if let Some(root) = self.v2_root() {
             let c = v2::controllers(&root.join("cgroup.controllers")).unwrap_or_default();
@@ -376,6 +378,7 @@ impl Cgroups {
     }
 
     /// Pids in any part of the group (and below), sorted, deduplicated.
+    /// Shell: `cat /sys/fs/cgroup/*/P/NAME/cgroup.procs | sort -un`.
     pub fn owned_procs(&self, g: &OwnedGroup) -> Result<Vec<i32>, CgroupError> {
         let mut all = Vec::new();
         for part in &g.groups {
@@ -635,7 +638,9 @@ impl Cgroups {
     }
 
     /// The limits that bind `cg`: the smallest CPU share and memory limit of the group
-    /// and its ancestors (what "percent of the target cgroup's limit" means).
+    /// and its ancestors (what "percent of the target cgroup's limit" means). The CPU
+    /// weight is the group's own. Shell: `cat` each ancestor's `cpu.max` and `memory.max`
+    /// (v2) or `cpu.cfs_quota_us` and `memory.limit_in_bytes` (v1).
     pub fn effective_limits(&self, cg: &CgroupRef) -> Result<Limits, CgroupError> {
         let mut eff = self.limits(cg)?;
         for a in ancestors(&cg.path).into_iter().rev() {
@@ -981,6 +986,8 @@ mod tests {
             }
         );
         let found = cg.find_owned(&ParentSpec::Path("/".into())).unwrap();
+        let json = serde_json::to_string(&found[0]).unwrap();
+        assert_eq!(serde_json::from_str::<OwnedGroup>(&json).unwrap(), found[0]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].name, "faultline-z");
         assert_eq!(found[0].groups, vec![g]);
