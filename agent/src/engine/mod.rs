@@ -162,6 +162,16 @@ impl Registry {
         ids
     }
 
+    fn active_kinds(&self) -> Vec<(String, Kind)> {
+        let mut v: Vec<(String, Kind)> = self
+            .active
+            .values()
+            .map(|e| (e.record.id.clone(), e.record.kind()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     fn lease_info(&self, id: &str) -> Option<LeaseInfo> {
         let l = self.leases.get(id)?;
         let mut faults: Vec<String> = self
@@ -396,10 +406,11 @@ impl Engine {
                 Some(id) => Err(FaultError::Precondition(format!(
                     "fault {id} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
                 ))),
-                None => policy::check_capacity(&reg.active_ids(), limits).and_then(|()| {
-                    let recent = reg.recent_kills();
-                    policy::check_kill_rate(kills, recent, limits)
-                }),
+                None => policy::check_capacity(&reg.active_kinds(), req.spec.kind(), limits)
+                    .and_then(|()| {
+                        let recent = reg.recent_kills();
+                        policy::check_kill_rate(kills, recent, limits)
+                    }),
             };
             if let Err(e) = checks {
                 drop(reg);
