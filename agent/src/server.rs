@@ -109,6 +109,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         );
     }
 
+    // The health guard (if the limits set a [health] section) aborts every fault on a breach.
+    let _guard = crate::engine::health::spawn(engine.clone());
+
     let group = cfg
         .operator_groups
         .first()

@@ -642,6 +642,7 @@ pub fn event(e: &engine::Event) -> pb::Event {
             E::Failed => pb::EventType::Failed,
             E::Refused => pb::EventType::Refused,
             E::Tick => pb::EventType::Tick,
+            E::HealthAbort => pb::EventType::HealthAbort,
         } as i32,
         at_ms: ms(Some(e.at)),
         fault_id: e.fault_id.clone(),

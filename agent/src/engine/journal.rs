@@ -108,6 +108,36 @@ impl Journal {
             .map_err(wrap(&self.dir, "fsync"))
     }
 
+    /// `<state_dir>/netns.json`: every network namespace a network fault touched.
+    fn netns_path(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("netns.json")
+    }
+
+    /// The namespaces network faults have touched (for `faultd cleanup`'s sweep).
+    pub fn netns(&self) -> Vec<crate::sys::netns::NetnsTarget> {
+        std::fs::read(self.netns_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds a namespace to `netns.json` durably (before any change is made in it).
+    pub fn note_netns(&self, t: &crate::sys::netns::NetnsTarget) -> Result<(), JournalError> {
+        let mut all = self.netns();
+        if all.contains(t) {
+            return Ok(());
+        }
+        all.push(t.clone());
+        let path = self.netns_path();
+        let tmp = path.with_extension("json.tmp");
+        let data = serde_json::to_vec_pretty(&all).expect("namespaces serialize");
+        let mut f = std::fs::File::create(&tmp).map_err(wrap(&tmp, "create"))?;
+        f.write_all(&data).map_err(wrap(&tmp, "write"))?;
+        f.sync_all().map_err(wrap(&tmp, "fsync"))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(wrap(&path, "rename"))
+    }
+
     /// Every entry left on disk, and the files that could not be read (path, why).
     pub fn load(&self) -> (Vec<Entry>, Vec<(PathBuf, String)>) {
         let mut entries = Vec::new();
