@@ -197,6 +197,11 @@ pub async fn inject_held(
     fmt: crate::Output,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), CtlError> {
+    // Signal handlers first: a Ctrl-C that lands right after the inject must revert,
+    // not kill faultctl and leave the fault to the lease's TTL.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(CtlError::Output)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(CtlError::Output)?;
     let held = Held::open(client, ttl, holder("inject --hold")).await?;
     req.lease_id = held.id().to_string();
     let r = match client.inject(req).await {
@@ -228,14 +233,10 @@ pub async fn inject_held(
         let _ = held.close(client, false).await;
         return Ok(());
     };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(CtlError::Output)?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut poll = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = poll.tick() => {
                 let f = client

@@ -22,6 +22,9 @@ pub struct AgentOptions {
     pub args: Vec<String>,
     /// Reuse this state dir (e.g. a crashed agent's) instead of a fresh one.
     pub state_dir: Option<PathBuf>,
+    /// Extra environment variables (e.g. the test-only
+    /// `FAULTLINE_TEST_CRASH_AFTER_JOURNAL=1`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -69,6 +72,7 @@ impl Agent {
             cmd.arg("--limits").arg(&p);
         }
         cmd.args(&opts.args);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let logf = std::fs::File::create(&log).unwrap();
         cmd.stdout(Stdio::null()).stderr(logf);
         let child = cmd.spawn().expect("spawn faultd");
@@ -152,9 +156,29 @@ impl Agent {
         })
     }
 
-    /// The state dir it was started with.
+    /// The state dir it was started with (the default one: see `AgentOptions::state_dir`).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+
+    /// Its config file (for `faultd cleanup --config`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("faultd.toml")
+    }
+
+    /// Whether the process is still running (not reaped).
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGKILL if still running, and reap: after a self-inflicted abort too.
+    pub fn crash_if_alive(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGKILL: a crash. Nothing is reverted.
