@@ -88,11 +88,15 @@ impl Journal {
         self.sync_dir()
     }
 
-    /// Forgets a fault (it is reverted).
+    /// Forgets a fault (it is reverted). The removal is not fsynced: a removal lost to
+    /// a crash only makes the next start revert the fault again, which every undo
+    /// survives (they are idempotent and check the target is still the one they
+    /// changed). Skipping the directory fsync is what lets `RevertAll` of 100 faults
+    /// return in milliseconds rather than 100 fsyncs.
     pub fn remove(&self, id: &str) -> Result<(), JournalError> {
         let path = self.path(id);
         match std::fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(JournalError {
                 path,
