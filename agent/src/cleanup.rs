@@ -6,8 +6,10 @@
 //! frozen cgroups, restores qdiscs), then sweeps what faultline tags even without a
 //! journal: root qdiscs with handle `fa17:`, ingress redirects to and the `flifb*` IFB
 //! devices ([`crate::sys::tc::Tc::sweep`]) in the agent's own network namespace and in
-//! every namespace a network fault touched (`<state-dir>/netns.json`). Then it looks
-//! again: the node is clean when the journal is empty and a second sweep finds nothing.
+//! every namespace a network fault touched (`<state-dir>/netns.json`), and removes
+//! faultline-owned cgroups (`faultline-*`, [`crate::sys::cgroup::Cgroups::sweep_owned`])
+//! under the agent's own group. Then it looks again: the node is clean when the
+//! journal is empty and a second sweep finds nothing.
 
 use std::path::Path;
 
@@ -48,6 +50,7 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
         }
     }
     let engine = Engine::new(Host::detect(limits), Some(journal.clone()));
+    let owned_parent = crate::sys::cgroup::ParentSpec::Own;
     for res in engine.recover().await {
         match res.result {
             Ok(()) => r
@@ -66,7 +69,41 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
                 .push(format!("{t} no longer exists: nothing to sweep")),
         }
     }
+    // faultline-owned cgroups (stress groups, `faultline-*`) under the agent's own
+    // group, which `ExecStopPost` shares with the agent.
+    // In a hierarchy root (no systemd unit, no delegation) `faultline-*` groups may
+    // belong to someone else's run (tests make them there): leave them alone unless
+    // cleanup's own group is below the root in every hierarchy.
+    let at_root = std::fs::read_to_string("/proc/self/cgroup")
+        .map(|t| {
+            t.lines()
+                .any(|l| matches!(l.rsplit_once(':'), Some((_, "/" | "/agent"))))
+        })
+        .unwrap_or(true);
+    match engine.host().cgroups() {
+        _ if at_root => r.done.push(
+            "faultline cgroup sweep skipped: cleanup runs in a root cgroup, not in faultd's own unit".into(),
+        ),
+        Ok(cg) => match cg.sweep_owned(&owned_parent, std::time::Duration::from_secs(5)) {
+            Ok(names) => r
+                .done
+                .extend(names.into_iter().map(|n| format!("removed cgroup {n}"))),
+            Err(e) => r.left.push(format!("cgroup sweep: {e}")),
+        },
+        Err(e) => r.done.push(format!("no cgroup sweep: {e}")),
+    }
     // Look again.
+    if !at_root
+        && let Ok(cg) = engine.host().cgroups()
+        && let Ok(left) = cg.find_owned(&owned_parent)
+    {
+        for g in left {
+            r.left.push(format!(
+                "faultline cgroup {} still exists: {:?}",
+                g.name, g.groups
+            ));
+        }
+    }
     let (entries, bad) = journal.load();
     for e in entries {
         if !r.left.iter().any(|l| l.contains(&e.id)) {
