@@ -23,6 +23,8 @@ use crate::sys::netns::NetnsTarget;
 pub struct Report {
     /// One line per action taken.
     pub done: Vec<String>,
+    /// What was not looked at, and why.
+    pub notes: Vec<String>,
     /// One line per thing still wrong after the sweep.
     pub left: Vec<String>,
 }
@@ -81,7 +83,7 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
         })
         .unwrap_or(true);
     match engine.host().cgroups() {
-        _ if at_root => r.done.push(
+        _ if at_root => r.notes.push(
             "faultline cgroup sweep skipped: cleanup runs in a root cgroup, not in faultd's own unit".into(),
         ),
         Ok(cg) => match cg.sweep_owned(&owned_parent, std::time::Duration::from_secs(5)) {
@@ -90,7 +92,7 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
                 .extend(names.into_iter().map(|n| format!("removed cgroup {n}"))),
             Err(e) => r.left.push(format!("cgroup sweep: {e}")),
         },
-        Err(e) => r.done.push(format!("no cgroup sweep: {e}")),
+        Err(e) => r.notes.push(format!("no cgroup sweep: {e}")),
     }
     // Look again.
     if !at_root

@@ -176,6 +176,9 @@ fn cleanup(config: Config, limits: Limits) -> ExitCode {
     for l in &report.done {
         println!("{l}");
     }
+    for l in &report.notes {
+        println!("note: {l}");
+    }
     if report.clean() {
         println!(
             "node clean ({} action{})",

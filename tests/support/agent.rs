@@ -264,9 +264,18 @@ impl Victim {
         self.child.id() as i32
     }
 
-    /// The state letter in /proc/PID/stat (`S`, `T`...), or None once reaped.
+    /// The state letter in /proc/PID/stat (`S`, `T`...), or None once reaped. A victim
+    /// is a `sleep`: right after a SIGCONT or a thaw it is briefly runnable (`R`) before
+    /// it sleeps again, so an `R` is given up to 200 ms to settle.
     pub fn state(&self) -> Option<char> {
-        proc_state(self.pid())
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            let s = proc_state(self.pid());
+            if s != Some('R') || Instant::now() >= deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Whether it has exited (reaping it if so).
