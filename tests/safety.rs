@@ -570,3 +570,54 @@ fn crash_loop_50_times_leaves_nothing_behind() {
         "crash loop: 50 rounds ({hook_rounds} crashed between journal and kernel), clean each time; worst wait after listening {worst:?}"
     );
 }
+
+#[test]
+fn watch_hold_lease_binds_faults_and_lapses_when_watch_is_killed() {
+    require!("root");
+    use std::io::BufRead;
+    let agent = Agent::start_staging();
+    let v = Victim::sleep("faultline-watch-hold");
+    let mut watch = Command::new(faultline_tests::bin("faultctl"))
+        .args([
+            "--agent",
+            &agent.uri(),
+            "-o",
+            "json",
+            "watch",
+            "--hold",
+            "--ttl",
+            "2s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    // Kept open: the watch prints the inject event later and must not hit EPIPE.
+    let mut events = std::io::BufReader::new(watch.stdout.take().unwrap());
+    events.read_line(&mut first).unwrap();
+    let lease: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let lease = lease["lease"].as_str().unwrap().to_string();
+    agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "5m",
+        "--lease",
+        &lease,
+    ]);
+    // Renewed by the watch well past its TTL.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(v.state(), Some('T'), "watch --hold renews its lease");
+    let mut injected = String::new();
+    events.read_line(&mut injected).unwrap();
+    assert!(injected.contains("injected"), "{injected}");
+    watch.kill().unwrap();
+    let _ = watch.wait();
+    let took = until_resumed(v.pid(), Duration::from_secs(10)).expect("never resumed");
+    eprintln!("watch --hold SIGKILLed: resumed {took:?} later (ttl 2s)");
+    assert!(took <= Duration::from_secs(3), "took {took:?}");
+}
