@@ -6,9 +6,8 @@
 //! frozen cgroups, restores qdiscs), then sweeps what faultline tags even without a
 //! journal: root qdiscs with handle `fa17:`, ingress redirects to and the `flifb*` IFB
 //! devices ([`crate::sys::tc::Tc::sweep`]) in the agent's own network namespace and in
-//! every namespace a network fault touched (`<state-dir>/netns.json`), and removes
-//! faultline-owned cgroups (`faultline-*`, [`crate::sys::cgroup::Cgroups::sweep_owned`])
-//! under the agent's own group. Then it looks again: the node is clean when the
+//! every namespace a network fault touched (`<state-dir>/netns.json`), and removes this
+//! agent's stress cgroups ([`Host::sweep_stress_groups`]) under its own group. Then it looks again: the node is clean when the
 //! journal is empty and a second sweep finds nothing.
 
 use std::path::Path;
@@ -51,8 +50,9 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
             spaces.push(t);
         }
     }
-    let engine = Engine::new(Host::detect(limits), Some(journal.clone()));
-    let owned_parent = crate::sys::cgroup::ParentSpec::Own;
+    let mut host = Host::detect(limits);
+    host.set_instance(state_dir);
+    let engine = Engine::new(host, Some(journal.clone()));
     for res in engine.recover().await {
         match res.result {
             Ok(()) => r
@@ -71,65 +71,23 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
                 .push(format!("{t} no longer exists: nothing to sweep")),
         }
     }
-    // faultline-owned cgroups (stress groups, `faultline-*`) under the agent's own
-    // group, which `ExecStopPost` shares with the agent.
-    // In a hierarchy root (no systemd unit, no delegation) `faultline-*` groups may
-    // belong to someone else's run (tests make them there): leave them alone unless
-    // cleanup's own group is below the root in every hierarchy.
-    let at_root = std::fs::read_to_string("/proc/self/cgroup")
-        .map(|t| {
-            t.lines()
-                .any(|l| matches!(l.rsplit_once(':'), Some((_, "/" | "/agent"))))
-        })
-        .unwrap_or(true);
-    match engine.host().cgroups() {
-        _ if at_root => r.notes.push(
-            "faultline cgroup sweep skipped: cleanup runs in a root cgroup, not in faultd's own unit".into(),
+    // This agent's stress cgroups (`faultline-stress-<instance>-*`, the instance derived
+    // from the state dir) under its own group, which `ExecStopPost` shares with it.
+    match engine.host().sweep_stress_groups() {
+        Ok(names) => r.done.extend(
+            names
+                .into_iter()
+                .map(|n| format!("removed stress cgroup {n}")),
         ),
-        Ok(cg) => match cg.sweep_owned(&owned_parent, std::time::Duration::from_secs(5)) {
-            Ok(names) => r
-                .done
-                .extend(names.into_iter().map(|n| format!("removed cgroup {n}"))),
-            Err(e) => r.left.push(format!("cgroup sweep: {e}")),
-        },
-        Err(e) => r.notes.push(format!("no cgroup sweep: {e}")),
+        Err(e) => r.left.push(format!("stress cgroup sweep: {e}")),
     }
     // Look again.
-    if !at_root
-        && let Ok(cg) = engine.host().cgroups()
-        && let Ok(left) = cg.find_owned(&owned_parent)
-    {
-        for g in left {
-            r.left.push(format!(
-                "faultline cgroup {} still exists: {:?}",
-                g.name, g.groups
-            ));
-        }
-    }
-    let (entries, bad) = journal.load();
-    for e in entries {
-        if !r.left.iter().any(|l| l.contains(&e.id)) {
-            r.left.push(format!(
-                "fault {} ({}) still in the journal: {}",
-                e.id, e.kind, e.description
-            ));
-        }
-    }
-    for (p, why) in bad {
-        r.left.push(format!(
-            "unreadable journal entry {}: {why} (inspect it, revert by hand, delete it)",
-            p.display()
-        ));
-    }
-    for t in &spaces {
-        if let Ok(lines) = sweep(t).await
-            && !lines.is_empty()
-        {
-            r.left.push(format!(
-                "{t}: a second sweep still found: {}",
-                lines.join("; ")
-            ));
-        }
+    match engine.host().sweep_stress_groups() {
+        Ok(names) if !names.is_empty() => r.left.push(format!(
+            "a second sweep still found stress cgroups: {}",
+            names.join(", ")
+        )),
+        _ => {}
     }
     Ok(r)
 }

@@ -72,11 +72,60 @@ pub fn check(
             }
         }
         FaultSpec::Pause(_) => {}
+        FaultSpec::Cpu(_) | FaultSpec::Memory(_) => {
+            let (name, l) = match spec {
+                FaultSpec::Cpu(_) => ("cpu.max_duration", &limits.cpu),
+                _ => ("memory.max_duration", &limits.memory),
+            };
+            if let Some(d) = duration
+                && d > l.max_duration
+            {
+                return Err(limit(
+                    limits,
+                    name,
+                    format_duration(l.max_duration),
+                    format_duration(d),
+                ));
+            }
+        }
         FaultSpec::Network(n) => {
             crate::fault::network::check(n, limits, |name, value, requested| {
                 limit(limits, name, value, requested)
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Checks a stress fault's share of the node (`percent`, CPU of the node or memory of
+/// RAM) alone and with the `active` shares of the same kind.
+pub fn check_stress_share(
+    memory: bool,
+    percent: f64,
+    active: f64,
+    limits: &Limits,
+) -> Result<(), FaultError> {
+    let (name, max) = if memory {
+        ("memory.max_percent", limits.memory.max_percent)
+    } else {
+        ("cpu.max_percent", limits.cpu.max_percent)
+    };
+    let eps = 1e-6;
+    if percent > max + eps {
+        return Err(limit(
+            limits,
+            name,
+            format!("{max}% of the node"),
+            format!("{percent:.2}% of the node"),
+        ));
+    }
+    if active + percent > max + eps {
+        return Err(limit(
+            limits,
+            name,
+            format!("{max}% of the node across active stress faults"),
+            format!("{percent:.2}% more with {active:.2}% already active"),
+        ));
     }
     Ok(())
 }
@@ -129,6 +178,8 @@ pub fn kind_cap(kind: Kind, limits: &Limits) -> (Option<u32>, &'static str) {
     match kind {
         Kind::Kill | Kind::Pause => (limits.process.max_concurrent, "process.max_concurrent"),
         Kind::Network => (limits.network.max_concurrent, "network.max_concurrent"),
+        Kind::Cpu => (limits.cpu.max_concurrent, "cpu.max_concurrent"),
+        Kind::Memory => (limits.memory.max_concurrent, "memory.max_concurrent"),
     }
 }
 
@@ -303,6 +354,8 @@ mod tests {
         let mut limits = Limits::staging();
         limits.process.max_concurrent = Some(2);
         limits.network.max_concurrent = Some(1);
+        limits.cpu.max_concurrent = Some(1);
+        limits.memory.max_concurrent = Some(2);
         let rows: Vec<(&str, Check, Check)> = vec![
             (
                 "max_duration",
@@ -323,6 +376,16 @@ mod tests {
                 "network.max_concurrent",
                 Box::new(|l| check_capacity(&active(&[Kind::Pause, Kind::Kill]), Kind::Network, l)),
                 Box::new(|l| check_capacity(&active(&[Kind::Network]), Kind::Network, l)),
+            ),
+            (
+                "cpu.max_concurrent",
+                Box::new(|l| check_capacity(&active(&[Kind::Memory]), Kind::Cpu, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Cpu]), Kind::Cpu, l)),
+            ),
+            (
+                "memory.max_concurrent",
+                Box::new(|l| check_capacity(&active(&[Kind::Memory, Kind::Cpu]), Kind::Memory, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Memory; 2]), Kind::Memory, l)),
             ),
             (
                 "process.max_kills_per_minute",

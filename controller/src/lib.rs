@@ -61,6 +61,8 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
         Command::Inject(InjectCommand::Net(a)) => Some(request::net_request(a)?),
+        Command::Inject(InjectCommand::Cpu(a)) => Some(request::cpu_request(a)?),
+        Command::Inject(InjectCommand::Mem(a)) => Some(request::mem_request(a)?),
         _ => None,
     };
     let mut client = connect(&cli.agent).await?;
@@ -217,6 +219,8 @@ async fn run_with(
                 InjectCommand::Kill(a) => &a.common,
                 InjectCommand::Pause(a) => &a.common,
                 InjectCommand::Net(a) => &a.common,
+                InjectCommand::Cpu(a) => &a.common,
+                InjectCommand::Mem(a) => &a.common,
             };
             if common.hold {
                 let ttl = parse_ttl("--hold-ttl", &common.hold_ttl)?;
