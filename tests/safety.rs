@@ -442,9 +442,45 @@ fn crash_loop_50_times_leaves_nothing_behind() {
             .any(|q| q["handle"].as_str().unwrap_or("").starts_with("fa17:"))
     };
     let state = tempfile::tempdir().unwrap();
+    // CPU stress where the host has a cgroup hierarchy for it; its group is named after
+    // this state dir's agent instance, so leftovers are found in cgroupfs.
+    let stress_root = if faultline_tests::probe("cgroup2-controllers").is_ok() {
+        faultline_tests::caps::v2_mount()
+    } else if faultline_tests::caps::v1_mount("memory").is_some() {
+        faultline_tests::caps::v1_mount("cpu")
+    } else {
+        None
+    };
+    let stress_prefix = {
+        let mut h = faultline_agent::host::Host::for_tests();
+        h.set_instance(state.path());
+        format!("faultline-stress-{}-", h.instance)
+    };
+    let stress_left = |root: &Path| -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![(root.to_path_buf(), 0)];
+        while let Some((d, depth)) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if e.file_name().to_string_lossy().starts_with(&stress_prefix) {
+                    found.push(e.path());
+                } else if depth < 4 {
+                    stack.push((e.path(), depth + 1));
+                }
+            }
+        }
+        found
+    };
+    if stress_root.is_none() {
+        eprintln!("crash loop: no cgroup hierarchy for stress here; the rest runs");
+    }
     let limits = format!("{STAGING}[process]\nmax_kills_per_minute = 1000\n");
     let mut worst = Duration::ZERO;
     let mut hook_rounds = 0;
+    // Rounds where the crash left a fault in place for recovery to undo.
+    let (mut stress_live, mut paused_live) = (0, 0);
     for round in 0..50 {
         let hook = round % 5 == 4;
         let mut agent = Agent::start_with(AgentOptions {
@@ -483,6 +519,16 @@ fn crash_loop_50_times_leaves_nothing_behind() {
                 "1m".into(),
             ],
         ];
+        if stress_root.is_some() {
+            cmds.push(vec![
+                "inject".into(),
+                "cpu".into(),
+                "--percent".into(),
+                "5".into(),
+                "--for".into(),
+                "30s".into(),
+            ]);
+        }
         if let Some(p) = &pair {
             cmds.push(vec![
                 "inject".into(),
@@ -532,6 +578,15 @@ fn crash_loop_50_times_leaves_nothing_behind() {
             std::thread::sleep(Duration::from_millis(pseudo_random(120)));
         }
         agent.crash_if_alive();
+        if stress_root
+            .as_deref()
+            .is_some_and(|r| !stress_left(r).is_empty())
+        {
+            stress_live += 1;
+        }
+        if paused.state() == Some('T') {
+            paused_live += 1;
+        }
         for mut c in spawned {
             let _ = c.kill();
             let _ = c.wait();
@@ -548,6 +603,9 @@ fn crash_loop_50_times_leaves_nothing_behind() {
                 && looped.state() != Some('T')
                 && group.as_ref().is_none_or(|g| !g.frozen())
                 && pair.as_ref().is_none_or(|p| !ours(p))
+                && stress_root
+                    .as_deref()
+                    .is_none_or(|r| stress_left(r).is_empty())
                 && std::fs::read_dir(state.path().join("journal"))
                     .map(|d| d.count() == 0)
                     .unwrap_or(true)
@@ -556,18 +614,19 @@ fn crash_loop_50_times_leaves_nothing_behind() {
         worst = worst.max(took);
         assert!(
             clean,
-            "round {round}: not clean 1 s after restart: pause {:?}, loop {:?}, group frozen {:?}, our qdisc {:?}\nfirst agent:\n{}\nsecond agent:\n{}",
+            "round {round}: not clean 1 s after restart: pause {:?}, loop {:?}, group frozen {:?}, our qdisc {:?}, stress groups {:?}\nfirst agent:\n{}\nsecond agent:\n{}",
             paused.state(),
             looped.state(),
             group.as_ref().map(|g| g.frozen()),
             pair.as_ref().map(ours),
+            stress_root.as_deref().map(stress_left),
             agent.log_text(),
             again.log_text()
         );
         drop(again);
     }
     eprintln!(
-        "crash loop: 50 rounds ({hook_rounds} crashed between journal and kernel), clean each time; worst wait after listening {worst:?}"
+        "crash loop: 50 rounds ({hook_rounds} crashed between journal and kernel; the crash left a paused process in {paused_live}, a stress group in {stress_live}), clean each time; worst wait after listening {worst:?}"
     );
 }
 
