@@ -54,6 +54,15 @@ enum Command {
         after_help = "Example:\n  faultd check-config --config /etc/faultline/faultd.toml --limits /etc/faultline/limits.toml"
     )]
     CheckConfig,
+    /// Offline: with no faultd running, revert every fault in the journal and sweep
+    /// faultline's tagged leftovers; exit 0 only when the node is clean.
+    #[command(
+        after_help = "Refuses (exit 2) while a live faultd holds the state dir's lock.\n\
+Exit 0: node clean. Exit 1: something is left (listed).\n\
+systemd runs it as ExecStopPost.\n\n\
+Example:\n  faultd cleanup --state-dir /var/lib/faultline"
+    )]
+    Cleanup,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<(Config, Limits)> {
@@ -126,6 +135,68 @@ fn print_effective(config: &Config, limits: &Limits) {
         limits.memory.max_percent,
         d(limits.memory.max_duration)
     );
+    let health = limits.health.describe();
+    if health.is_empty() {
+        println!("  health guard               off (no [health] conditions)");
+    } else {
+        println!(
+            "  health guard               every {}, abort when:",
+            d(limits.health.interval)
+        );
+        for h in health {
+            println!("    {h}");
+        }
+    }
+}
+
+fn cleanup(config: Config, limits: Limits) -> ExitCode {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("faultd cleanup: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match rt.block_on(faultline_agent::cleanup::run(&config.state_dir, limits)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultd cleanup: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for l in &report.done {
+        println!("{l}");
+    }
+    for l in &report.notes {
+        println!("note: {l}");
+    }
+    if report.clean() {
+        println!(
+            "node clean ({} action{})",
+            report.done.len(),
+            if report.done.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::SUCCESS
+    } else {
+        for l in &report.left {
+            eprintln!("faultd cleanup: left: {l}");
+        }
+        eprintln!(
+            "faultd cleanup: the node is NOT clean ({} problem{})",
+            report.left.len(),
+            if report.left.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
@@ -154,6 +225,9 @@ fn main() -> ExitCode {
     if let Some(Command::CheckConfig) = cli.command {
         print_effective(&config, &limits);
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Cleanup) = cli.command {
+        return cleanup(config, limits);
     }
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
