@@ -12,8 +12,14 @@
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod fleet;
+pub mod inventory;
+pub mod probe;
 pub mod render;
+pub mod report;
 pub mod request;
+pub mod scenario;
+pub mod sign;
 
 use std::io::Write;
 
@@ -48,24 +54,53 @@ fn emit(
 
 /// Runs one faultctl command against the agent named in `cli`, writing its output to
 /// `out`. `watch` runs until the stream ends or Ctrl-C.
+///
+/// With `--inventory`, the command runs on every selected agent ([`fleet::run`]);
+/// `run`, `keygen` and `report` are handled here without an agent connection of their own.
 pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
+    match &cli.command {
+        Command::Run(args) => return scenario::run_command(cli, args, out).await,
+        Command::Keygen { file, force } => return sign::keygen_command(file, *force, out),
+        Command::Report(cli::ReportCommand::Verify {
+            report,
+            sig,
+            public_key,
+        }) => {
+            return sign::verify_command(report, sig.as_deref(), public_key.as_deref(), out);
+        }
+        _ => {}
+    }
+    if cli.inventory.is_some() {
+        return fleet::run(cli, out).await;
+    }
+    if cli.select.is_some() || cli.max_nodes.is_some() || cli.max_percent.is_some() {
+        return Err(CtlError::Usage(
+            "--select, --max-nodes and --max-percent need --inventory FILE".into(),
+        ));
+    }
     // Syntax errors are reported before any connection is attempted.
-    let inject = match &cli.command {
+    let inject = inject_request(cli)?;
+    let mut client = connect(&cli.agent).await?;
+    run_with(&mut client, cli, cli.output, inject, out).await
+}
+
+/// The request an `inject` command sends (None for other commands).
+pub fn inject_request(cli: &Cli) -> Result<Option<faultline_proto::v1::InjectRequest>, CtlError> {
+    Ok(match &cli.command {
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
         _ => None,
-    };
-    let mut client = connect(&cli.agent).await?;
-    run_with(&mut client, cli, inject, out).await
+    })
 }
 
-async fn run_with(
+/// Runs one single-agent command on `client`, writing in `fmt`.
+pub(crate) async fn run_with(
     client: &mut AgentClient<Channel>,
     cli: &Cli,
+    fmt: Output,
     inject: Option<faultline_proto::v1::InjectRequest>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CtlError> {
-    let fmt = cli.output;
     let now = render::now_ms();
     match &cli.command {
         Command::Status => {
@@ -179,6 +214,9 @@ async fn run_with(
                 out.flush()?;
             }
         }
+        Command::Run(_) | Command::Keygen { .. } | Command::Report(_) => Err(CtlError::Usage(
+            "run, keygen and report do not take an agent connection".into(),
+        )),
         Command::Inject(_) => {
             let req = inject.expect("built in run()");
             let r = client.inject(req).await?.into_inner();
