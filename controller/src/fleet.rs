@@ -94,11 +94,17 @@ where
     F: Fn(&'a Node) -> Fut,
     Fut: std::future::Future<Output = T> + 'a,
 {
-    let mut v: Vec<(usize, T)> = futures::stream::iter(nodes.iter().enumerate())
+    // The futures are made up front (not started): a closure inside the stream would make
+    // the caller's future lose `Send` to a higher-ranked lifetime.
+    let futs: Vec<_> = nodes
+        .iter()
+        .enumerate()
         .map(|(i, n)| {
             let fut = f(n);
             async move { (i, fut.await) }
         })
+        .collect();
+    let mut v: Vec<(usize, T)> = futures::stream::iter(futs)
         .buffer_unordered(FANOUT)
         .collect()
         .await;
@@ -163,7 +169,7 @@ pub fn summarize(cmd: &Command, v: &Value) -> String {
             s("/max_concurrent_faults")
         ),
         Command::List { .. } => {
-            let ids: Vec<String> = v
+            let ids: Vec<String> = v["faults"]
                 .as_array()
                 .map(|a| {
                     a.iter()

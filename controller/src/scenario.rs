@@ -1281,4 +1281,35 @@ steps:
         let e = Scenario::parse(&SC.replace("max_duration", "max_durration"), true).unwrap_err();
         assert!(e.contains("max_durration"), "{e}");
     }
+
+    #[test]
+    fn examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        Inventory::load(&dir.join("inventory.toml")).unwrap();
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+                continue;
+            }
+            n += 1;
+            let sc = Scenario::load(&p, true).unwrap_or_else(|e| panic!("{e}"));
+            let text = std::fs::read_to_string(&p).unwrap();
+            let needs_new_kind = ["network:", "cpu:", "memory:"]
+                .iter()
+                .any(|k| text.contains(k));
+            match Scenario::parse(&text, false) {
+                Ok(_) => assert!(!needs_new_kind, "{}", p.display()),
+                Err(e) => {
+                    assert!(needs_new_kind, "{}: {e}", p.display());
+                    assert!(
+                        e.contains("is not supported by this faultctl/agent yet"),
+                        "{e}"
+                    );
+                }
+            }
+            assert!(!sc.steps.is_empty());
+        }
+        assert!(n >= 4, "examples/ has {n} scenarios");
+    }
 }
