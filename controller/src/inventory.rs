@@ -363,7 +363,10 @@ pub struct Pick {
 impl Pick {
     /// One line saying what was picked, e.g. `picked 1 of 3 selected nodes (--seed 42): db-2`.
     pub fn describe(&self) -> String {
-        let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut names: Vec<String> = self.nodes.iter().take(12).map(|n| n.name.clone()).collect();
+        if self.nodes.len() > 12 {
+            names.push(format!("and {} more", self.nodes.len() - 12));
+        }
         match self.seed {
             Some(s) => format!(
                 "picked {} of {} selected nodes at random (repeat with --seed {s}): {}",
