@@ -593,3 +593,73 @@ steps:
     }
     assert!(!reports.exists());
 }
+
+#[test]
+fn ctrl_c_aborts_every_fault_and_still_writes_the_report() {
+    let fleet = Fleet::start(2);
+    let tags: Vec<String> = (0..2).map(|_| unique_name("flv")).collect();
+    let victims: Vec<Victim> = tags.iter().map(|t| Victim::sleep(t)).collect();
+    let scenario = fleet.write(
+        "int.yaml",
+        &format!(
+            r#"
+name: e2e-sigint
+max_duration: 2m
+lease_ttl: 30s
+baseline: 100ms
+steps:
+  - parallel:
+      - select: name=node-1
+        inject: {{pause: {{cmdline: "^{t0}"}}}}
+        duration: 90s
+      - select: name=node-2
+        inject: {{pause: {{cmdline: "^{t1}"}}}}
+        duration: 90s
+"#,
+            t0 = tags[0],
+            t1 = tags[1],
+        ),
+    );
+    let reports = fleet.path("reports");
+    let child = fleet
+        .command(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || stopped(&victims[0])
+            && stopped(&victims[1])),
+        "the pauses never took effect"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // Reverted by faultctl itself, long before the 30s lease TTL could.
+    assert!(
+        !stopped(&victims[0]) && !stopped(&victims[1]),
+        "{}",
+        text(&o)
+    );
+    let (_, r) = report_in(&reports);
+    assert_eq!(r["outcome"], "aborted");
+    assert_eq!(r["abort_reason"], "interrupted (Ctrl-C)");
+    for i in 0..2 {
+        assert!(fleet.active(i).is_empty());
+        let f = &fleet.all_faults(i)[0];
+        assert!(
+            f["end_reason"].as_str().unwrap()
+                == "scenario e2e-sigint aborted: interrupted (Ctrl-C)",
+            "{f:#}"
+        );
+    }
+}

@@ -279,7 +279,12 @@ impl Report {
         }
         m += "\n## Timeline\n\n";
         for t in &self.timeline {
-            m += &format!("- {} {}\n", absolute(t.at_ms), t.event);
+            m += &format!(
+                "- {} (+{:.3}s) {}\n",
+                absolute(t.at_ms),
+                t.at_ms.saturating_sub(self.started_at_ms) as f64 / 1000.0,
+                t.event
+            );
         }
         m
     }

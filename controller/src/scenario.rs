@@ -239,6 +239,20 @@ pub struct ProcDoc {
 }
 
 impl InjectDoc {
+    /// The kind named (the first, if several are).
+    pub fn kind_name(&self) -> &'static str {
+        [
+            ("kill", self.kill.is_some()),
+            ("pause", self.pause.is_some()),
+            ("network", self.network.is_some()),
+            ("cpu", self.cpu.is_some()),
+            ("memory", self.memory.is_some()),
+        ]
+        .iter()
+        .find(|(_, b)| *b)
+        .map_or("nothing", |(k, _)| *k)
+    }
+
     /// The kind's name, or the reason it cannot be sent.
     fn spec(&self) -> Result<(&'static str, fault_spec::Kind), String> {
         let unsupported = [
@@ -320,7 +334,14 @@ impl Step {
         if self.parallel.is_some() {
             return format!("parallel group {index}");
         }
-        format!("step {index}")
+        match &self.inject {
+            Some(i) => format!(
+                "{} on {}",
+                i.kind_name(),
+                self.select.as_deref().unwrap_or("every node")
+            ),
+            None => format!("step {index}"),
+        }
     }
 
     fn validate(&self, at: &str, kinds_ok: bool) -> Result<(), String> {
@@ -433,7 +454,10 @@ struct Runner {
     run_id: String,
     holder: String,
     deadline: Instant,
-    held: tokio::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Held>>>>,
+    t0: Instant,
+    /// One cell per node: the lease is opened once, by whichever step needs it first,
+    /// without holding up steps on other nodes.
+    held: Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Arc<Held>>>>>,
     shared: Mutex<Shared_>,
     probes: Vec<(ProbeSpec, Shared)>,
     abort_tx: tokio::sync::watch::Sender<Option<String>>,
@@ -444,7 +468,11 @@ impl Runner {
         let mut s = self.shared.lock().expect("lock");
         let at_ms = now_ms();
         let clear = if s.tty { "\r\x1b[K" } else { "" };
-        eprintln!("{clear}[{}] {event}", crate::render::absolute(at_ms));
+        eprintln!(
+            "{clear}[{} +{:.3}s] {event}",
+            crate::render::absolute(at_ms),
+            self.t0.elapsed().as_secs_f64()
+        );
         s.timeline.push(TimelineEntry { at_ms, event });
     }
 
@@ -460,40 +488,53 @@ impl Runner {
     }
 
     /// The connection and lease for `node`, opening them on first use.
-    async fn hold(&self, node: &Node) -> Result<Arc<tokio::sync::Mutex<Held>>, String> {
-        let mut map = self.held.lock().await;
-        if let Some(h) = map.get(&node.name) {
-            return Ok(h.clone());
-        }
-        let mut client = node.connect().await.map_err(|e| e.to_string())?;
-        let lease = client
-            .open_lease(OpenLeaseRequest {
-                ttl_ms: self.sc.lease_ttl.0.as_millis() as u64,
-                holder: self.holder.clone(),
-            })
-            .await
-            .map_err(|s| format!("cannot open a lease: {}", crate::CtlError::Rpc(s)))?
-            .into_inner();
-        self.log(format!(
-            "{}: lease {} opened (ttl {})",
-            node.name, lease.id, self.sc.lease_ttl
-        ));
-        let h = Arc::new(tokio::sync::Mutex::new(Held {
-            node: node.clone(),
-            client,
-            lease_id: lease.id,
-        }));
-        map.insert(node.name.clone(), h.clone());
-        Ok(h)
+    async fn hold(&self, node: &Node) -> Result<Arc<Held>, String> {
+        let cell = self
+            .held
+            .lock()
+            .expect("lock")
+            .entry(node.name.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let mut client = node.connect().await.map_err(|e| e.to_string())?;
+            let lease = client
+                .open_lease(OpenLeaseRequest {
+                    ttl_ms: self.sc.lease_ttl.0.as_millis() as u64,
+                    holder: self.holder.clone(),
+                })
+                .await
+                .map_err(|s| format!("cannot open a lease: {}", crate::CtlError::Rpc(s)))?
+                .into_inner();
+            self.log(format!(
+                "{}: lease {} opened (ttl {})",
+                node.name, lease.id, self.sc.lease_ttl
+            ));
+            Ok(Arc::new(Held {
+                node: node.clone(),
+                client,
+                lease_id: lease.id,
+            }))
+        })
+        .await
+        .cloned()
+    }
+
+    /// Every node with an open lease.
+    fn held_now(&self) -> Vec<Arc<Held>> {
+        self.held
+            .lock()
+            .expect("lock")
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect()
     }
 
     /// Renews every lease; a lease that cannot be renewed aborts the run.
     async fn renew_all(&self) {
-        let held: Vec<_> = self.held.lock().await.values().cloned().collect();
-        let futs = held.into_iter().map(|h| async move {
-            let mut h = h.lock().await;
+        let futs = self.held_now().into_iter().map(|h| async move {
             let id = h.lease_id.clone();
-            let r = h.client.renew_lease(RenewLeaseRequest { id }).await;
+            let r = h.client.clone().renew_lease(RenewLeaseRequest { id }).await;
             (h.node.name.clone(), r)
         });
         for (node, r) in futures::future::join_all(futs).await {
@@ -601,6 +642,17 @@ impl Runner {
         rep.pick = pick.describe();
         self.log(format!("step {at} ({title}): {} on {}", rep.kind, rep.pick));
         rep.injected_at_ms = Some(now_ms());
+        // Until the agents answer, each picked node is "no answer" (what an abort leaves).
+        rep.nodes = pick
+            .nodes
+            .iter()
+            .map(|n| NodeStep {
+                node: n.name.clone(),
+                error: Some("no answer: the run was aborted during the inject".into()),
+                ..Default::default()
+            })
+            .collect();
+        save(&rep);
         let results = crate::fleet::fan_out(&pick.nodes, |node| {
             let me = self.clone();
             let mut req = req.clone();
@@ -616,9 +668,8 @@ impl Runner {
                         return ns;
                     }
                 };
-                let mut h = h.lock().await;
                 req.lease_id = h.lease_id.clone();
-                match h.client.inject(req).await {
+                match h.client.clone().inject(req).await {
                     Ok(r) => {
                         let r = r.into_inner();
                         let f = r.fault.unwrap_or_default();
@@ -661,12 +712,12 @@ impl Runner {
             let Some(id) = n.fault_id.clone() else {
                 continue;
             };
-            let Ok(h) = self.hold_existing(&n.node).await else {
+            let Some(h) = self.held_now().into_iter().find(|h| h.node.name == n.node) else {
                 continue;
             };
-            let mut h = h.lock().await;
             let r = h
                 .client
+                .clone()
                 .revert(RevertRequest {
                     id: id.clone(),
                     reason: format!("scenario {} step {title} done", self.sc.name),
@@ -703,10 +754,6 @@ impl Runner {
         save(&rep);
     }
 
-    async fn hold_existing(&self, node: &str) -> Result<Arc<tokio::sync::Mutex<Held>>, ()> {
-        self.held.lock().await.get(node).cloned().ok_or(())
-    }
-
     /// Waits until every probe has `consecutive_ok` ok samples in a row from `from_ms`;
     /// returns the recovery time (ms after `from_ms`) or None on timeout.
     async fn wait_recovery(&self, from_ms: u64) -> Option<u64> {
@@ -731,80 +778,127 @@ impl Runner {
         }
     }
 
-    /// Closes every lease with revert (and RevertAll if asked), then checks each node
-    /// has nothing of this run still active.
+    /// Ends everything this run made on every node it touched: reverts each fault of
+    /// the run by id (retrying while one is still being applied: an inject cut short by
+    /// the abort may land after it), then closes the lease with `revert_faults` as a
+    /// final sweep (and calls RevertAll if `abort.revert_all` asks), then checks that
+    /// nothing of the run is left.
     async fn cleanup(&self, reason: &str) -> Vec<NodeCleanup> {
-        let held: Vec<_> = self.held.lock().await.values().cloned().collect();
         let revert_all = self.sc.abort.revert_all && !reason.is_empty();
-        let futs = held.into_iter().map(|h| async move {
-            let mut h = h.lock().await;
-            let mut c = NodeCleanup {
-                node: h.node.name.clone(),
-                lease_id: h.lease_id.clone(),
-                ..Default::default()
-            };
-            let id = h.lease_id.clone();
-            match h
-                .client
-                .close_lease(CloseLeaseRequest {
-                    id,
-                    revert_faults: true,
-                })
-                .await
-            {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    c.reverted = r.results.iter().filter(|x| x.ok).count();
-                    if let Some(x) = r.results.iter().find(|x| !x.ok) {
-                        c.detail
-                            .push(format!("revert of {} failed: {}", x.id, x.error));
+        let why = if reason.is_empty() {
+            format!("scenario {} finished", self.sc.name)
+        } else {
+            format!("scenario {} aborted: {reason}", self.sc.name)
+        };
+        let futs = self.held_now().into_iter().map(|h| {
+            let why = why.clone();
+            async move {
+                let mut client = h.client.clone();
+                let mut c = NodeCleanup {
+                    node: h.node.name.clone(),
+                    lease_id: h.lease_id.clone(),
+                    ..Default::default()
+                };
+                let deadline = Instant::now() + CLEANUP_RETRY;
+                let mut last_err: BTreeMap<String, String> = BTreeMap::new();
+                loop {
+                    let ours = match self.ours(&mut client, &h.lease_id).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            c.detail.push(e);
+                            break;
+                        }
+                    };
+                    if ours.is_empty() || Instant::now() >= deadline {
+                        break;
                     }
+                    for id in ours {
+                        match client
+                            .revert(RevertRequest {
+                                id: id.clone(),
+                                reason: why.clone(),
+                            })
+                            .await
+                        {
+                            Ok(_) => {
+                                c.reverted += 1;
+                                last_err.remove(&id);
+                            }
+                            Err(s) => {
+                                last_err.insert(id, s.message().to_string());
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(s) => c.detail.push(format!("close lease: {}", s.message())),
-            }
-            if revert_all {
-                match h
-                    .client
-                    .revert_all(RevertAllRequest {
-                        reason: format!("scenario {reason}"),
+                match client
+                    .close_lease(CloseLeaseRequest {
+                        id: h.lease_id.clone(),
+                        revert_faults: true,
                     })
                     .await
                 {
-                    Ok(r) => c.reverted += r.into_inner().results.iter().filter(|x| x.ok).count(),
-                    Err(s) => c.detail.push(format!("revert all: {}", s.message())),
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        c.reverted += r.results.iter().filter(|x| x.ok).count();
+                        for x in r.results.iter().filter(|x| !x.ok) {
+                            last_err.insert(x.id.clone(), x.error.clone());
+                        }
+                    }
+                    Err(s) => c.detail.push(format!("close lease: {}", s.message())),
                 }
-            }
-            match h
-                .client
-                .list(ListRequest {
-                    include_ended: false,
-                })
-                .await
-            {
-                Ok(l) => {
-                    let left: Vec<String> = l
-                        .into_inner()
-                        .faults
-                        .into_iter()
-                        .filter(|f| {
-                            f.state == FaultState::Active as i32
-                                && (f.lease_id == c.lease_id
-                                    || f.labels.get("run") == Some(&self.run_id))
-                        })
-                        .map(|f| f.id)
-                        .collect();
-                    c.clean = left.is_empty();
-                    if !left.is_empty() {
-                        c.detail.push(format!("still active: {}", left.join(", ")));
+                if revert_all {
+                    match client.revert_all(RevertAllRequest { reason: why }).await {
+                        Ok(r) => {
+                            c.reverted += r.into_inner().results.iter().filter(|x| x.ok).count()
+                        }
+                        Err(s) => c.detail.push(format!("revert all: {}", s.message())),
                     }
                 }
-                Err(s) => c.detail.push(format!("list: {}", s.message())),
+                match self.ours(&mut client, &h.lease_id).await {
+                    Ok(left) => {
+                        c.clean = left.is_empty();
+                        for id in &left {
+                            c.detail.push(format!(
+                                "{id} STILL ACTIVE: {}",
+                                last_err.get(id).map_or("not reverted", String::as_str)
+                            ));
+                        }
+                    }
+                    Err(e) => c.detail.push(e),
+                }
+                c
             }
-            c
         });
         futures::future::join_all(futs).await
     }
+
+    /// The faults of this run still pending or active on a node.
+    async fn ours(
+        &self,
+        client: &mut AgentClient<Channel>,
+        lease_id: &str,
+    ) -> Result<Vec<String>, String> {
+        let l = client
+            .list(ListRequest {
+                include_ended: false,
+            })
+            .await
+            .map_err(|s| format!("list: {}", s.message()))?;
+        Ok(l.into_inner()
+            .faults
+            .into_iter()
+            .filter(|f| {
+                (f.state == FaultState::Active as i32 || f.state == FaultState::Pending as i32)
+                    && (f.lease_id == lease_id || f.labels.get("run") == Some(&self.run_id))
+            })
+            .map(|f| f.id)
+            .collect())
+    }
 }
+
+/// How long the cleanup keeps retrying reverts of faults still being applied.
+const CLEANUP_RETRY: Duration = Duration::from_secs(10);
 
 fn describe_spec(spec: Option<&FaultSpec>) -> String {
     crate::render::spec_text(spec)
@@ -849,6 +943,7 @@ pub async fn run_command(
     let started = Instant::now();
     let runner = Arc::new(Runner {
         deadline: started + sc.max_duration.0,
+        t0: started,
         holder: format!(
             "faultctl run {} ({run_id}) on {host} pid {}",
             sc.name,
@@ -885,23 +980,24 @@ pub async fn run_command(
             loop {
                 tick.tick().await;
                 let s = spec.sample().await;
-                let streak = {
-                    let mut g = st.lock().expect("lock");
-                    g.failing_streak = if s.ok { 0 } else { g.failing_streak + 1 };
-                    let streak = g.failing_streak;
-                    if !s.ok && streak == 1 {
-                        drop(g);
-                        me.log(format!(
-                            "probe {} failing: {}",
-                            spec.name,
-                            s.error.as_deref().unwrap_or("")
-                        ));
-                        st.lock().expect("lock").samples.push(s);
-                        continue;
-                    }
-                    g.samples.push(s);
-                    streak
+                let note = match (s.ok, s.error.clone()) {
+                    (true, _) => None,
+                    (false, e) => Some(e.unwrap_or_default()),
                 };
+                let (was, streak) = {
+                    let mut g = st.lock().expect("lock");
+                    let was = g.failing_streak;
+                    g.failing_streak = if s.ok { 0 } else { was + 1 };
+                    g.samples.push(s);
+                    (was, g.failing_streak)
+                };
+                match note {
+                    None if was > 0 => {
+                        me.log(format!("probe {} ok again after {was} failures", spec.name))
+                    }
+                    Some(e) if streak == 1 => me.log(format!("probe {} failing: {e}", spec.name)),
+                    _ => {}
+                }
                 let n = me.sc.abort.probe_failures;
                 if can_abort && n > 0 && streak == n {
                     me.abort(format!("probe {} failed {n} times in a row", spec.name));
@@ -909,17 +1005,17 @@ pub async fn run_command(
             }
         }));
     }
-    // Lease renewal, every third of the TTL.
-    {
+    // Lease renewal, every third of the TTL (stopped before the leases are closed).
+    let renewal = {
         let me = runner.clone();
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let every = me.sc.lease_ttl.0 / 3;
             loop {
                 tokio::time::sleep(every).await;
                 me.renew_all().await;
             }
-        }));
-    }
+        })
+    };
     // Progress line on a terminal.
     if std::io::stderr().is_terminal() {
         let me = runner.clone();
@@ -965,6 +1061,7 @@ pub async fn run_command(
             Some(format!("max_duration {} reached", runner.sc.max_duration))
         }
     };
+    renewal.abort();
     if let Some(r) = &abort_reason {
         runner.log(format!("ABORT: {r}: reverting every fault of this run"));
     }
@@ -1091,6 +1188,7 @@ async fn dry_run(
         run_id: "dry-run".into(),
         holder: String::new(),
         deadline: Instant::now(),
+        t0: Instant::now(),
         held: Default::default(),
         shared: Mutex::new(Shared_ {
             timeline: Vec::new(),
@@ -1267,7 +1365,7 @@ steps:
         let e = Scenario::parse(SC, false).unwrap_err();
         assert_eq!(
             e,
-            "step 3.2 (step 3.2): fault kind network is not supported by this \
+            "step 3.2 (network on every node): fault kind network is not supported by this \
              faultctl/agent yet (the faultline.v1 API has no network spec)"
         );
         let e = Scenario::parse(
