@@ -640,7 +640,7 @@ impl Runner {
             }
         };
         rep.pick = pick.describe();
-        self.log(format!("step {at} ({title}): {} on {}", rep.kind, rep.pick));
+        self.log(format!("step {at} ({title}): {}; {}", rep.kind, rep.pick));
         rep.injected_at_ms = Some(now_ms());
         // Until the agents answer, each picked node is "no answer" (what an abort leaves).
         rep.nodes = pick
