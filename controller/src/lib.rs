@@ -89,6 +89,7 @@ pub fn inject_request(cli: &Cli) -> Result<Option<faultline_proto::v1::InjectReq
     Ok(match &cli.command {
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
+        Command::Inject(InjectCommand::Net(a)) => Some(request::net_request(a)?),
         _ => None,
     })
 }
