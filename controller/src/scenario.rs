@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use faultline_proto::v1::agent_client::AgentClient;
 use faultline_proto::v1::{
     CloseLeaseRequest, FaultSpec, FaultState, GetLimitsRequest, InjectRequest, KillSpec,
-    ListRequest, OpenLeaseRequest, PauseSpec, Pick, ProcessSelector, RenewLeaseRequest,
-    RevertAllRequest, RevertRequest, fault_spec, pick,
+    ListRequest, OpenLeaseRequest, PauseSpec, Pick, RenewLeaseRequest, RevertAllRequest,
+    RevertRequest, fault_spec,
 };
 use serde::Deserialize;
 use tonic::transport::Channel;
@@ -212,12 +212,113 @@ pub struct Step {
 pub struct InjectDoc {
     pub kill: Option<ProcDoc>,
     pub pause: Option<ProcDoc>,
-    /// Reserved: the network kind (not in faultline.v1 yet).
-    pub network: Option<serde::de::IgnoredAny>,
+    /// netem on an interface (as `faultctl inject net`).
+    pub network: Option<NetDoc>,
     /// Reserved: CPU stress (not in faultline.v1 yet).
     pub cpu: Option<serde::de::IgnoredAny>,
     /// Reserved: memory stress (not in faultline.v1 yet).
     pub memory: Option<serde::de::IgnoredAny>,
+}
+
+/// A scalar (string or number) taken as text: `loss: 2%`, `loss: 2`, `dport: 5432`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum S {
+            Str(String),
+            Int(i64),
+            Float(f64),
+        }
+        Ok(Scalar(match S::deserialize(d)? {
+            S::Str(s) => s,
+            S::Int(i) => i.to_string(),
+            S::Float(f) => f.to_string(),
+        }))
+    }
+}
+
+/// A network fault (`network:`): the fields of `faultctl inject net`, flags without
+/// their dashes (`delay`, `jitter`, `loss`, `dport`...), converted by the same code.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetDoc {
+    pub iface: String,
+    pub netns: Option<String>,
+    pub pid: Option<i32>,
+    pub direction: Option<String>,
+    pub delay: Option<Scalar>,
+    pub jitter: Option<Scalar>,
+    pub delay_correlation: Option<Scalar>,
+    pub distribution: Option<String>,
+    pub loss: Option<Scalar>,
+    pub loss_correlation: Option<Scalar>,
+    pub loss_gemodel: Option<Scalar>,
+    pub duplicate: Option<Scalar>,
+    pub duplicate_correlation: Option<Scalar>,
+    pub corrupt: Option<Scalar>,
+    pub corrupt_correlation: Option<Scalar>,
+    pub reorder: Option<Scalar>,
+    pub reorder_correlation: Option<Scalar>,
+    pub gap: Option<u32>,
+    pub rate: Option<Scalar>,
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub dst: Vec<String>,
+    #[serde(default)]
+    pub src: Vec<String>,
+    pub dport: Option<Scalar>,
+    pub sport: Option<Scalar>,
+    pub protocol: Option<String>,
+}
+
+impl NetDoc {
+    fn spec(&self) -> Result<fault_spec::Kind, String> {
+        let t = |v: &Option<Scalar>| v.as_ref().map(|s| s.0.clone());
+        let args = crate::cli::NetArgs {
+            iface: self.iface.clone(),
+            netns: self.netns.clone(),
+            pid: self.pid,
+            direction: self.direction.clone().unwrap_or_else(|| "egress".into()),
+            delay: t(&self.delay),
+            jitter: t(&self.jitter),
+            delay_correlation: t(&self.delay_correlation),
+            distribution: self.distribution.clone(),
+            loss: t(&self.loss),
+            loss_correlation: t(&self.loss_correlation),
+            loss_gemodel: t(&self.loss_gemodel),
+            duplicate: t(&self.duplicate),
+            duplicate_correlation: t(&self.duplicate_correlation),
+            corrupt: t(&self.corrupt),
+            corrupt_correlation: t(&self.corrupt_correlation),
+            reorder: t(&self.reorder),
+            reorder_correlation: t(&self.reorder_correlation),
+            gap: self.gap,
+            rate: t(&self.rate),
+            limit: self.limit,
+            dst: self.dst.clone(),
+            src: self.src.clone(),
+            dport: t(&self.dport),
+            sport: t(&self.sport),
+            protocol: self.protocol.clone(),
+            // The step's `duration` is the fault's; this only satisfies the builder.
+            for_: "1s".into(),
+            common: Default::default(),
+        };
+        let req = crate::request::net_request(&args).map_err(|e| {
+            format!(
+                "network: {}",
+                e.to_string().replace("invalid --", "invalid ")
+            )
+        })?;
+        Ok(req
+            .spec
+            .and_then(|s| s.kind)
+            .expect("net_request sets the spec"))
+    }
 }
 
 /// A process fault (`kill:` or `pause:`): selector, pick, and for kill signal/every.
@@ -256,16 +357,16 @@ impl InjectDoc {
     /// The kind's name, or the reason it cannot be sent.
     fn spec(&self) -> Result<(&'static str, fault_spec::Kind), String> {
         let unsupported = [
-            ("network", self.network.is_some()),
             ("cpu", self.cpu.is_some()),
             ("memory", self.memory.is_some()),
         ];
         let given = unsupported.iter().filter(|(_, b)| *b).count()
             + usize::from(self.kill.is_some())
-            + usize::from(self.pause.is_some());
+            + usize::from(self.pause.is_some())
+            + usize::from(self.network.is_some());
         if given != 1 {
             return Err(format!(
-                "inject: give exactly one fault kind (kill, pause), got {given}"
+                "inject: give exactly one fault kind (kill, pause, network), got {given}"
             ));
         }
         if let Some((k, _)) = unsupported.iter().find(|(_, b)| *b) {
@@ -274,13 +375,18 @@ impl InjectDoc {
                  (the faultline.v1 API has no {k} spec)"
             ));
         }
-        let sel = |d: &ProcDoc| ProcessSelector {
-            pid: d.pid,
-            name: d.name.clone(),
-            cmdline: d.cmdline.clone(),
-            cgroup: d.cgroup.clone(),
-            unit: d.unit.clone(),
-            user: d.user.clone(),
+        if let Some(n) = &self.network {
+            return Ok(("network", n.spec()?));
+        }
+        let sel = |d: &ProcDoc| {
+            crate::request::selector(&crate::cli::SelectorArgs {
+                pid: d.pid,
+                name: d.name.clone(),
+                cmdline: d.cmdline.clone(),
+                cgroup: d.cgroup.clone(),
+                unit: d.unit.clone(),
+                user: d.user.clone(),
+            })
         };
         let pk = |d: &ProcDoc| -> Result<Pick, String> {
             let n = usize::from(d.all)
@@ -289,13 +395,11 @@ impl InjectDoc {
             if n > 1 {
                 return Err("give one of all, count, percent".into());
             }
-            Ok(Pick {
-                mode: Some(match (d.count, d.percent) {
-                    (Some(c), _) => pick::Mode::Count(c),
-                    (_, Some(p)) => pick::Mode::Percent(p),
-                    _ => pick::Mode::All(true),
-                }),
-            })
+            Ok(crate::request::pick(&crate::cli::PickArgs {
+                all: d.all,
+                count: d.count,
+                percent: d.percent,
+            }))
         };
         if let Some(k) = &self.kill {
             return Ok((
@@ -1353,7 +1457,7 @@ steps:
   - parallel:
       - inject: {pause: {name: worker}}
         duration: 5s
-      - inject: {network: {delay: 100ms}}
+      - inject: {cpu: {percent: 40}}
 "#;
 
     #[test]
@@ -1365,8 +1469,8 @@ steps:
         let e = Scenario::parse(SC, false).unwrap_err();
         assert_eq!(
             e,
-            "step 3.2 (network on every node): fault kind network is not supported by this \
-             faultctl/agent yet (the faultline.v1 API has no network spec)"
+            "step 3.2 (cpu on every node): fault kind cpu is not supported by this \
+             faultctl/agent yet (the faultline.v1 API has no cpu spec)"
         );
         let e = Scenario::parse(
             &SC.replace("max_nodes: 1", "max_nodes: 1\n    wait: 2s"),
@@ -1393,9 +1497,7 @@ steps:
             n += 1;
             let sc = Scenario::load(&p, true).unwrap_or_else(|e| panic!("{e}"));
             let text = std::fs::read_to_string(&p).unwrap();
-            let needs_new_kind = ["network:", "cpu:", "memory:"]
-                .iter()
-                .any(|k| text.contains(k));
+            let needs_new_kind = ["cpu:", "memory:"].iter().any(|k| text.contains(k));
             match Scenario::parse(&text, false) {
                 Ok(_) => assert!(!needs_new_kind, "{}", p.display()),
                 Err(e) => {
@@ -1409,5 +1511,32 @@ steps:
             assert!(!sc.steps.is_empty());
         }
         assert!(n >= 4, "examples/ has {n} scenarios");
+    }
+
+    #[test]
+    fn network_steps_use_the_inject_net_builder() {
+        let doc: InjectDoc = serde_saphyr::from_str(
+            "network: {iface: eth0, delay: 100ms, jitter: 10ms, loss: 2, dport: 5432, protocol: tcp, dst: [10.0.0.0/8]}\n",
+        )
+        .unwrap();
+        let (kind, spec) = doc.spec().unwrap();
+        assert_eq!(kind, "network");
+        let fault_spec::Kind::Network(n) = spec else {
+            panic!("not a network spec: {spec:?}")
+        };
+        assert_eq!(n.iface, "eth0");
+        assert_eq!(n.direction, "egress");
+        let netem = n.netem.unwrap();
+        assert_eq!((netem.delay_us, netem.jitter_us), (100_000, 10_000));
+        assert_eq!(netem.loss_percent, 2.0);
+        let sel = n.selection.unwrap();
+        assert_eq!(sel.dport, "5432");
+        assert_eq!(sel.protocol, "tcp");
+        assert_eq!(sel.dst, vec!["10.0.0.0/8".to_string()]);
+        let doc: InjectDoc =
+            serde_saphyr::from_str("network: {iface: eth1, loss: 200%}\n").unwrap();
+        let e = doc.spec().unwrap_err();
+        assert!(e.starts_with("network: invalid loss: \"200%\""), "{e}");
+        assert!(serde_saphyr::from_str::<InjectDoc>("network: {iface: eth1, los: 2%}\n").is_err());
     }
 }
