@@ -374,7 +374,7 @@ impl Pick {
                 self.selected,
                 names.join(", ")
             ),
-            None => format!("{} selected nodes: {}", self.nodes.len(), names.join(", ")),
+            None => format!("{} (all {} selected)", names.join(", "), self.selected),
         }
     }
 }
