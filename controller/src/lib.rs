@@ -59,7 +59,16 @@ fn emit(
 /// `run`, `keygen` and `report` are handled here without an agent connection of their own.
 pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
     match &cli.command {
-        Command::Run(args) => return scenario::run_command(cli, args, out).await,
+        Command::Run(args) => {
+            if cli.select.is_some() || cli.max_nodes.is_some() || cli.max_percent.is_some() {
+                return Err(CtlError::Usage(
+                    "run takes its selections from the scenario: each step's select, \
+                     max_nodes and max_percent; drop --select/--max-nodes/--max-percent"
+                        .into(),
+                ));
+            }
+            return scenario::run_command(cli, args, out).await;
+        }
         Command::Keygen { file, force } => return sign::keygen_command(file, *force, out),
         Command::Report(cli::ReportCommand::Verify {
             report,
