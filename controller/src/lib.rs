@@ -99,6 +99,8 @@ pub fn inject_request(cli: &Cli) -> Result<Option<faultline_proto::v1::InjectReq
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
         Command::Inject(InjectCommand::Net(a)) => Some(request::net_request(a)?),
+        Command::Inject(InjectCommand::Cpu(a)) => Some(request::cpu_request(a)?),
+        Command::Inject(InjectCommand::Mem(a)) => Some(request::mem_request(a)?),
         _ => None,
     })
 }
