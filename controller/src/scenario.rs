@@ -372,7 +372,7 @@ impl InjectDoc {
         if let Some((k, _)) = unsupported.iter().find(|(_, b)| *b) {
             return Err(format!(
                 "fault kind {k} is not supported by this faultctl/agent yet \
-                 (the faultline.v1 API has no {k} spec)"
+                 (scenario steps do not take {k} yet; faultctl inject does)"
             ));
         }
         if let Some(n) = &self.network {
@@ -1470,7 +1470,7 @@ steps:
         assert_eq!(
             e,
             "step 3.2 (cpu on every node): fault kind cpu is not supported by this \
-             faultctl/agent yet (the faultline.v1 API has no cpu spec)"
+             faultctl/agent yet (scenario steps do not take cpu yet; faultctl inject does)"
         );
         let e = Scenario::parse(
             &SC.replace("max_nodes: 1", "max_nodes: 1\n    wait: 2s"),
