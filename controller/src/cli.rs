@@ -20,6 +20,22 @@ pub struct Cli {
     /// Output format: table for people, json for scripts.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Inventory file (TOML, or YAML for .yaml/.yml) naming the fleet's agents: the
+    /// command then runs on every selected agent at once, one result row per node.
+    #[arg(long, global = true, env = "FAULTLINE_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<std::path::PathBuf>,
+    /// Which agents of the inventory: labels, e.g. role=db,zone=a (also key!=v, key=a|b).
+    #[arg(long, global = true, value_name = "LABELS", requires = "inventory")]
+    pub select: Option<String>,
+    /// Fleet blast radius: touch at most N of the selected agents, picked at random.
+    #[arg(long, global = true, value_name = "N", conflicts_with = "max_percent")]
+    pub max_nodes: Option<usize>,
+    /// Fleet blast radius: touch at most P percent of the selected agents (at least one).
+    #[arg(long, global = true, value_name = "P")]
+    pub max_percent: Option<f64>,
+    /// Seed of the random pick, to repeat one (printed with every pick).
+    #[arg(long, global = true, value_name = "SEED")]
+    pub seed: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,6 +47,9 @@ const MAIN_AFTER_HELP: &str = concat!(
     "  faultctl inject pause --unit worker.service --for 30s --label game-day=gd-42\n",
     "  faultctl list --all -o json\n",
     "  faultctl abort --reason \"game day over\"\n",
+    "  faultctl --inventory fleet.toml --select role=db status\n",
+    "  faultctl --inventory fleet.toml --select role=app --max-nodes 1 inject kill --name worker\n",
+    "  faultctl run --dry-run examples/kill-worker.yaml\n",
     "\n",
     "Selectors (inject kill|pause): --pid, --name, --cmdline, --cgroup, --unit, --user.\n",
     "Every selector given must match (they combine with AND); at least one is required.\n",
@@ -115,6 +134,66 @@ pub enum Command {
         after_help = "Examples:\n  faultctl inject kill --pid 4242 --signal TERM\n  faultctl inject pause --name worker --count 1 --for 30s --dry-run\n\nSee faultctl inject kill --help and faultctl inject pause --help for the selectors."
     )]
     Inject(InjectCommand),
+    /// Run a game-day scenario: probes, steps, aborts, leases, and a report.
+    #[command(after_help = "\
+Examples:
+  faultctl run --dry-run examples/kill-worker.yaml
+  faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key drill.key
+  faultctl run drill.yaml --report-dir reports/ -o json
+
+The scenario format is described in docs/faultctl.md. Ctrl-C aborts every fault the run
+made and still writes the report. If faultctl dies, the agents revert on their own when
+its leases lapse (lease_ttl in the scenario).")]
+    Run(RunArgs),
+    /// Make an ed25519 key pair for signing reports (FILE and FILE.pub).
+    #[command(after_help = "Example:\n  faultctl keygen drill.key")]
+    Keygen {
+        /// Where to write the secret key (mode 0600); the public key goes to FILE.pub.
+        file: std::path::PathBuf,
+        /// Overwrite an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Work with drill reports.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --public-key drill.key.pub"
+    )]
+    Report(ReportCommand),
+}
+
+/// `faultctl run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The scenario (YAML).
+    pub file: std::path::PathBuf,
+    /// Validate every step against each agent's limits (dry-run Inject); touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where to write the report (NAME-RUNID.json and .md).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub report_dir: std::path::PathBuf,
+    /// Sign the report with this ed25519 key (from faultctl keygen): writes REPORT.sig.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<std::path::PathBuf>,
+}
+
+/// `faultctl report ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Check a report's signature (REPORT.sig): exit 0 if it is intact.
+    #[command(after_help = "Example:\n  faultctl report verify r.json --public-key drill.key.pub")]
+    Verify {
+        /// The report file (JSON or Markdown) that was signed.
+        report: std::path::PathBuf,
+        /// The signature file (default REPORT.sig).
+        #[arg(long, value_name = "FILE")]
+        sig: Option<std::path::PathBuf>,
+        /// The public key to trust (FILE.pub from keygen). Without it, the key in the
+        /// signature file is used, which proves the report is intact, not who signed it.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<std::path::PathBuf>,
+    },
 }
 
 /// `faultctl lease ...`.

@@ -74,6 +74,26 @@ pub enum CtlError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A combination of flags or a command that cannot work.
+    #[error("{0}")]
+    Usage(String),
+    /// The inventory, a selector or the fleet blast radius.
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    /// Some nodes of a fleet command failed (each is reported in the output).
+    #[error("{failed} of {total} nodes failed: {}", nodes.join(", "))]
+    Fleet {
+        failed: usize,
+        total: usize,
+        nodes: Vec<String>,
+        code: u8,
+    },
+    /// A scenario that is malformed, failed, or was aborted.
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    /// Signing or verifying a report.
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
 }
 
 impl CtlError {
@@ -85,6 +105,17 @@ impl CtlError {
             CtlError::Connect(ConnectError::Unreachable { .. }) => ExitCode::Unreachable,
             CtlError::Rpc(s) => exit_code_for(s.code()),
             CtlError::Output(_) => ExitCode::Other,
+            CtlError::Usage(_) | CtlError::Inventory(_) => ExitCode::BadInput,
+            CtlError::Fleet { code, .. } => match code {
+                2 => ExitCode::BadInput,
+                3 => ExitCode::Refused,
+                4 => ExitCode::NotFound,
+                5 => ExitCode::Unreachable,
+                6 => ExitCode::Unsupported,
+                _ => ExitCode::Other,
+            },
+            CtlError::Scenario(e) => e.exit_code(),
+            CtlError::Sign(_) => ExitCode::Other,
         }
     }
 }

@@ -12,9 +12,15 @@
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod fleet;
+pub mod inventory;
 pub mod lease;
+pub mod probe;
 pub mod render;
+pub mod report;
 pub mod request;
+pub mod scenario;
+pub mod sign;
 
 use std::io::Write;
 
@@ -55,27 +61,65 @@ fn parse_ttl(flag: &'static str, text: &str) -> Result<std::time::Duration, CtlE
 
 /// Runs one faultctl command against the agent named in `cli`, writing its output to
 /// `out`. `watch` runs until the stream ends or Ctrl-C.
+///
+/// With `--inventory`, the command runs on every selected agent ([`fleet::run`]);
+/// `run`, `keygen` and `report` are handled here without an agent connection of their own.
 pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
+    match &cli.command {
+        Command::Run(args) => {
+            if cli.select.is_some() || cli.max_nodes.is_some() || cli.max_percent.is_some() {
+                return Err(CtlError::Usage(
+                    "run takes its selections from the scenario: each step's select, \
+                     max_nodes and max_percent; drop --select/--max-nodes/--max-percent"
+                        .into(),
+                ));
+            }
+            return scenario::run_command(cli, args, out).await;
+        }
+        Command::Keygen { file, force } => return sign::keygen_command(file, *force, out),
+        Command::Report(cli::ReportCommand::Verify {
+            report,
+            sig,
+            public_key,
+        }) => {
+            return sign::verify_command(report, sig.as_deref(), public_key.as_deref(), out);
+        }
+        _ => {}
+    }
+    if cli.inventory.is_some() {
+        return fleet::run(cli, out).await;
+    }
+    if cli.select.is_some() || cli.max_nodes.is_some() || cli.max_percent.is_some() {
+        return Err(CtlError::Usage(
+            "--select, --max-nodes and --max-percent need --inventory FILE".into(),
+        ));
+    }
     // Syntax errors are reported before any connection is attempted.
-    let inject = match &cli.command {
+    let inject = inject_request(cli)?;
+    let mut client = connect(&cli.agent).await?;
+    run_with(&mut client, cli, cli.output, inject, out).await
+}
+
+/// The request an `inject` command sends (None for other commands).
+pub fn inject_request(cli: &Cli) -> Result<Option<faultline_proto::v1::InjectRequest>, CtlError> {
+    Ok(match &cli.command {
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
         Command::Inject(InjectCommand::Net(a)) => Some(request::net_request(a)?),
         Command::Inject(InjectCommand::Cpu(a)) => Some(request::cpu_request(a)?),
         Command::Inject(InjectCommand::Mem(a)) => Some(request::mem_request(a)?),
         _ => None,
-    };
-    let mut client = connect(&cli.agent).await?;
-    run_with(&mut client, cli, inject, out).await
+    })
 }
 
-async fn run_with(
+/// Runs one single-agent command on `client`, writing in `fmt`.
+pub(crate) async fn run_with(
     client: &mut AgentClient<Channel>,
     cli: &Cli,
+    fmt: Output,
     inject: Option<faultline_proto::v1::InjectRequest>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CtlError> {
-    let fmt = cli.output;
     let now = render::now_ms();
     match &cli.command {
         Command::Status => {
@@ -213,6 +257,9 @@ async fn run_with(
                 out.flush()?;
             }
         }
+        Command::Run(_) | Command::Keygen { .. } | Command::Report(_) => Err(CtlError::Usage(
+            "run, keygen and report do not take an agent connection".into(),
+        )),
         Command::Inject(cmd) => {
             let req = inject.expect("built in run()");
             let common = match cmd {
