@@ -5,12 +5,14 @@
 //! touches the kernel.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod host;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod support;

@@ -205,6 +205,7 @@ struct Inner {
     reg: Mutex<Registry>,
     events: broadcast::Sender<Event>,
     started_at: SystemTime,
+    lease_lapses: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -218,6 +219,7 @@ impl Engine {
                 reg: Mutex::new(Registry::default()),
                 events,
                 started_at: SystemTime::now(),
+                lease_lapses: Default::default(),
             }),
         }
     }
@@ -306,6 +308,13 @@ impl Engine {
         // A panic while holding the lock leaves the registry consistent (every mutation
         // is a single insert/remove), so a poisoned lock is still usable.
         self.inner.reg.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many leases have lapsed (their holder stopped renewing) since start.
+    pub fn lease_lapses(&self) -> u64 {
+        self.inner
+            .lease_lapses
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lifecycle events from now on.
@@ -826,6 +835,9 @@ impl Engine {
                     }
                 };
                 if let Some(info) = lapsed {
+                    me.inner
+                        .lease_lapses
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(lease = %id, holder = %info.holder, faults = info.faults.len(), "lease expired: reverting its faults");
                     me.revert_ids(
                         info.faults,
