@@ -55,7 +55,15 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
         _ => None,
     };
-    let mut client = connect(&cli.agent).await?;
+    let file = match cli::CtlConfig::default_path() {
+        Some(p) => cli::CtlConfig::load(&p).map_err(|e| ConnectError::BadUri {
+            uri: cli.agent.clone().unwrap_or_default(),
+            reason: e,
+        })?,
+        None => cli::CtlConfig::default(),
+    };
+    let (agent, tls) = cli.endpoint(&file);
+    let mut client = client::connect_with(&agent, &tls).await?;
     run_with(&mut client, cli, inject, out).await
 }
 

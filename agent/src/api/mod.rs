@@ -491,6 +491,17 @@ fn inject_summary(r: &pb::InjectRequest) -> String {
     ])
 }
 
+fn revert_results(results: Vec<crate::engine::RevertResult>) -> Vec<pb::RevertResult> {
+    results
+        .into_iter()
+        .map(|r| pb::RevertResult {
+            id: r.id,
+            ok: r.result.is_ok(),
+            error: r.result.err().unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn id_summary(id: &str) -> String {
     let mut id = id.to_string();
     id.truncate(128);
@@ -629,14 +640,7 @@ impl pb::agent_server::Agent for AgentService {
                 let results = self.engine.revert_all(&reason).await;
                 tracing::info!(caller = %caller.description, faults = results.len(), "revert all");
                 Ok(Response::new(pb::RevertAllResponse {
-                    results: results
-                        .into_iter()
-                        .map(|r| pb::RevertResult {
-                            id: r.id,
-                            ok: r.result.is_ok(),
-                            error: r.result.err().unwrap_or_default(),
-                        })
-                        .collect(),
+                    results: revert_results(results),
                     elapsed_us: start.elapsed().as_micros() as u64,
                 }))
             },
@@ -786,14 +790,7 @@ impl pb::agent_server::Agent for AgentService {
                 let r = req.get_ref();
                 let results = self.engine.close_lease(&r.id, r.revert_faults).await?;
                 Ok(Response::new(pb::CloseLeaseResponse {
-                    results: results
-                        .into_iter()
-                        .map(|r| pb::RevertResult {
-                            id: r.id,
-                            ok: r.result.is_ok(),
-                            error: r.result.err().unwrap_or_default(),
-                        })
-                        .collect(),
+                    results: revert_results(results),
                 }))
             },
         )
