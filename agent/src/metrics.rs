@@ -256,7 +256,7 @@ impl Metrics {
             .clone();
         if let Some(engine) = engine {
             let mut by_kind: std::collections::HashMap<&'static str, i64> =
-                [Kind::Kill, Kind::Pause]
+                [Kind::Kill, Kind::Pause, Kind::Network]
                     .iter()
                     .map(|k| (k.name(), 0))
                     .collect();
