@@ -124,21 +124,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         tracing::info!(address = %local, "metrics on http://{local}/metrics");
     }
 
-    let group = cfg
-        .operator_groups
-        .first()
-        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
-    let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
     let socket: PathBuf = cfg.socket.clone();
-    let host = engine.host();
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        socket = %socket.display(),
-        limits = %host.limits.source,
-        profile = %host.limits.profile,
-        cgroups = %host.cgroup_mode(),
-        "faultd listening"
-    );
     let auth = Authorizer::new(&cfg.operator_groups, format!("unix:{}", socket.display()));
     let svc = AgentService::new(engine.clone(), auth)
         .with_audit(audit.clone())
@@ -193,6 +179,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         _ => None,
     };
 
+    // The socket last: once it exists, the TLS port (if any) is listening too.
+    let group = cfg
+        .operator_groups
+        .first()
+        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
+    let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
+    let host = engine.host();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket.display(),
+        limits = %host.limits.source,
+        profile = %host.limits.profile,
+        cgroups = %host.cgroup_mode(),
+        "faultd listening"
+    );
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let engine2 = engine.clone();
     let shutdown = async move {

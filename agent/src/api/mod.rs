@@ -409,10 +409,10 @@ impl AgentService {
                     ApiError::Fault(f) => f.limit().map(str::to_string),
                     ApiError::Status(_) => None,
                 };
-                let st = match e {
+                let st = bounded(match e {
                     ApiError::Fault(f) => Status::from(f),
                     ApiError::Status(s) => s,
-                };
+                });
                 let decision = match st.code() {
                     tonic::Code::PermissionDenied
                     | tonic::Code::Unauthenticated
@@ -455,6 +455,29 @@ impl AgentService {
         }
         out
     }
+}
+
+/// The longest error message sent back. Messages quote the caller's input, and a
+/// gRPC message travels in an HTTP/2 header: past the client's header list limit
+/// (16 KiB in hyper) the client would see an h2 protocol error instead of the reason.
+const MAX_ERROR_MESSAGE: usize = 1024;
+
+fn bounded(st: Status) -> Status {
+    if st.message().len() <= MAX_ERROR_MESSAGE {
+        return st;
+    }
+    let mut end = MAX_ERROR_MESSAGE;
+    while !st.message().is_char_boundary(end) {
+        end -= 1;
+    }
+    Status::new(
+        st.code(),
+        format!(
+            "{}... ({} bytes; message truncated)",
+            &st.message()[..end],
+            st.message().len()
+        ),
+    )
 }
 
 /// `key=value` pairs of a request, for the audit log.

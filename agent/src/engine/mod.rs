@@ -377,6 +377,14 @@ impl Engine {
         {
             return Err(self.refused(&req, e));
         }
+        // A fault bound to a lease that does not exist would never lapse with it.
+        if let Some(l) = &req.lease
+            && !self.reg().leases.contains_key(l)
+        {
+            return Err(FaultError::NotFound(format!(
+                "lease {l:?} is unknown or has lapsed: open one with OpenLease (faultctl lease open) and bind to its id"
+            )));
+        }
         let plan = match req.spec.plan(&self.inner.host).await {
             Ok(p) => p,
             Err(e @ FaultError::Protected(_)) => return Err(self.refused(&req, e)),
