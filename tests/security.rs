@@ -2,63 +2,15 @@
 //! the audit log (one line per RPC, on disk before the reply), metrics moving with the
 //! faults, and a bad-input battery from a raw tonic client. TCP only on 127.0.0.1.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use faultline_proto::v1 as pb;
 use faultline_proto::v1::agent_client::AgentClient;
 use faultline_tests::agent::{Agent, AgentOptions, Victim, eventually};
+use faultline_tests::pki::{Ca, free_port, tls_config};
 use faultline_tests::require;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-/// A CA that can sign leaf certificates into a directory.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    pem: PathBuf,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-        let pem = dir.join(format!("{name}.pem"));
-        std::fs::write(&pem, issuer.pem()).unwrap();
-        Ca { issuer, pem }
-    }
-
-    /// A leaf certificate with subject CN `cn` (and SAN DNS `cn`, IP 127.0.0.1); returns
-    /// (cert, key) paths.
-    fn leaf(&self, dir: &Path, cn: &str, expired: bool) -> (PathBuf, PathBuf) {
-        let mut p = CertificateParams::new(vec![cn.to_string()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        p.distinguished_name.push(DnType::CommonName, cn);
-        if expired {
-            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        let tag = if expired { "-expired" } else { "" };
-        let c = dir.join(format!("{cn}{tag}.pem"));
-        let k = dir.join(format!("{cn}{tag}.key"));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct TlsAgent {
     agent: Agent,
@@ -74,11 +26,12 @@ fn tls_agent() -> TlsAgent {
     let (cert, key) = ca.leaf(pki.path(), "node1", false);
     let port = free_port();
     let agent = Agent::start_with(AgentOptions {
-        config: Some(format!(
-            "listen = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\n[roles]\noperator = [\"alice\"]\nviewer = [\"grafana\"]\n",
-            cert.display(),
-            key.display(),
-            ca.pem.display()
+        config: Some(tls_config(
+            port,
+            &cert,
+            &key,
+            &ca.pem,
+            "operator = [\"alice\"]\nviewer = [\"grafana\"]\n",
         )),
         ..Default::default()
     });
