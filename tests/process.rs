@@ -21,11 +21,7 @@ fn stderr(o: &std::process::Output) -> String {
 fn unique_sleep(dir: &std::path::Path, prefix: &str) -> (std::path::PathBuf, String) {
     let name = faultline_tests::unique_name(prefix);
     let p = dir.join(&name);
-    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap();
-    std::fs::copy(sleep, &p).unwrap();
+    std::fs::copy(faultline_tests::agent::sleep_binary(), &p).unwrap();
     (p, name)
 }
 

@@ -255,11 +255,16 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(engine) = engine {
-            let mut by_kind: std::collections::HashMap<&'static str, i64> =
-                [Kind::Kill, Kind::Pause, Kind::Network]
-                    .iter()
-                    .map(|k| (k.name(), 0))
-                    .collect();
+            let mut by_kind: std::collections::HashMap<&'static str, i64> = [
+                Kind::Kill,
+                Kind::Pause,
+                Kind::Network,
+                Kind::Cpu,
+                Kind::Memory,
+            ]
+            .iter()
+            .map(|k| (k.name(), 0))
+            .collect();
             for f in engine.list(false) {
                 *by_kind.entry(f.kind().name()).or_default() += 1;
             }
