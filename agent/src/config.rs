@@ -2,10 +2,13 @@
 //! it keeps state, who may change things. Blast-radius limits live in their own file
 //! ([`crate::limits`]).
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::api::Role;
 use crate::limits::line_col;
 
 /// Where the config is read from when `--config` is not given.
@@ -27,6 +30,18 @@ pub struct Config {
     pub limits: Option<PathBuf>,
     /// Log filter (`info`, `debug`, `faultline_agent=debug`...).
     pub log: String,
+    /// `fdatasync` each audit line (survives power loss, costs a disk flush per RPC).
+    pub audit_fsync: bool,
+    /// Prometheus endpoint address; None: off (`metrics_listen = ""`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// TCP address for gRPC over mutual TLS; None: Unix socket only.
+    pub listen: Option<SocketAddr>,
+    /// PEM server certificate chain, private key and client CA bundle for `listen`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    /// TLS client identity (certificate CN or SAN DNS name) -> role.
+    pub roles: BTreeMap<String, Role>,
 }
 
 impl Default for Config {
@@ -38,6 +53,17 @@ impl Default for Config {
             operator_groups: vec![],
             limits: None,
             log: "info".into(),
+            audit_fsync: false,
+            metrics_listen: Some(
+                crate::metrics::DEFAULT_METRICS_LISTEN
+                    .parse()
+                    .expect("a valid address"),
+            ),
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            roles: BTreeMap::new(),
         }
     }
 }
@@ -73,6 +99,37 @@ struct RawConfig {
     operator_groups: Option<Vec<toml::Spanned<String>>>,
     limits: Option<toml::Spanned<String>>,
     log: Option<String>,
+    audit_fsync: Option<bool>,
+    metrics_listen: Option<toml::Spanned<String>>,
+    listen: Option<toml::Spanned<String>>,
+    tls_cert: Option<toml::Spanned<String>>,
+    tls_key: Option<toml::Spanned<String>>,
+    tls_client_ca: Option<toml::Spanned<String>>,
+    roles: Option<RawRoles>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoles {
+    #[serde(default)]
+    operator: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    viewer: Vec<toml::Spanned<String>>,
+}
+
+/// The server's TLS files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// `HOST:PORT` with a literal IP (`127.0.0.1:9464`, `[::1]:7443`).
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("{s:?} is not an address: write IP:PORT, e.g. 127.0.0.1:9464 or [::]:7443")
+    })
 }
 
 impl Config {
@@ -128,7 +185,97 @@ impl Config {
         if let Some(l) = raw.log {
             c.log = l;
         }
+        if let Some(f) = raw.audit_fsync {
+            c.audit_fsync = f;
+        }
+        let addr = |v: &toml::Spanned<String>, field: &str| -> Result<SocketAddr, ConfigError> {
+            parse_addr(v.get_ref()).map_err(|message| ConfigError::Field {
+                file: file.to_path_buf(),
+                line: line_col(text, v.span().start).0,
+                field: field.into(),
+                message,
+            })
+        };
+        if let Some(m) = &raw.metrics_listen {
+            c.metrics_listen = if m.get_ref().is_empty() {
+                None
+            } else {
+                Some(addr(m, "metrics_listen")?)
+            };
+        }
+        if let Some(l) = &raw.listen {
+            c.listen = if l.get_ref().is_empty() {
+                None
+            } else {
+                Some(addr(l, "listen")?)
+            };
+        }
+        if let Some(p) = &raw.tls_cert {
+            c.tls_cert = Some(abs(p, "tls_cert")?);
+        }
+        if let Some(p) = &raw.tls_key {
+            c.tls_key = Some(abs(p, "tls_key")?);
+        }
+        if let Some(p) = &raw.tls_client_ca {
+            c.tls_client_ca = Some(abs(p, "tls_client_ca")?);
+        }
+        if let Some(r) = &raw.roles {
+            for (role, names) in [(Role::Viewer, &r.viewer), (Role::Operator, &r.operator)] {
+                for n in names {
+                    let name = n.get_ref();
+                    if name.is_empty() || name.len() > 255 || name.contains(char::is_whitespace) {
+                        return Err(ConfigError::Field {
+                            file: file.to_path_buf(),
+                            line: line_col(text, n.span().start).0,
+                            field: format!("roles.{}", role.name()),
+                            message: format!(
+                                "{name:?} is not a certificate identity (a CN or DNS name)"
+                            ),
+                        });
+                    }
+                    if let Some(prev) = c.roles.insert(name.clone(), role)
+                        && prev != role
+                    {
+                        return Err(ConfigError::Field {
+                            file: file.to_path_buf(),
+                            line: line_col(text, n.span().start).0,
+                            field: format!("roles.{}", role.name()),
+                            message: format!(
+                                "{name:?} is listed as both viewer and operator; keep one"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         Ok(c)
+    }
+
+    /// The TLS files for `listen`, or a message naming the missing keys.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        let Some(addr) = self.listen else {
+            return Ok(None);
+        };
+        let missing: Vec<&str> = [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_client_ca", &self.tls_client_ca),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "refusing to listen on {addr} without mutual TLS: set {} in faultd.toml (faultd never serves plaintext TCP; see docs/security.md)",
+                missing.join(", ")
+            ));
+        }
+        Ok(Some(TlsFiles {
+            cert: self.tls_cert.clone().expect("checked"),
+            key: self.tls_key.clone().expect("checked"),
+            client_ca: self.tls_client_ca.clone().expect("checked"),
+        }))
     }
 
     /// Reads `path` if given (it must exist), else [`DEFAULT_CONFIG_PATH`] if it exists,
@@ -188,6 +335,26 @@ mod tests {
             e,
             "/etc/faultline/faultd.toml:2: field state_dir: \"relative\" must be an absolute path"
         );
+        let c = Config::parse(
+            "listen = \"127.0.0.1:7443\"\nmetrics_listen = \"\"\n[roles]\noperator = [\"alice\"]\nviewer = [\"grafana\"]\n",
+            f,
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.roles.get("alice"), Some(&Role::Operator));
+        assert_eq!(c.roles.get("grafana"), Some(&Role::Viewer));
+        assert_eq!(
+            c.tls_files().unwrap_err(),
+            "refusing to listen on 127.0.0.1:7443 without mutual TLS: set tls_cert, tls_key, tls_client_ca in faultd.toml (faultd never serves plaintext TCP; see docs/security.md)"
+        );
+        let e = Config::parse("listen = \"localhost\"\n", f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field listen"), "{e}");
+        let e = Config::parse("[roles]\noperator = [\"a\"]\nviewer = [\"a\"]\n", f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both viewer and operator"), "{e}");
         let e = Config::parse("sockett = \"/x\"\n", f)
             .unwrap_err()
             .to_string();

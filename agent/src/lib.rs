@@ -5,6 +5,7 @@
 //! touches the kernel.
 
 pub mod api;
+pub mod audit;
 pub mod cleanup;
 pub mod config;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod fault;
 pub mod host;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod support;

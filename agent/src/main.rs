@@ -40,6 +40,14 @@ struct Cli {
     /// Directory for the agent's state [default: /var/lib/faultline].
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Also serve gRPC on this TCP address (IP:PORT), mutual TLS only: needs tls_cert,
+    /// tls_key and tls_client_ca in the config [default: the config's `listen`, or none].
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Prometheus metrics address, IP:PORT; "" turns them off [default: the config's
+    /// `metrics_listen`, or 127.0.0.1:9464].
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Log filter, e.g. info, debug, faultline_agent=debug [default: the config's `log`, or info].
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
@@ -76,6 +84,22 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Limits)> {
     if let Some(l) = &cli.log {
         config.log = l.clone();
     }
+    let addr = |s: &str, flag: &str| -> anyhow::Result<Option<std::net::SocketAddr>> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        faultline_agent::config::parse_addr(s)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    if let Some(m) = &cli.metrics {
+        config.metrics_listen = addr(m, "--metrics")?;
+    }
+    if let Some(l) = &cli.listen {
+        config.listen = addr(l, "--listen")?;
+    }
+    // Plain TCP is never served: refuse now, naming what is missing.
+    config.tls_files().map_err(anyhow::Error::msg)?;
     let limits_path = cli.limits.clone().or_else(|| config.limits.clone());
     let root = nix::unistd::Uid::effective().is_root();
     let limits = Limits::load(limits_path.as_deref(), root)?;
@@ -87,6 +111,14 @@ fn print_effective(config: &Config, limits: &Limits) {
     println!("config: {}", config.source);
     println!("  socket          {}", config.socket.display());
     println!("  state_dir       {}", config.state_dir.display());
+    let or_none = |a: Option<std::net::SocketAddr>| {
+        a.map(|a| a.to_string()).unwrap_or_else(|| "(off)".into())
+    };
+    println!("  listen          {} (mutual TLS)", or_none(config.listen));
+    println!("  metrics_listen  {}", or_none(config.metrics_listen));
+    for (who, role) in &config.roles {
+        println!("  role            {who} = {}", role.name());
+    }
     println!(
         "  operator_groups {}",
         if config.operator_groups.is_empty() {
@@ -199,6 +231,24 @@ fn cleanup(config: Config, limits: Limits) -> ExitCode {
     }
 }
 
+/// Structured logs (`tracing`) on stderr. Under systemd (`JOURNAL_STREAM` set) or when
+/// stderr is not a terminal: plain `LEVEL target: message key=value` lines, no timestamp
+/// (journald adds its own) and no colours. On a terminal: the human format with time
+/// and colours.
+fn init_logs(filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let terminal = std::env::var_os("JOURNAL_STREAM").is_none() && std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if terminal {
+        fmt.init();
+    } else {
+        fmt.without_time().with_ansi(false).init();
+    }
+}
+
 fn main() -> ExitCode {
     // Stress workers are this binary re-executed with a hidden subcommand.
     let args: Vec<String> = std::env::args().collect();
@@ -229,12 +279,7 @@ fn main() -> ExitCode {
     if let Some(Command::Cleanup) = cli.command {
         return cleanup(config, limits);
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(&config.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,14 +1,18 @@
 //! Serving: the Unix socket (directory 0750, socket 0600, or 0660 with the first
-//! operator group as its group), the engine, and a clean stop that reverts everything.
+//! operator group as its group), optionally a TCP port with mutual TLS only, the
+//! metrics endpoint, the audit log (reopened on SIGHUP), the engine, and a clean stop
+//! that reverts everything.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tokio::net::UnixListener;
 
 use crate::api::{AgentService, Authorizer};
-use crate::config::Config;
+use crate::audit::{self, AuditLog};
+use crate::config::{Config, TlsFiles};
 use crate::engine::Engine;
 use crate::host::Host;
 use crate::limits::Limits;
@@ -127,6 +131,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "crash recovery: reverted faults left by a previous run"
         );
     }
+    let audit = Arc::new(AuditLog::open(&cfg.state_dir, cfg.audit_fsync)?);
+    let metrics = crate::metrics::Metrics::new();
+    metrics.watch(&engine);
+    if let Some(addr) = cfg.metrics_listen {
+        let local = crate::metrics::spawn(metrics.clone(), addr)
+            .await
+            .with_context(|| {
+                format!("cannot serve metrics on {addr} (set metrics_listen in faultd.toml or --metrics; \"\" turns them off)")
+            })?;
+        tracing::info!(address = %local, "metrics on http://{local}/metrics");
+    }
 
     // Stress groups of a previous run that the journal did not know (a crash between
     // creating a group and journalling it): faultline owns them, so remove them.
@@ -141,12 +156,67 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // The health guard (if the limits set a [health] section) aborts every fault on a breach.
     let _guard = crate::engine::health::spawn(engine.clone());
 
+    let socket: PathBuf = cfg.socket.clone();
+    let auth = Authorizer::new(&cfg.operator_groups, format!("unix:{}", socket.display()));
+    let svc = AgentService::new(engine.clone(), auth)
+        .with_audit(audit.clone())
+        .with_metrics(metrics.clone());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel::<Option<&'static str>>(None);
+    tokio::spawn(async move {
+        let sig = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        let _ = stop_tx.send(Some(sig));
+        // Keep the sender: both servers' shutdown futures watch it.
+        std::future::pending::<()>().await;
+    });
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let audit2 = audit.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match audit2.reopen() {
+                Ok(()) => {
+                    tracing::info!(path = %audit2.path().display(), "SIGHUP: audit log reopened")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: cannot reopen the audit log"),
+            }
+        }
+    });
+
+    let tls_server = match (cfg.listen, cfg.tls_files().map_err(anyhow::Error::msg)?) {
+        (Some(addr), Some(files)) => {
+            let acceptor = tls_acceptor(&files)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (listen in faultd.toml or --listen)")
+            })?;
+            let local = listener.local_addr()?;
+            tracing::info!(address = %local, roles = cfg.roles.len(), "serving gRPC over mutual TLS");
+            let roles = cfg.roles.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let tls_svc =
+                svc.with_authorizer(Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles));
+            let incoming = tls_incoming(listener, acceptor, audit.clone(), metrics.clone());
+            let mut rx = stop_rx.clone();
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(tls_svc.into_server())
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = rx.wait_for(|s| s.is_some()).await;
+                    }),
+            ))
+        }
+        _ => None,
+    };
+
+    // The socket last: once it exists, the TLS port (if any) is listening too.
     let group = cfg
         .operator_groups
         .first()
         .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
     let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
-    let socket: PathBuf = cfg.socket.clone();
     let host = engine.host();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -156,24 +226,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         cgroups = %host.cgroup_mode(),
         "faultd listening"
     );
-    let auth = Authorizer::new(&cfg.operator_groups, format!("unix:{}", socket.display()));
-    let svc = AgentService::new(engine.clone(), auth);
-
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<&'static str>();
-    tokio::spawn(async move {
-        let sig = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        let _ = stop_tx.send(sig);
-    });
-
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let engine2 = engine.clone();
     let shutdown = async move {
-        let sig = stop_rx.await.unwrap_or("shutdown");
+        let sig = stop_rx
+            .wait_for(|s| s.is_some())
+            .await
+            .ok()
+            .and_then(|s| *s)
+            .unwrap_or("shutdown");
         tracing::info!(signal = sig, "stopping: reverting every active fault");
         let results = engine2
             .revert_all(&format!("faultd stopping ({sig})"))
@@ -190,9 +251,132 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server failed")?;
+    if let Some(t) = tls_server {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "TLS gRPC server failed"),
+            Err(e) => tracing::error!(error = %e, "TLS gRPC server panicked"),
+        }
+    }
     // Anything injected while shutting down is reverted too.
     engine.revert_all("faultd stopped").await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("faultd stopped; node clean");
     Ok(())
+}
+
+/// The rustls server config: our certificate, and a client certificate that chains to
+/// `tls_client_ca` is required (no certificate, another CA, expired: the handshake fails).
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read tls_cert {}", files.cert.display()))?;
+    if certs.is_empty() {
+        bail!("tls_cert {} holds no certificate", files.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read tls_key {}", files.key.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(&files.client_ca)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read tls_client_ca {}", files.client_ca.display()))?;
+    for c in cas {
+        roots.add(c).with_context(|| {
+            format!(
+                "tls_client_ca {}: bad CA certificate",
+                files.client_ca.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        bail!(
+            "tls_client_ca {} holds no CA certificate",
+            files.client_ca.display()
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .context("cannot build the client certificate verifier")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "tls_key {} does not match tls_cert {}",
+                files.key.display(),
+                files.cert.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TCP connections and runs each TLS handshake in its own task (a slow client
+/// cannot hold up others). A failed handshake is refused and audited as `TlsHandshake`.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    audit: Arc<AuditLog>,
+    metrics: crate::metrics::Metrics,
+) -> tokio_stream::wrappers::ReceiverStream<
+    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Small request/response messages: without this, Nagle and delayed ACKs
+            // add ~40 ms to a call.
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx, audit, metrics) =
+                (acceptor.clone(), tx.clone(), audit.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let start = std::time::Instant::now();
+                let res =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                        .await;
+                let err = match res {
+                    Ok(Ok(s)) => {
+                        let _ = tx.send(Ok(s)).await;
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "no TLS handshake within 10s".to_string(),
+                };
+                tracing::info!(%peer, error = %err, "TLS handshake refused");
+                let rec = audit::Record {
+                    time: audit::now(),
+                    identity: "-".into(),
+                    peer: format!("tcp:{peer}"),
+                    rpc: "TlsHandshake".into(),
+                    request: String::new(),
+                    decision: audit::Decision::Refused,
+                    limit: None,
+                    fault_id: None,
+                    result: audit::code_name(tonic::Code::Unauthenticated),
+                    message: Some(err),
+                };
+                if let Err(e) = audit.write(&rec) {
+                    tracing::error!(error = %e, "audit line not written");
+                }
+                metrics.rpc("TlsHandshake", "Unauthenticated", start.elapsed());
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }

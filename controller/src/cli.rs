@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::DEFAULT_AGENT;
+use crate::client::{DEFAULT_AGENT, TlsFiles};
 use crate::exit_codes_text;
 
 /// `faultctl`: drive a faultline agent (`faultd`).
@@ -14,9 +14,20 @@ use crate::exit_codes_text;
     after_help = MAIN_AFTER_HELP,
 )]
 pub struct Cli {
-    /// Agent address: unix:///path/to/faultd.sock or http://host:port.
-    #[arg(long, global = true, env = "FAULTLINE_AGENT", default_value = DEFAULT_AGENT, value_name = "URI")]
-    pub agent: String,
+    /// Agent address: unix:///path/to/faultd.sock or https://host:port (mutual TLS)
+    /// [default: `agent` in ~/.config/faultline/faultctl.toml, else unix:///run/faultline/faultd.sock].
+    #[arg(long, global = true, env = "FAULTLINE_AGENT", value_name = "URI")]
+    pub agent: Option<String>,
+    /// For https: the CA certificate (PEM) that signed the agent's certificate.
+    #[arg(long, global = true, env = "FAULTLINE_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// For https: this client's certificate (PEM); its CN or SAN is the identity the
+    /// agent maps to a role.
+    #[arg(long, global = true, env = "FAULTLINE_CERT", value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+    /// For https: this client's private key (PEM).
+    #[arg(long, global = true, env = "FAULTLINE_KEY", value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     /// Output format: table for people, json for scripts.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -40,6 +51,56 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `~/.config/faultline/faultctl.toml` (or under `$XDG_CONFIG_HOME`): defaults for
+/// `agent`, `ca`, `cert` and `key`; flags and environment variables win.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtlConfig {
+    pub agent: Option<String>,
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl CtlConfig {
+    /// Where the config file is looked for.
+    pub fn default_path() -> Option<std::path::PathBuf> {
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config"))
+            })?;
+        Some(base.join("faultline/faultctl.toml"))
+    }
+
+    /// Reads the file at `path` if it exists.
+    pub fn load(path: &std::path::Path) -> Result<CtlConfig, String> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => toml::from_str(&t).map_err(|e| format!("{}: {}", path.display(), e.message())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CtlConfig::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+impl Cli {
+    /// The agent address and TLS files: flags and environment first, then `file`.
+    pub fn endpoint(&self, file: &CtlConfig) -> (String, TlsFiles) {
+        (
+            self.agent
+                .clone()
+                .or_else(|| file.agent.clone())
+                .unwrap_or_else(|| DEFAULT_AGENT.to_string()),
+            TlsFiles {
+                ca: self.ca.clone().or_else(|| file.ca.clone()),
+                cert: self.cert.clone().or_else(|| file.cert.clone()),
+                key: self.key.clone().or_else(|| file.key.clone()),
+            },
+        )
+    }
+}
+
 const MAIN_AFTER_HELP: &str = concat!(
     "Examples:\n",
     "  faultctl status\n",
@@ -50,6 +111,10 @@ const MAIN_AFTER_HELP: &str = concat!(
     "  faultctl --inventory fleet.toml --select role=db status\n",
     "  faultctl --inventory fleet.toml --select role=app --max-nodes 1 inject kill --name worker\n",
     "  faultctl run --dry-run examples/kill-worker.yaml\n",
+    "  faultctl --agent https://node1:7443 --ca ca.pem --cert alice.pem --key alice.key status\n",
+    "\n",
+    "Remote agents: https:// with mutual TLS; --ca/--cert/--key, FAULTLINE_CA/_CERT/_KEY,\n",
+    "or agent/ca/cert/key in ~/.config/faultline/faultctl.toml (flags win).\n",
     "\n",
     "Selectors (inject kill|pause): --pid, --name, --cmdline, --cgroup, --unit, --user.\n",
     "Every selector given must match (they combine with AND); at least one is required.\n",

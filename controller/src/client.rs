@@ -1,11 +1,13 @@
-//! Connecting to a `faultd` agent. All transport choices live here, so the mTLS that a
-//! later release adds for `https://` lands in one place.
+//! Connecting to a `faultd` agent. All transport choices live here: the Unix socket,
+//! `https://` with mutual TLS (a CA to check the agent, a client certificate and key to
+//! prove who we are), and plaintext `http://` (only for test doubles: faultd itself never
+//! serves plaintext TCP).
 
 use std::time::Duration;
 
 use faultline_proto::v1::agent_client::AgentClient;
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
 /// The default agent address: `faultd`'s Unix socket.
 pub const DEFAULT_AGENT: &str = "unix:///run/faultline/faultd.sock";
@@ -39,9 +41,56 @@ pub enum Target {
     Unix(std::path::PathBuf),
     /// `http://host:port` (plaintext gRPC; for tests).
     Http(String),
+    /// `https://host:port` (gRPC over mutual TLS).
+    Https(String),
 }
 
-/// Parses an agent address: `unix:///path`, `unix:/path` or `http://host:port`.
+/// The files for mutual TLS: the CA that signed the agent's certificate, and our own
+/// certificate and key (PEM).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    fn config(&self, uri: &str) -> Result<ClientTlsConfig, ConnectError> {
+        let missing: Vec<&str> = [
+            ("--ca", &self.ca),
+            ("--cert", &self.cert),
+            ("--key", &self.key),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+        if !missing.is_empty() {
+            return Err(ConnectError::BadUri {
+                uri: uri.to_string(),
+                reason: format!(
+                    "https needs mutual TLS: give {} (or FAULTLINE_CA, FAULTLINE_CERT, FAULTLINE_KEY, or ca/cert/key in ~/.config/faultline/faultctl.toml)",
+                    missing.join(", ")
+                ),
+            });
+        }
+        let read = |p: &std::path::PathBuf, what: &str| {
+            std::fs::read(p).map_err(|e| ConnectError::BadUri {
+                uri: uri.to_string(),
+                reason: format!("cannot read {what} {}: {}", p.display(), io_message(&e)),
+            })
+        };
+        let ca = read(self.ca.as_ref().expect("checked"), "CA certificate")?;
+        let cert = read(self.cert.as_ref().expect("checked"), "client certificate")?;
+        let key = read(self.key.as_ref().expect("checked"), "client key")?;
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key)))
+    }
+}
+
+/// Parses an agent address: `unix:///path`, `unix:/path`, `https://host:port` or
+/// `http://host:port`.
 pub fn parse_target(uri: &str) -> Result<Target, ConnectError> {
     let bad = |reason: &str| ConnectError::BadUri {
         uri: uri.to_string(),
@@ -61,12 +110,11 @@ pub fn parse_target(uri: &str) -> Result<Target, ConnectError> {
         return Ok(Target::Http(uri.to_string()));
     }
     if uri.starts_with("https://") {
-        return Err(bad(
-            "https (mutual TLS) is not supported yet; use the agent's unix socket",
-        ));
+        Uri::try_from(uri).map_err(|e| bad(&e.to_string()))?;
+        return Ok(Target::Https(uri.to_string()));
     }
     Err(bad(
-        "expected unix:///path/to/faultd.sock or http://host:port",
+        "expected unix:///path/to/faultd.sock or https://host:port",
     ))
 }
 
@@ -74,7 +122,16 @@ pub fn parse_target(uri: &str) -> Result<Target, ConnectError> {
 /// [`CONNECT_TIMEOUT`]. The connection is made eagerly, so an agent that is not there is
 /// reported here, with a hint, rather than on the first call.
 pub async fn connect(uri: &str) -> Result<AgentClient<Channel>, ConnectError> {
+    connect_with(uri, &TlsFiles::default()).await
+}
+
+/// [`connect`], with the files `https://` needs.
+pub async fn connect_with(uri: &str, tls: &TlsFiles) -> Result<AgentClient<Channel>, ConnectError> {
     let target = parse_target(uri)?;
+    let tls_config = match &target {
+        Target::Https(_) => Some(tls.config(uri)?),
+        _ => None,
+    };
     let attempt = async {
         match &target {
             Target::Unix(path) => {
@@ -93,6 +150,13 @@ pub async fn connect(uri: &str) -> Result<AgentClient<Channel>, ConnectError> {
             }
             Target::Http(u) => {
                 Endpoint::from_shared(u.clone())?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect()
+                    .await
+            }
+            Target::Https(u) => {
+                Endpoint::from_shared(u.clone())?
+                    .tls_config(tls_config.clone().expect("built above"))?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .connect()
                     .await
@@ -134,14 +198,20 @@ fn unreachable(uri: &str, target: &Target, err: &tonic::transport::Error) -> Con
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused,
                     Target::Unix(_),
                 ) => Some("is faultd running? start it with: sudo faultd".to_string()),
-                (std::io::ErrorKind::ConnectionRefused, Target::Http(_)) => {
+                (std::io::ErrorKind::ConnectionRefused, Target::Http(_) | Target::Https(_)) => {
                     Some("is faultd listening there?".to_string())
                 }
                 _ => None,
             };
             (io_message(e), hint)
         }
-        None => (error_chain(err), None),
+        None => (
+            error_chain(err),
+            matches!(target, Target::Https(_)).then(|| {
+                "check --ca (the CA that signed the agent's certificate) and that the agent's CA signed --cert"
+                    .to_string()
+            }),
+        ),
     };
     ConnectError::Unreachable {
         uri: uri.to_string(),
@@ -191,13 +261,20 @@ mod tests {
             Target::Http("http://127.0.0.1:7070".into())
         );
         assert!(parse_target("unix://relative").is_err());
-        assert!(
-            parse_target("https://h:1")
-                .unwrap_err()
-                .to_string()
-                .contains("not supported yet")
+        assert_eq!(
+            parse_target("https://h:1").unwrap(),
+            Target::Https("https://h:1".into())
         );
         assert!(parse_target("/run/x.sock").is_err());
+    }
+
+    #[tokio::test]
+    async fn https_without_files_names_the_missing_flags() {
+        let err = connect("https://127.0.0.1:1")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give --ca, --cert, --key"), "{err}");
     }
 
     #[tokio::test]

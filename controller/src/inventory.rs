@@ -134,25 +134,15 @@ impl Node {
         })
     }
 
-    /// Connects to this agent. `https://` agents (mutual TLS) are refused with a clear
-    /// message until `client::connect` takes TLS settings.
+    /// Connects to this agent, with mutual TLS for `https://` agents (the inventory's
+    /// ca/cert/key).
     pub async fn connect(&self) -> Result<AgentClient<Channel>, ConnectError> {
-        if self.address.starts_with("https://") {
-            return Err(ConnectError::BadUri {
-                uri: self.address.clone(),
-                reason: format!(
-                    "agent {}: https (mutual TLS{}) is not supported by this faultctl yet; \
-                     reach the agent over its unix socket or plain http",
-                    self.name,
-                    if self.tls.is_empty() {
-                        ", and no ca/cert/key given"
-                    } else {
-                        ""
-                    }
-                ),
-            });
-        }
-        crate::client::connect(&self.address).await
+        let tls = crate::client::TlsFiles {
+            ca: self.tls.ca.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+        };
+        crate::client::connect_with(&self.address, &tls).await
     }
 }
 

@@ -96,7 +96,15 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
     }
     // Syntax errors are reported before any connection is attempted.
     let inject = inject_request(cli)?;
-    let mut client = connect(&cli.agent).await?;
+    let file = match cli::CtlConfig::default_path() {
+        Some(p) => cli::CtlConfig::load(&p).map_err(|e| ConnectError::BadUri {
+            uri: cli.agent.clone().unwrap_or_default(),
+            reason: e,
+        })?,
+        None => cli::CtlConfig::default(),
+    };
+    let (agent, tls) = cli.endpoint(&file);
+    let mut client = client::connect_with(&agent, &tls).await?;
     run_with(&mut client, cli, cli.output, inject, out).await
 }
 

@@ -20,6 +20,9 @@ pub struct AgentOptions {
     pub limits: Option<String>,
     /// Extra arguments.
     pub args: Vec<String>,
+    /// Extra faultd.toml lines (appended; e.g. `metrics_listen = "127.0.0.1:0"`, TLS
+    /// keys and `[roles]` last since a table ends the top level).
+    pub config: Option<String>,
     /// Reuse this state dir (e.g. a crashed agent's) instead of a fresh one.
     pub state_dir: Option<PathBuf>,
     /// Extra environment variables (e.g. the test-only
@@ -59,9 +62,16 @@ impl Agent {
             )
             .arg("--config")
             .arg(dir.path().join("faultd.toml"));
+        // Metrics off unless a test asks: parallel agents would fight over 9464.
+        let extra = opts.config.clone().unwrap_or_default();
+        let metrics = if extra.contains("metrics_listen") {
+            ""
+        } else {
+            "metrics_listen = \"\"\n"
+        };
         std::fs::write(
             dir.path().join("faultd.toml"),
-            "log = \"info,faultline_agent=debug\"\n",
+            format!("log = \"info,faultline_agent=debug\"\n{metrics}{extra}"),
         )
         .unwrap();
         if let Some(l) = &opts.limits {

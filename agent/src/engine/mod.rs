@@ -234,6 +234,7 @@ struct Inner {
     health_aborts: std::sync::atomic::AtomicU64,
     /// See [`CRASH_AFTER_JOURNAL_ENV`].
     crash_after_journal: bool,
+    lease_lapses: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -249,6 +250,7 @@ impl Engine {
                 started_at: SystemTime::now(),
                 health_aborts: Default::default(),
                 crash_after_journal: std::env::var(CRASH_AFTER_JOURNAL_ENV).as_deref() == Ok("1"),
+                lease_lapses: Default::default(),
             }),
         }
     }
@@ -358,6 +360,13 @@ impl Engine {
         self.inner.reg.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many leases have lapsed (their holder stopped renewing) since start.
+    pub fn lease_lapses(&self) -> u64 {
+        self.inner
+            .lease_lapses
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Lifecycle events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
@@ -414,6 +423,14 @@ impl Engine {
             .and_then(|()| policy::check_lease(req.lease.is_some(), limits))
         {
             return Err(self.refused(&req, e));
+        }
+        // A fault bound to a lease that does not exist would never lapse with it.
+        if let Some(l) = &req.lease
+            && !self.reg().leases.contains_key(l)
+        {
+            return Err(FaultError::NotFound(format!(
+                "lease {l:?} is unknown or has lapsed: open one with OpenLease (faultctl lease open) and bind to its id"
+            )));
         }
         let plan = match req.spec.plan(&self.inner.host).await {
             Ok(p) => p,
@@ -968,6 +985,9 @@ impl Engine {
                     }
                 };
                 if let Some(info) = lapsed {
+                    me.inner
+                        .lease_lapses
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(lease = %id, holder = %info.holder, faults = info.faults.len(), "lease expired: reverting its faults");
                     me.revert_ids(
                         info.faults,

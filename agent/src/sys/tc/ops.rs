@@ -1061,3 +1061,51 @@ fn filter_info(t: &TcMessage) -> Option<FilterInfo> {
     // The kernel also dumps a bare entry per u32 hash table (no options): skip those.
     has_options.then_some(info)
 }
+
+/// A dumped qdisc with its options decoded when it is one of ours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedQdisc {
+    pub info: QdiscInfo,
+    pub netem: Option<Netem>,
+    pub prio: Option<Prio>,
+    /// tbf: (bytes per second, limit in bytes).
+    pub tbf: Option<(u64, u32)>,
+}
+
+/// What [`decode_dump_message`] found in one netlink message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A qdisc, and its options decoded when it is one of ours (netem, prio, tbf).
+    Qdisc(Box<DecodedQdisc>),
+    Filter(Option<FilterInfo>),
+    Other,
+}
+
+/// Decodes one message of a `RTM_GETQDISC`/`RTM_GETTFILTER` dump answer from its wire
+/// bytes, the way [`Tc::qdiscs`], [`Tc::filters`] and [`Tc::netem_state`] read them.
+/// Pure (no socket): the fuzz target `netlink_dump` drives it with arbitrary bytes.
+pub fn decode_dump_message(buf: &[u8]) -> Result<Decoded, String> {
+    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(buf).map_err(|e| e.to_string())?;
+    Ok(match m.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewQueueDiscipline(t)) => {
+            let q = qdisc_info(&t);
+            let opts = q.options.clone().unwrap_or_default();
+            let (netem, prio, tbf) = match q.kind.as_str() {
+                "netem" => (Netem::decode(&opts).ok(), None, None),
+                "prio" => (None, Prio::decode(&opts).ok(), None),
+                "tbf" => (None, None, Tbf::decode_rate_limit(&opts)),
+                _ => (None, None, None),
+            };
+            Decoded::Qdisc(Box::new(DecodedQdisc {
+                info: q,
+                netem,
+                prio,
+                tbf,
+            }))
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(t)) => {
+            Decoded::Filter(filter_info(&t))
+        }
+        _ => Decoded::Other,
+    })
+}
