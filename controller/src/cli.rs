@@ -265,17 +265,22 @@ pub enum ReportCommand {
 #[derive(Debug, Subcommand)]
 pub enum LeaseCommand {
     /// Open a lease; prints its id. Renew it within the TTL or its faults are reverted.
+    #[command(
+        after_help = "Example:\n  id=$(faultctl lease open --ttl 30s)\n  faultctl inject pause --unit batch.service --for 5m --lease $id\n  faultctl lease renew $id    # within every 30 s, or the pause is reverted"
+    )]
     Open {
         /// How long the lease lives without a renewal (1s up to the limits' max_lease_ttl).
         #[arg(long, value_name = "DUR", default_value = crate::lease::DEFAULT_TTL)]
         ttl: String,
     },
     /// Renew a lease once (pushes its expiry one TTL into the future).
+    #[command(after_help = "Example:\n  faultctl lease renew l-1a2b3c4d")]
     Renew {
         /// The lease id (from `lease open`).
         id: String,
     },
     /// Release a lease; its faults run on to their own end unless --revert.
+    #[command(after_help = "Example:\n  faultctl lease close l-1a2b3c4d --revert")]
     Close {
         /// The lease id.
         id: String,

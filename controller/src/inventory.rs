@@ -538,12 +538,9 @@ agents:
     }
 
     #[tokio::test]
-    async fn https_agents_are_refused_clearly() {
+    async fn https_agents_without_tls_files_are_refused_clearly() {
         let i = inv();
         let e = i.nodes[1].connect().await.unwrap_err().to_string();
-        assert!(
-            e.contains("https (mutual TLS) is not supported by this faultctl yet"),
-            "{e}"
-        );
+        assert!(e.contains("https needs mutual TLS"), "{e}");
     }
 }
