@@ -11,6 +11,7 @@ pub mod error;
 pub mod fault;
 pub mod host;
 pub mod limits;
+pub mod notify;
 pub mod policy;
 pub mod server;
 pub mod support;
