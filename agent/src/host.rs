@@ -14,6 +14,9 @@ pub struct Host {
     cgroups: Result<Cgroups, String>,
     pub kernel_release: String,
     pub hostname: String,
+    /// What the kernel offers network faults (probed in a throwaway namespace at start),
+    /// or why it could not be probed.
+    pub net: Result<crate::sys::tc::KernelSupport, String>,
 }
 
 impl Host {
@@ -28,6 +31,7 @@ impl Host {
                 .as_ref()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            net: Err("not probed yet".into()),
             hostname: uts
                 .as_ref()
                 .map(|u| u.nodename().to_string_lossy().into_owned())

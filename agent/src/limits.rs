@@ -49,7 +49,14 @@ pub struct ProcessLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkLimits {
     pub max_delay: Duration,
+    pub max_jitter: Duration,
     pub max_loss_percent: f64,
+    pub max_duplicate_percent: f64,
+    pub max_corrupt_percent: f64,
+    pub max_reorder_percent: f64,
+    /// The lowest rate limit a fault may impose, bits per second.
+    pub min_rate_bits: u64,
+    /// Interfaces no network fault may touch (in any namespace).
     pub protected_interfaces: Vec<String>,
 }
 
@@ -87,7 +94,12 @@ impl Limits {
             },
             network: NetworkLimits {
                 max_delay: Duration::from_millis(50),
+                max_jitter: Duration::from_millis(50),
                 max_loss_percent: 1.0,
+                max_duplicate_percent: 1.0,
+                max_corrupt_percent: 1.0,
+                max_reorder_percent: 1.0,
+                min_rate_bits: 1_000_000,
                 protected_interfaces: vec![],
             },
             cpu: StressLimits {
@@ -107,7 +119,12 @@ impl Limits {
         l.profile = "staging".into();
         l.max_concurrent_faults = 10;
         l.network.max_delay = Duration::from_millis(500);
+        l.network.max_jitter = Duration::from_millis(500);
         l.network.max_loss_percent = 5.0;
+        l.network.max_duplicate_percent = 5.0;
+        l.network.max_corrupt_percent = 5.0;
+        l.network.max_reorder_percent = 5.0;
+        l.network.min_rate_bits = 100_000;
         l.cpu.max_percent = 50.0;
         l.memory.max_percent = 30.0;
         l
@@ -208,12 +225,37 @@ impl Limits {
             }
         }
         if let Some(n) = &raw.network {
-            dur(&n.max_delay, "network.max_delay", &mut l.network.max_delay)?;
-            pct(
-                &n.max_loss_percent,
-                "network.max_loss_percent",
-                &mut l.network.max_loss_percent,
-            )?;
+            let net = &mut l.network;
+            dur(&n.max_delay, "network.max_delay", &mut net.max_delay)?;
+            dur(&n.max_jitter, "network.max_jitter", &mut net.max_jitter)?;
+            for (v, name, out) in [
+                (
+                    &n.max_loss_percent,
+                    "network.max_loss_percent",
+                    &mut net.max_loss_percent,
+                ),
+                (
+                    &n.max_duplicate_percent,
+                    "network.max_duplicate_percent",
+                    &mut net.max_duplicate_percent,
+                ),
+                (
+                    &n.max_corrupt_percent,
+                    "network.max_corrupt_percent",
+                    &mut net.max_corrupt_percent,
+                ),
+                (
+                    &n.max_reorder_percent,
+                    "network.max_reorder_percent",
+                    &mut net.max_reorder_percent,
+                ),
+            ] {
+                pct(v, name, out)?;
+            }
+            if let Some(r) = &n.min_rate {
+                net.min_rate_bits = faultline_proto::units::parse_rate(r.get_ref())
+                    .map_err(|m| bad(r.span(), "network.min_rate", m))?;
+            }
             if let Some(v) = &n.protected_interfaces {
                 l.network.protected_interfaces = v.clone();
             }
@@ -360,7 +402,12 @@ struct RawProcess {
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
     max_delay: Option<Spanned<String>>,
+    max_jitter: Option<Spanned<String>>,
     max_loss_percent: Option<Spanned<f64>>,
+    max_duplicate_percent: Option<Spanned<f64>>,
+    max_corrupt_percent: Option<Spanned<f64>>,
+    max_reorder_percent: Option<Spanned<f64>>,
+    min_rate: Option<Spanned<String>>,
     protected_interfaces: Option<Vec<String>>,
 }
 

@@ -72,6 +72,11 @@ pub fn check(
             }
         }
         FaultSpec::Pause(_) => {}
+        FaultSpec::Network(n) => {
+            crate::fault::network::check(n, limits, |name, value, requested| {
+                limit(limits, name, value, requested)
+            })?;
+        }
     }
     Ok(())
 }

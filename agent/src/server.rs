@@ -74,7 +74,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
     let socket: PathBuf = cfg.socket.clone();
 
-    let host = Host::detect(opts.limits.clone());
+    let mut host = Host::detect(opts.limits.clone());
+    host.net = crate::sys::tc::probe_kernel()
+        .await
+        .map_err(|e| e.to_string());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),
@@ -86,7 +89,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let journal = crate::engine::journal::Journal::open(&cfg.state_dir)?;
     let engine = Engine::new(host, Some(journal));
     // Put the node back from any previous run before accepting requests.
-    let recovered = engine.recover();
+    let recovered = engine.recover().await;
     if !recovered.is_empty() {
         let failed = recovered.iter().filter(|r| r.result.is_err()).count();
         tracing::warn!(

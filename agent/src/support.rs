@@ -40,6 +40,47 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
         Err(e) => format!("SIGSTOP only ({e})"),
     };
     let later = "not in this agent version yet".to_string();
+    let (net_ok, net_detail) = match &host.net {
+        Ok(k) => {
+            let parts = [
+                ("netem", &k.netem),
+                ("prio", &k.prio),
+                ("u32", &k.u32),
+                ("mirred", &k.mirred),
+                ("ifb", &k.ifb),
+            ];
+            let have: Vec<&str> = parts
+                .iter()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(n, _)| *n)
+                .collect();
+            let missing: Vec<String> = parts
+                .iter()
+                .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
+                .collect();
+            let mut d = format!(
+                "kernel has {}",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            );
+            if !missing.is_empty() {
+                d.push_str(&format!("; missing {}", missing.join("; ")));
+            }
+            if k.netem.is_err() {
+                d = format!("no sch_netem in this kernel ({d})");
+            } else if k.prio.is_err() || k.u32.is_err() {
+                d.push_str(" (traffic selection needs prio and u32)");
+            }
+            (k.netem.is_ok(), d)
+        }
+        Err(e) => (
+            false,
+            format!("cannot probe the kernel's traffic control: {e}"),
+        ),
+    };
     vec![
         pb::KindSupport {
             kind: pb::FaultKind::Kill as i32,
@@ -53,8 +94,8 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
         },
         pb::KindSupport {
             kind: pb::FaultKind::Network as i32,
-            supported: false,
-            detail: later.clone(),
+            supported: net_ok,
+            detail: net_detail,
         },
         pb::KindSupport {
             kind: pb::FaultKind::Cpu as i32,

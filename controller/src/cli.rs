@@ -135,6 +135,134 @@ otherwise each process gets SIGSTOP, and SIGCONT when the fault ends.
 Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 nothing matched,
 5 agent unreachable, 6 host cannot do it, 1 other.")]
     Pause(Box<PauseArgs>),
+    /// Delay, drop, duplicate, corrupt, reorder or rate-limit packets on an interface
+    /// (tc/netem through rtnetlink) for --for DUR.
+    #[command(
+        visible_alias = "network",
+        after_help = "\
+Examples:
+  faultctl inject net --iface eth0 --delay 50ms --for 2m
+  faultctl inject net --iface eth0 --delay 40ms --jitter 10ms --distribution normal --for 5m
+  faultctl inject net --iface eth0 --loss 1% --dst 10.0.3.0/24 --protocol tcp --dport 5432 --for 1m
+  faultctl inject net --iface eth0 --pid 4242 --loss 20% --for 30s      # a container's eth0
+  faultctl inject net --iface eth0 --direction ingress --delay 30ms --for 1m
+  faultctl inject net --iface eth0 --rate 10mbit --for 10m --dry-run
+
+Without --dst/--src/--dport/--sport/--protocol the whole interface is affected; with
+them only matching packets are, and all other traffic is untouched. Any combination of
+netem parameters fits in one fault. An interface whose root qdisc is the operator's
+own (htb, tbf, fq, cake...) is refused and left alone. One network fault at a time per
+interface and direction.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
+5 agent unreachable, 6 host cannot do it (no netem module, foreign qdisc), 1 other."
+    )]
+    Net(Box<NetArgs>),
+}
+
+/// `faultctl inject net`.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// The interface, e.g. eth0.
+    #[arg(long, value_name = "NAME")]
+    pub iface: String,
+    /// Act in another network namespace: a name under /run/netns, or a path.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "pid")]
+    pub netns: Option<String>,
+    /// Act in the network namespace of this process (a container's).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// egress (packets sent) or ingress (packets received, shaped on an IFB device).
+    #[arg(long, value_name = "DIR", default_value = "egress")]
+    pub direction: String,
+    /// Added delay, e.g. 50ms.
+    #[arg(long, value_name = "DUR", help_heading = "netem", allow_hyphen_values = true)]
+    pub delay: Option<String>,
+    /// Delay variation (needs --delay).
+    #[arg(long, value_name = "DUR", help_heading = "netem", allow_hyphen_values = true)]
+    pub jitter: Option<String>,
+    /// Correlation of successive delays, percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub delay_correlation: Option<String>,
+    /// Jitter distribution: uniform, normal, pareto, paretonormal.
+    #[arg(long, value_name = "NAME", help_heading = "netem")]
+    pub distribution: Option<String>,
+    /// Random loss, percent (e.g. 1% or 0.5).
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub loss: Option<String>,
+    /// Correlation of successive losses, percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub loss_correlation: Option<String>,
+    /// Gilbert-Elliott loss model instead of --loss: P,R[,1-H[,1-K]] in percent.
+    #[arg(long, value_name = "P,R[,1-H[,1-K]]", help_heading = "netem")]
+    pub loss_gemodel: Option<String>,
+    /// Duplicate packets, percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub duplicate: Option<String>,
+    /// Correlation of duplications, percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub duplicate_correlation: Option<String>,
+    /// Corrupt packets (a random bit flip), percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub corrupt: Option<String>,
+    /// Correlation of corruptions, percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub corrupt_correlation: Option<String>,
+    /// Send this percentage of packets at once, the rest delayed (needs --delay).
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub reorder: Option<String>,
+    /// Correlation of reorderings, percent.
+    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    pub reorder_correlation: Option<String>,
+    /// Reorder every Nth packet (needs --reorder).
+    #[arg(long, value_name = "N", help_heading = "netem")]
+    pub gap: Option<u32>,
+    /// Rate limit, e.g. 10mbit, 512kbit.
+    #[arg(long, value_name = "RATE", help_heading = "netem")]
+    pub rate: Option<String>,
+    /// netem queue length in packets (default 1000).
+    #[arg(long, value_name = "PACKETS", help_heading = "netem")]
+    pub limit: Option<u32>,
+    /// Only packets to this CIDR (repeatable; IPv4 or IPv6).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        help_heading = "Traffic selection (combine with AND)"
+    )]
+    pub dst: Vec<String>,
+    /// Only packets from this CIDR (repeatable).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        help_heading = "Traffic selection (combine with AND)"
+    )]
+    pub src: Vec<String>,
+    /// Only this destination port or range (needs --protocol).
+    #[arg(
+        long,
+        value_name = "PORT[-PORT]",
+        help_heading = "Traffic selection (combine with AND)"
+    )]
+    pub dport: Option<String>,
+    /// Only this source port or range (needs --protocol).
+    #[arg(
+        long,
+        value_name = "PORT[-PORT]",
+        help_heading = "Traffic selection (combine with AND)"
+    )]
+    pub sport: Option<String>,
+    /// Only tcp, udp or icmp.
+    #[arg(
+        long,
+        value_name = "PROTO",
+        help_heading = "Traffic selection (combine with AND)"
+    )]
+    pub protocol: Option<String>,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub for_: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
 }
 
 /// Which processes: every flag given must match.

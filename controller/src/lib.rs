@@ -53,6 +53,7 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
     let inject = match &cli.command {
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
+        Command::Inject(InjectCommand::Net(a)) => Some(request::net_request(a)?),
         _ => None,
     };
     let mut client = connect(&cli.agent).await?;

@@ -242,6 +242,93 @@ pub fn spec_text(spec: Option<&FaultSpec>) -> String {
                 .unwrap_or_else(|| "(none)".into()),
             pick_text(p.pick.as_ref())
         ),
+        Some(fault_spec::Kind::Network(n)) => network_text(n),
+    }
+}
+
+/// A network spec in tc's words: `network eth0 egress: delay 50ms loss 1%; dst 10.0.0.0/8`.
+fn network_text(n: &faultline_proto::v1::NetworkSpec) -> String {
+    let e = n.netem.clone().unwrap_or_default();
+    let mut p = Vec::new();
+    if e.delay_us > 0 {
+        let mut d = format!("delay {}", fmt_us(e.delay_us));
+        if e.jitter_us > 0 {
+            d.push_str(&format!(" {}", fmt_us(e.jitter_us)));
+        }
+        if !e.distribution.is_empty() && e.distribution != "uniform" {
+            d.push_str(&format!(" {}", e.distribution));
+        }
+        p.push(d);
+    }
+    if let Some(g) = &e.loss_gemodel {
+        p.push(format!(
+            "loss gemodel {}% {}% {}% {}%",
+            g.p, g.r, g.loss_bad, g.loss_good
+        ));
+    } else if e.loss_percent > 0.0 {
+        p.push(format!("loss {}%", e.loss_percent));
+    }
+    for (v, w) in [
+        (e.duplicate_percent, "duplicate"),
+        (e.corrupt_percent, "corrupt"),
+        (e.reorder_percent, "reorder"),
+    ] {
+        if v > 0.0 {
+            p.push(format!("{w} {v}%"));
+        }
+    }
+    if e.rate_bits_per_sec > 0 {
+        p.push(format!(
+            "rate {}",
+            faultline_proto::units::format_rate(e.rate_bits_per_sec)
+        ));
+    }
+    let s = n.selection.clone().unwrap_or_default();
+    let mut sel = Vec::new();
+    for c in &s.dst {
+        sel.push(format!("dst {c}"));
+    }
+    for c in &s.src {
+        sel.push(format!("src {c}"));
+    }
+    for (v, w) in [
+        (&s.protocol, "protocol"),
+        (&s.dport, "dport"),
+        (&s.sport, "sport"),
+    ] {
+        if !v.is_empty() {
+            sel.push(format!("{w} {v}"));
+        }
+    }
+    let ns = if n.pid > 0 {
+        format!(" (netns of pid {})", n.pid)
+    } else if !n.netns.is_empty() {
+        format!(" (netns {})", n.netns)
+    } else {
+        String::new()
+    };
+    format!(
+        "network {}{ns} {}: {}; {}",
+        n.iface,
+        if n.direction.is_empty() {
+            "egress"
+        } else {
+            &n.direction
+        },
+        p.join(" "),
+        if sel.is_empty() {
+            "all traffic".to_string()
+        } else {
+            sel.join(" ")
+        }
+    )
+}
+
+fn fmt_us(us: u64) -> String {
+    if us.is_multiple_of(1000) {
+        format_ms(us / 1000)
+    } else {
+        format!("{us}us")
     }
 }
 
@@ -546,6 +633,25 @@ pub fn spec_json(spec: Option<&FaultSpec>) -> Value {
             "selector": p.selector.as_ref().map(selector_json),
             "pick": pick_json(p.pick.as_ref()),
         }}),
+        Some(fault_spec::Kind::Network(n)) => {
+            let e = n.netem.clone().unwrap_or_default();
+            let s = n.selection.clone().unwrap_or_default();
+            json!({"network": {
+                "iface": n.iface, "netns": n.netns, "pid": n.pid, "direction": n.direction,
+                "netem": {
+                    "delay_us": e.delay_us, "jitter_us": e.jitter_us,
+                    "delay_correlation": e.delay_correlation, "distribution": e.distribution,
+                    "loss_percent": e.loss_percent, "loss_correlation": e.loss_correlation,
+                    "loss_gemodel": e.loss_gemodel.as_ref().map(|g| json!({
+                        "p": g.p, "r": g.r, "loss_bad": g.loss_bad, "loss_good": g.loss_good})),
+                    "duplicate_percent": e.duplicate_percent, "duplicate_correlation": e.duplicate_correlation,
+                    "corrupt_percent": e.corrupt_percent, "corrupt_correlation": e.corrupt_correlation,
+                    "reorder_percent": e.reorder_percent, "reorder_correlation": e.reorder_correlation,
+                    "gap": e.gap, "rate_bits_per_sec": e.rate_bits_per_sec, "limit": e.limit,
+                },
+                "selection": {"dst": s.dst, "src": s.src, "dport": s.dport, "sport": s.sport, "protocol": s.protocol},
+            }})
+        }
     }
 }
 

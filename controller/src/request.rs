@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use faultline_proto::units::parse_duration;
 use faultline_proto::v1::{
-    FaultSpec, InjectRequest, KillSpec, PauseSpec, Pick, ProcessSelector, fault_spec, pick,
+    FaultSpec, GilbertElliott, InjectRequest, KillSpec, NetemSpec, NetworkSpec, PauseSpec, Pick,
+    ProcessSelector, TrafficSelector, fault_spec, pick,
 };
 
-use crate::cli::{CommonInjectArgs, KillArgs, PauseArgs, PickArgs, SelectorArgs};
+use crate::cli::{CommonInjectArgs, KillArgs, NetArgs, PauseArgs, PickArgs, SelectorArgs};
 
 /// Input refused before anything was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +24,9 @@ pub enum RequestError {
     /// The same label key twice.
     #[error("invalid --label {0:?}: the key is given twice")]
     DuplicateLabel(String),
+    /// Any other flag that does not parse; the message names the flag.
+    #[error("{0}")]
+    BadFlag(String),
 }
 
 /// Parses a duration flag into whole milliseconds. Zero is refused here because zero
@@ -131,6 +135,100 @@ pub fn pause_request(a: &PauseArgs) -> Result<InjectRequest, RequestError> {
     request(fault_spec::Kind::Pause(spec), duration_ms, &a.common)
 }
 
+/// A percentage flag: `20%` or `20`, in 0..=100.
+fn percent_flag(flag: &str, v: &Option<String>) -> Result<f64, RequestError> {
+    let Some(t) = v else { return Ok(0.0) };
+    let n: f64 = t.trim().trim_end_matches('%').parse().map_err(|_| {
+        RequestError::BadFlag(format!(
+            "invalid {flag}: {t:?} is not a percentage (e.g. 1%, 0.5)"
+        ))
+    })?;
+    if !(0.0..=100.0).contains(&n) {
+        return Err(RequestError::BadFlag(format!(
+            "invalid {flag}: {t:?} is not in 0..=100%"
+        )));
+    }
+    Ok(n)
+}
+
+fn micros_flag(flag: &str, v: &Option<String>) -> Result<u64, RequestError> {
+    match v {
+        None => Ok(0),
+        Some(t) => faultline_proto::units::parse_duration(t)
+            .map(|d| d.as_micros() as u64)
+            .map_err(|e| RequestError::BadFlag(format!("invalid {flag}: {e}"))),
+    }
+}
+
+/// `faultctl inject net ...` as an [`InjectRequest`].
+pub fn net_request(a: &NetArgs) -> Result<InjectRequest, RequestError> {
+    let duration_ms = duration_flag("--for", &a.for_)?;
+    let gemodel = match &a.loss_gemodel {
+        None => None,
+        Some(t) => {
+            let parts: Vec<&str> = t.split(',').collect();
+            if !(2..=4).contains(&parts.len()) {
+                return Err(RequestError::BadFlag(format!(
+                    "invalid --loss-gemodel: {t:?}: write P,R[,1-H[,1-K]] in percent, e.g. 1%,10%"
+                )));
+            }
+            let v: Vec<f64> = parts
+                .iter()
+                .map(|p| percent_flag("--loss-gemodel", &Some(p.to_string())))
+                .collect::<Result<_, _>>()?;
+            Some(GilbertElliott {
+                p: v[0],
+                r: v[1],
+                loss_bad: v.get(2).copied().unwrap_or(100.0),
+                loss_good: v.get(3).copied().unwrap_or(0.0),
+            })
+        }
+    };
+    let rate = match &a.rate {
+        None => 0,
+        Some(r) => faultline_proto::units::parse_rate(r)
+            .map_err(|e| RequestError::BadFlag(format!("invalid --rate: {e}")))?,
+    };
+    if a.rate.is_some() && rate == 0 {
+        return Err(RequestError::BadFlag(
+            "invalid --rate: a rate of 0 would stop all traffic".into(),
+        ));
+    }
+    let netem = NetemSpec {
+        delay_us: micros_flag("--delay", &a.delay)?,
+        jitter_us: micros_flag("--jitter", &a.jitter)?,
+        delay_correlation: percent_flag("--delay-correlation", &a.delay_correlation)?,
+        distribution: a.distribution.clone().unwrap_or_default(),
+        loss_percent: percent_flag("--loss", &a.loss)?,
+        loss_correlation: percent_flag("--loss-correlation", &a.loss_correlation)?,
+        loss_gemodel: gemodel,
+        duplicate_percent: percent_flag("--duplicate", &a.duplicate)?,
+        duplicate_correlation: percent_flag("--duplicate-correlation", &a.duplicate_correlation)?,
+        corrupt_percent: percent_flag("--corrupt", &a.corrupt)?,
+        corrupt_correlation: percent_flag("--corrupt-correlation", &a.corrupt_correlation)?,
+        reorder_percent: percent_flag("--reorder", &a.reorder)?,
+        reorder_correlation: percent_flag("--reorder-correlation", &a.reorder_correlation)?,
+        gap: a.gap.unwrap_or(0),
+        rate_bits_per_sec: rate,
+        limit: a.limit.unwrap_or(0),
+    };
+    let spec = NetworkSpec {
+        iface: a.iface.clone(),
+        netns: a.netns.clone().unwrap_or_default(),
+        pid: a.pid.unwrap_or(0),
+        direction: a.direction.clone(),
+        netem: Some(netem),
+        selection: Some(TrafficSelector {
+            dst: a.dst.clone(),
+            src: a.src.clone(),
+            dport: a.dport.clone().unwrap_or_default(),
+            sport: a.sport.clone().unwrap_or_default(),
+            protocol: a.protocol.clone().unwrap_or_default(),
+        }),
+    };
+    request(fault_spec::Kind::Network(spec), duration_ms, &a.common)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +241,7 @@ mod tests {
         match Cli::try_parse_from(v).expect("clap accepts it").command {
             Command::Inject(InjectCommand::Kill(k)) => kill_request(&k),
             Command::Inject(InjectCommand::Pause(p)) => pause_request(&p),
+            Command::Inject(InjectCommand::Net(n)) => net_request(&n),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -60,9 +60,86 @@ pub fn format_ms(ms: u64) -> String {
     format_duration(Duration::from_millis(ms))
 }
 
+/// Parses a rate as tc writes it, into bits per second: `10mbit`, `512kbit`, `1gbit`,
+/// `800bit`, or bytes per second with `bps` (`kbps`, `mbps`, `gbps`). Units are
+/// decimal (k = 1000), as in tc. A bare number is refused.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!(
+            "{text:?} is not a rate (write e.g. 10mbit, 512kbit, 1gbit)"
+        ));
+    }
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate (write e.g. 10mbit)"))?;
+    let mult: f64 = match unit {
+        "bit" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        "tbit" => 1e12,
+        "bps" => 8.0,
+        "kbps" => 8e3,
+        "mbps" => 8e6,
+        "gbps" => 8e9,
+        "" => {
+            return Err(format!(
+                "{text:?} has no unit (write e.g. {num}mbit or {num}kbit)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{text:?}: unknown rate unit {other:?} (use bit, kbit, mbit, gbit, or bps, kbps, mbps)"
+            ));
+        }
+    };
+    let bits = n * mult;
+    if !bits.is_finite() || bits > u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bits.round() as u64)
+}
+
+/// Formats bits per second as tc does: `10mbit`, `512kbit`, `1500bit`.
+pub fn format_rate(bits: u64) -> String {
+    for (div, unit) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
+        if bits >= div && bits.is_multiple_of(div) {
+            return format!("{}{unit}", bits / div);
+        }
+    }
+    if bits >= 1_000_000 {
+        return format!("{:.1}mbit", bits as f64 / 1e6);
+    }
+    format!("{bits}bit")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_parse_like_tc() {
+        assert_eq!(parse_rate("10mbit").unwrap(), 10_000_000);
+        assert_eq!(parse_rate("512kbit").unwrap(), 512_000);
+        assert_eq!(parse_rate("1gbit").unwrap(), 1_000_000_000);
+        assert_eq!(parse_rate("100kbps").unwrap(), 800_000);
+        assert_eq!(parse_rate("1.5mbit").unwrap(), 1_500_000);
+        assert!(parse_rate("10").unwrap_err().contains("no unit"));
+        assert!(parse_rate("10 furlongs").is_err());
+        assert!(parse_rate("mbit").is_err());
+        assert_eq!(format_rate(10_000_000), "10mbit");
+        assert_eq!(format_rate(512_000), "512kbit");
+        assert_eq!(format_rate(1500), "1500bit");
+    }
 
     #[test]
     fn parses_common_forms() {

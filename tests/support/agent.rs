@@ -262,6 +262,17 @@ impl Drop for Victim {
     }
 }
 
+/// The real `sleep` executable first on PATH, symlinks resolved (coreutils', not a
+/// busybox multi-call link, in the VM tier), for tests that copy it under a new name.
+pub fn sleep_binary() -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .map(|d| Path::new(d).join("sleep"))
+        .find(|p| p.exists())
+        .and_then(|p| p.canonicalize().ok())
+        .expect("sleep is on PATH")
+}
+
 /// The state letter of a process from /proc/PID/stat.
 pub fn proc_state(pid: i32) -> Option<char> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

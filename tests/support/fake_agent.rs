@@ -220,6 +220,11 @@ impl Agent for FakeAgent {
             Some(fault_spec::Kind::Pause(p)) => {
                 (FaultKind::Pause, p.selector.clone(), "stop".to_string())
             }
+            Some(fault_spec::Kind::Network(_)) => {
+                return Err(Status::failed_precondition(
+                    "the fake agent does no network faults",
+                ));
+            }
             None => return Err(Status::invalid_argument("spec: a fault kind is required")),
         };
         let pid = selector

@@ -31,25 +31,32 @@ pub fn need(test: &str, capability: &str) -> bool {
     match probe(capability) {
         Ok(()) => true,
         Err(why) => {
-            let required = std::env::var("FAULTLINE_REQUIRE")
-                .unwrap_or_default()
-                .split(',')
-                .any(|c| c.trim() == capability);
-            let line = format!("SKIP {test}: needs {capability}: {why}");
-            if required {
-                panic!("{line} (but this tier requires {capability}: FAULTLINE_REQUIRE)");
-            }
-            eprintln!("{line}");
-            if let Ok(path) = std::env::var("FAULTLINE_SKIP_LOG")
-                && let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-            {
-                let _ = writeln!(f, "{line}");
-            }
+            skip(test, capability, &why);
             false
         }
+    }
+}
+
+/// Records that `test` is skipped for lack of `capability` (one `SKIP` line on stderr
+/// and in `FAULTLINE_SKIP_LOG`), or panics if the tier requires that capability
+/// (`FAULTLINE_REQUIRE`). For tests with probes of their own; [`need`] calls it.
+pub fn skip(test: &str, capability: &str, why: &str) {
+    let required = std::env::var("FAULTLINE_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|c| c.trim() == capability);
+    let line = format!("SKIP {test}: needs {capability}: {why}");
+    if required {
+        panic!("{line} (but this tier requires {capability}: FAULTLINE_REQUIRE)");
+    }
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("FAULTLINE_SKIP_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 

@@ -9,8 +9,10 @@ use regex::Regex;
 use crate::engine::{self, FaultRecord, State};
 use crate::error::FaultError;
 use crate::fault::process::parse_signal;
-use crate::fault::{FaultSpec, KillSpec, Kind, PauseSpec, Pick, Selector};
+use crate::fault::{FaultSpec, KillSpec, Kind, NetworkSpec, PauseSpec, Pick, Selector};
+use crate::sys::netns::NetnsTarget;
 use crate::sys::proc::ProcInfo;
+use crate::sys::tc;
 
 /// Label keys and values: bounded, printable.
 const MAX_LABELS: usize = 32;
@@ -150,7 +152,7 @@ pub fn inject_request(
         None => {
             return Err(FaultError::invalid(
                 "spec",
-                "missing: choose a fault kind (kill, pause)",
+                "missing: choose a fault kind (kill, pause, network)",
             ));
         }
         Some(pb::fault_spec::Kind::Kill(k)) => {
@@ -180,6 +182,7 @@ pub fn inject_request(
             selector: selector(p.selector.as_ref(), "spec.pause.selector")?,
             pick: pick(p.pick.as_ref(), "spec.pause.pick")?,
         }),
+        Some(pb::fault_spec::Kind::Network(n)) => FaultSpec::Network(network(n)?),
     };
     let duration = match req.duration_ms {
         0 if spec.lasts() => {
@@ -234,6 +237,7 @@ pub fn kind(k: Kind) -> pb::FaultKind {
     match k {
         Kind::Kill => pb::FaultKind::Kill,
         Kind::Pause => pb::FaultKind::Pause,
+        Kind::Network => pb::FaultKind::Network,
     }
 }
 
@@ -272,6 +276,318 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                 selector: Some(selector_pb(&p.selector)),
                 pick: Some(pick_pb(p.pick)),
             }),
+            FaultSpec::Network(n) => pb::fault_spec::Kind::Network(network_pb(n)),
+        }),
+    }
+}
+
+fn percent(v: f64, field: &str) -> Result<Option<tc::Percent>, FaultError> {
+    if v == 0.0 {
+        return Ok(None);
+    }
+    if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+        return Err(FaultError::invalid(
+            field,
+            format!("{v} is not a percentage in 0..=100"),
+        ));
+    }
+    Ok(tc::Percent::new(v))
+}
+
+fn pct0(v: f64, field: &str) -> Result<tc::Percent, FaultError> {
+    Ok(percent(v, field)?.unwrap_or(tc::Percent::ZERO))
+}
+
+/// A `NetworkSpec` message as a validated domain spec.
+fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
+    const F: &str = "spec.network";
+    let iface = n.iface.trim();
+    if iface.is_empty() {
+        return Err(FaultError::invalid(
+            format!("{F}.iface"),
+            "missing: name the interface (e.g. eth0)",
+        ));
+    }
+    if iface.len() > 15 || iface.contains(['/', ' ']) {
+        return Err(FaultError::invalid(
+            format!("{F}.iface"),
+            format!("{iface:?} is not an interface name"),
+        ));
+    }
+    let target = match (n.netns.trim(), n.pid) {
+        ("", 0) => NetnsTarget::Current,
+        ("", p) if p > 0 => NetnsTarget::Pid(p as u32),
+        ("", p) => {
+            return Err(FaultError::invalid(
+                format!("{F}.pid"),
+                format!("{p} is not a process id"),
+            ));
+        }
+        (ns, 0) if ns.starts_with('/') => NetnsTarget::Path(ns.into()),
+        (ns, 0) if !ns.contains('/') && ns != "." && ns != ".." => NetnsTarget::Named(ns.into()),
+        (ns, 0) => {
+            return Err(FaultError::invalid(
+                format!("{F}.netns"),
+                format!("{ns:?} is neither a name under /run/netns nor an absolute path"),
+            ));
+        }
+        _ => {
+            return Err(FaultError::invalid(
+                format!("{F}.netns"),
+                "give a netns or a pid, not both",
+            ));
+        }
+    };
+    let direction = match n.direction.trim() {
+        "" | "egress" => tc::Direction::Egress,
+        "ingress" => tc::Direction::Ingress,
+        d => {
+            return Err(FaultError::invalid(
+                format!("{F}.direction"),
+                format!("{d:?}: use egress or ingress"),
+            ));
+        }
+    };
+    let e = n.netem.clone().unwrap_or_default();
+    let nf = |x: &str| format!("{F}.netem.{x}");
+    let mut netem = tc::Netem::default();
+    if e.limit > 0 {
+        netem.limit = e.limit;
+    }
+    let distribution = match e.distribution.trim() {
+        "" | "uniform" => tc::Distribution::Uniform,
+        "normal" => tc::Distribution::Normal,
+        "pareto" => tc::Distribution::Pareto,
+        "paretonormal" => tc::Distribution::ParetoNormal,
+        d => {
+            return Err(FaultError::invalid(
+                nf("distribution"),
+                format!("{d:?}: use uniform, normal, pareto or paretonormal"),
+            ));
+        }
+    };
+    if e.delay_us > 0
+        || e.jitter_us > 0
+        || e.delay_correlation != 0.0
+        || distribution != tc::Distribution::Uniform
+    {
+        if e.delay_us == 0 {
+            return Err(FaultError::invalid(
+                nf("jitter"),
+                "jitter, delay correlation and distribution need a delay",
+            ));
+        }
+        netem.delay = Some(tc::Delay {
+            latency: std::time::Duration::from_micros(e.delay_us),
+            jitter: std::time::Duration::from_micros(e.jitter_us),
+            correlation: pct0(e.delay_correlation, &nf("delay_correlation"))?,
+            distribution,
+        });
+    }
+    if let Some(ge) = &e.loss_gemodel {
+        if e.loss_percent != 0.0 {
+            return Err(FaultError::invalid(
+                nf("loss_gemodel"),
+                "give random loss or a Gilbert-Elliott model, not both",
+            ));
+        }
+        netem.loss = Some(tc::Loss::GilbertElliott(tc::GilbertElliott {
+            p: pct0(ge.p, &nf("loss_gemodel.p"))?,
+            r: pct0(ge.r, &nf("loss_gemodel.r"))?,
+            loss_bad: pct0(ge.loss_bad, &nf("loss_gemodel.loss_bad"))?,
+            loss_good: pct0(ge.loss_good, &nf("loss_gemodel.loss_good"))?,
+        }));
+    } else if let Some(p) = percent(e.loss_percent, &nf("loss_percent"))? {
+        netem.loss = Some(tc::Loss::Random(tc::Chance {
+            probability: p,
+            correlation: pct0(e.loss_correlation, &nf("loss_correlation"))?,
+        }));
+    } else if e.loss_correlation != 0.0 {
+        return Err(FaultError::invalid(
+            nf("loss_correlation"),
+            "a loss correlation needs a loss percentage",
+        ));
+    }
+    let chance = |v: f64, c: f64, name: &str| -> Result<Option<tc::Chance>, FaultError> {
+        match percent(v, &nf(&format!("{name}_percent")))? {
+            Some(p) => Ok(Some(tc::Chance {
+                probability: p,
+                correlation: pct0(c, &nf(&format!("{name}_correlation")))?,
+            })),
+            None if c != 0.0 => Err(FaultError::invalid(
+                nf(&format!("{name}_correlation")),
+                format!("a {name} correlation needs a {name} percentage"),
+            )),
+            None => Ok(None),
+        }
+    };
+    netem.duplicate = chance(e.duplicate_percent, e.duplicate_correlation, "duplicate")?;
+    netem.corrupt = chance(e.corrupt_percent, e.corrupt_correlation, "corrupt")?;
+    if let Some(p) = percent(e.reorder_percent, &nf("reorder_percent"))? {
+        netem.reorder = Some(tc::Reorder {
+            probability: p,
+            correlation: pct0(e.reorder_correlation, &nf("reorder_correlation"))?,
+            gap: e.gap,
+        });
+    } else if e.gap > 0 || e.reorder_correlation != 0.0 {
+        return Err(FaultError::invalid(
+            nf("gap"),
+            "gap and reorder correlation need a reorder percentage",
+        ));
+    }
+    if e.rate_bits_per_sec > 0 {
+        if e.rate_bits_per_sec < 8 {
+            return Err(FaultError::invalid(
+                nf("rate_bits_per_sec"),
+                "a rate below 8 bit/s rounds to 0 bytes/s, which stops all traffic",
+            ));
+        }
+        netem.rate = Some(tc::Rate {
+            bytes_per_sec: e.rate_bits_per_sec / 8,
+            packet_overhead: 0,
+            cell_size: 0,
+            cell_overhead: 0,
+        });
+    }
+    if netem
+        == (tc::Netem {
+            limit: netem.limit,
+            ..tc::Netem::default()
+        })
+    {
+        return Err(FaultError::invalid(
+            format!("{F}.netem"),
+            "no netem parameter given: set at least one of delay, loss, duplicate, corrupt, reorder, rate",
+        ));
+    }
+    netem.validate().map_err(crate::fault::network::net_error)?;
+    let sel = n.selection.clone().unwrap_or_default();
+    let sf = |x: &str| format!("{F}.selection.{x}");
+    let cidrs = |v: &[String], name: &str| -> Result<Vec<tc::Cidr>, FaultError> {
+        v.iter()
+            .map(|c| {
+                c.trim()
+                    .parse::<tc::Cidr>()
+                    .map_err(|e| FaultError::invalid(sf(name), e.to_string()))
+            })
+            .collect()
+    };
+    let port = |v: &str, name: &str| -> Result<Option<tc::PortRange>, FaultError> {
+        match v.trim() {
+            "" => Ok(None),
+            p => p
+                .parse::<tc::PortRange>()
+                .map(Some)
+                .map_err(|e| FaultError::invalid(sf(name), e.to_string())),
+        }
+    };
+    let selection = tc::Selection {
+        dst: cidrs(&sel.dst, "dst")?,
+        src: cidrs(&sel.src, "src")?,
+        dport: port(&sel.dport, "dport")?,
+        sport: port(&sel.sport, "sport")?,
+        protocol: match sel.protocol.trim() {
+            "" => None,
+            p => Some(
+                p.parse::<tc::IpProto>()
+                    .map_err(|e| FaultError::invalid(sf("protocol"), e.to_string()))?,
+            ),
+        },
+    };
+    if (selection.dport.is_some() || selection.sport.is_some()) && selection.protocol.is_none() {
+        return Err(FaultError::invalid(
+            sf("protocol"),
+            "ports need a protocol (tcp or udp): port offsets are only meaningful within one",
+        ));
+    }
+    selection
+        .matches()
+        .map_err(crate::fault::network::net_error)?;
+    Ok(NetworkSpec {
+        target,
+        fault: tc::NetFault {
+            iface: iface.to_string(),
+            direction,
+            netem,
+            selection,
+        },
+    })
+}
+
+fn network_pb(n: &NetworkSpec) -> pb::NetworkSpec {
+    let e = &n.fault.netem;
+    let p = |x: tc::Percent| x.as_percent();
+    let mut m = pb::NetemSpec {
+        limit: e.limit,
+        ..Default::default()
+    };
+    if let Some(d) = &e.delay {
+        m.delay_us = d.latency.as_micros() as u64;
+        m.jitter_us = d.jitter.as_micros() as u64;
+        m.delay_correlation = p(d.correlation);
+        m.distribution = d.distribution.name().to_string();
+    }
+    match &e.loss {
+        Some(tc::Loss::Random(c)) => {
+            m.loss_percent = p(c.probability);
+            m.loss_correlation = p(c.correlation);
+        }
+        Some(tc::Loss::GilbertElliott(g)) => {
+            m.loss_gemodel = Some(pb::GilbertElliott {
+                p: p(g.p),
+                r: p(g.r),
+                loss_bad: p(g.loss_bad),
+                loss_good: p(g.loss_good),
+            });
+        }
+        _ => {}
+    }
+    if let Some(c) = &e.duplicate {
+        m.duplicate_percent = p(c.probability);
+        m.duplicate_correlation = p(c.correlation);
+    }
+    if let Some(c) = &e.corrupt {
+        m.corrupt_percent = p(c.probability);
+        m.corrupt_correlation = p(c.correlation);
+    }
+    if let Some(r) = &e.reorder {
+        m.reorder_percent = p(r.probability);
+        m.reorder_correlation = p(r.correlation);
+        m.gap = r.gap;
+    }
+    if let Some(r) = &e.rate {
+        m.rate_bits_per_sec = r.bytes_per_sec * 8;
+    }
+    let s = &n.fault.selection;
+    let ports = |r: &Option<tc::PortRange>| match r {
+        Some(r) if r.first == r.last => r.first.to_string(),
+        Some(r) => format!("{}-{}", r.first, r.last),
+        None => String::new(),
+    };
+    let (netns, pid) = match &n.target {
+        NetnsTarget::Current => (String::new(), 0),
+        NetnsTarget::Named(x) => (x.clone(), 0),
+        NetnsTarget::Path(x) => (x.display().to_string(), 0),
+        NetnsTarget::Pid(p) => (String::new(), *p as i32),
+    };
+    pb::NetworkSpec {
+        iface: n.fault.iface.clone(),
+        netns,
+        pid,
+        direction: match n.fault.direction {
+            tc::Direction::Egress => "egress".into(),
+            tc::Direction::Ingress => "ingress".into(),
+        },
+        netem: Some(m),
+        selection: Some(pb::TrafficSelector {
+            dst: s.dst.iter().map(|c| c.to_string()).collect(),
+            src: s.src.iter().map(|c| c.to_string()).collect(),
+            dport: ports(&s.dport),
+            sport: ports(&s.sport),
+            protocol: s
+                .protocol
+                .map(|p| format!("{p:?}").to_lowercase())
+                .unwrap_or_default(),
         }),
     }
 }
@@ -349,6 +665,11 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
         network: Some(pb::NetworkLimits {
             max_delay_ms: l.network.max_delay.as_millis() as u64,
             max_loss_percent: l.network.max_loss_percent,
+            max_jitter_ms: l.network.max_jitter.as_millis() as u64,
+            max_duplicate_percent: l.network.max_duplicate_percent,
+            max_corrupt_percent: l.network.max_corrupt_percent,
+            max_reorder_percent: l.network.max_reorder_percent,
+            min_rate_bits_per_sec: l.network.min_rate_bits,
         }),
         cpu: Some(pb::StressLimits {
             max_percent: l.cpu.max_percent,
@@ -410,7 +731,7 @@ mod tests {
         );
         assert_eq!(
             err(pb::InjectRequest::default()),
-            "invalid spec: missing: choose a fault kind (kill, pause)"
+            "invalid spec: missing: choose a fault kind (kill, pause, network)"
         );
         let bad_regex = pb::ProcessSelector {
             cmdline: Some("(".into()),

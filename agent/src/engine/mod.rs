@@ -141,6 +141,10 @@ struct Entry {
     record: FaultRecord,
     undo: Option<Undo>,
     tasks: Vec<AbortHandle>,
+    /// Being reverted: still on the node (and still counted), but someone owns its end.
+    ending: bool,
+    /// See [`crate::fault::Plan::conflict_key`].
+    conflict_key: Option<String>,
 }
 
 #[derive(Default)]
@@ -149,7 +153,6 @@ struct Registry {
     ended: VecDeque<FaultRecord>,
     kills: VecDeque<Instant>,
     leases: HashMap<String, Lease>,
-    seq: u64,
 }
 
 impl Registry {
@@ -200,7 +203,7 @@ pub struct Engine {
 }
 
 struct Inner {
-    host: Host,
+    host: Arc<Host>,
     journal: Option<journal::Journal>,
     reg: Mutex<Registry>,
     events: broadcast::Sender<Event>,
@@ -213,7 +216,7 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         Engine {
             inner: Arc::new(Inner {
-                host,
+                host: Arc::new(host),
                 journal,
                 reg: Mutex::new(Registry::default()),
                 events,
@@ -263,7 +266,7 @@ impl Engine {
 
     /// Reverts every fault a previous run left in the journal. Call before serving.
     /// Returns one result per fault found.
-    pub fn recover(&self) -> Vec<RevertResult> {
+    pub async fn recover(&self) -> Vec<RevertResult> {
         let Some(j) = &self.inner.journal else {
             return Vec::new();
         };
@@ -273,7 +276,7 @@ impl Engine {
         }
         let mut out = Vec::new();
         for e in entries {
-            let r = e.undo.revert(&self.inner.host);
+            let r = e.undo.revert(&self.inner.host).await;
             match &r {
                 Ok(()) => {
                     tracing::info!(fault = %e.id, kind = %e.kind, phase = ?e.phase, undo = ?e.undo, "recovered: reverted a fault left by a previous run");
@@ -365,12 +368,7 @@ impl Engine {
         {
             return Err(self.refused(&req, e));
         }
-        let me = self.clone();
-        let spec = req.spec.clone();
-        let plan = tokio::task::spawn_blocking(move || spec.plan(&me.inner.host))
-            .await
-            .map_err(|e| FaultError::Failed(format!("planning panicked: {e}")))?;
-        let plan = match plan {
+        let plan = match req.spec.plan(&self.inner.host).await {
             Ok(p) => p,
             Err(e @ FaultError::Protected(_)) => return Err(self.refused(&req, e)),
             Err(e) => return Err(e),
@@ -388,10 +386,21 @@ impl Engine {
         let now = SystemTime::now();
         let record = {
             let mut reg = self.reg();
-            let checks = policy::check_capacity(&reg.active_ids(), limits).and_then(|()| {
-                let recent = reg.recent_kills();
-                policy::check_kill_rate(kills, recent, limits)
+            let conflict = plan.conflict_key.as_ref().and_then(|k| {
+                reg.active
+                    .values()
+                    .find(|e| e.conflict_key.as_ref() == Some(k))
+                    .map(|e| e.record.id.clone())
             });
+            let checks = match conflict {
+                Some(id) => Err(FaultError::Precondition(format!(
+                    "fault {id} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
+                ))),
+                None => policy::check_capacity(&reg.active_ids(), limits).and_then(|()| {
+                    let recent = reg.recent_kills();
+                    policy::check_kill_rate(kills, recent, limits)
+                }),
+            };
             if let Err(e) = checks {
                 drop(reg);
                 return Err(self.refused(&req, e));
@@ -404,16 +413,12 @@ impl Engine {
                     plan: plan_text,
                 });
             }
-            reg.seq += 1;
-            let id = format!(
-                "f-{}-{}",
-                self.inner
-                    .started_at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs() % 100_000)
-                    .unwrap_or(0),
-                reg.seq
-            );
+            let id = loop {
+                let id = format!("f-{:08x}", rand::random::<u32>());
+                if !reg.active.contains_key(&id) && !reg.ended.iter().any(|r| r.id == id) {
+                    break id;
+                }
+            };
             let record = FaultRecord {
                 id: id.clone(),
                 spec: req.spec.clone(),
@@ -440,6 +445,8 @@ impl Engine {
                     record: record.clone(),
                     undo: None,
                     tasks: Vec::new(),
+                    ending: false,
+                    conflict_key: plan.conflict_key.clone(),
                 },
             );
             record
@@ -454,13 +461,7 @@ impl Engine {
             self.reg().active.remove(&record.id);
             return Err(e);
         }
-        let me = self.clone();
-        let spec = req.spec.clone();
-        let applied = tokio::task::spawn_blocking(move || spec.apply(plan, &me.inner.host))
-            .await
-            .map_err(|e| FaultError::Failed(format!("applying panicked: {e}")))
-            .and_then(|r| r);
-        let applied = match applied {
+        let applied = match req.spec.apply(plan, &self.inner.host).await {
             Ok(a) => a,
             Err(e) => {
                 let mut rec = record;
@@ -528,7 +529,10 @@ impl Engine {
             tasks.push(
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
-                    let _ = me.end(&id, EndReason::Expired).await;
+                    // `end` aborts the fault's tasks, this timer among them: run it as a
+                    // task of its own so the revert is never cancelled halfway.
+                    let _ =
+                        tokio::spawn(async move { me.end(&id, EndReason::Expired).await }).await;
                 })
                 .abort_handle(),
             );
@@ -538,28 +542,29 @@ impl Engine {
         {
             tasks.push(self.spawn_kill_loop(rec.id.clone(), k.clone(), every));
         }
-        {
+        let orphan = {
             let mut reg = self.reg();
             match reg.active.get_mut(&rec.id) {
                 Some(entry) => {
                     entry.record = rec.clone();
                     entry.undo = Some(applied.undo);
                     entry.tasks = tasks;
+                    None
                 }
-                None => {
-                    // Cannot happen: only `end` removes active entries, and it refuses
-                    // pending ones. Undo rather than leave an orphan.
-                    for t in &tasks {
-                        t.abort();
-                    }
-                    drop(reg);
-                    let _ = applied.undo.revert(&self.inner.host);
-                    return Err(FaultError::Failed(format!(
-                        "fault {} vanished while being applied",
-                        rec.id
-                    )));
-                }
+                // Cannot happen: only `end` removes active entries, and it refuses pending
+                // ones. Undo rather than leave an orphan.
+                None => Some((applied.undo, tasks)),
             }
+        };
+        if let Some((undo, tasks)) = orphan {
+            for t in &tasks {
+                t.abort();
+            }
+            let _ = undo.revert(&self.inner.host).await;
+            return Err(FaultError::Failed(format!(
+                "fault {} vanished while being applied",
+                rec.id
+            )));
         }
         self.emit(
             EventType::Injected,
@@ -623,41 +628,58 @@ impl Engine {
 
     /// Ends an active fault: stops its tasks, reverts it, files the record.
     async fn end(&self, id: &str, why: EndReason) -> Result<FaultRecord, FaultError> {
-        let entry = {
-            let mut reg = self.reg();
-            match reg.active.get(id) {
-                None => {
-                    return match reg.ended.iter().rev().find(|r| r.id == id) {
-                        Some(r) => Ok(r.clone()),
-                        None => Err(FaultError::NotFound(format!(
-                            "no fault with id {id:?} (faultctl list shows them)"
-                        ))),
-                    };
+        // Take ownership of the fault's end, leaving it visible (and counted) as active
+        // until its revert is done and the ended record is filed in the same step.
+        let mut waited = Duration::ZERO;
+        let (tasks, mut rec, undo) = loop {
+            {
+                let mut reg = self.reg();
+                match reg.active.get_mut(id) {
+                    None => {
+                        return match reg.ended.iter().rev().find(|r| r.id == id) {
+                            Some(r) => Ok(r.clone()),
+                            None => Err(FaultError::NotFound(format!(
+                                "no fault with id {id:?} (faultctl list shows them)"
+                            ))),
+                        };
+                    }
+                    Some(e) if e.record.state == State::Pending => {
+                        return Err(FaultError::Precondition(format!(
+                            "fault {id} is still being applied; retry in a moment"
+                        )));
+                    }
+                    Some(e) if !e.ending => {
+                        e.ending = true;
+                        break (
+                            std::mem::take(&mut e.tasks),
+                            e.record.clone(),
+                            e.undo.take(),
+                        );
+                    }
+                    // Someone else is reverting it: wait for them, then report the outcome.
+                    Some(_) => {}
                 }
-                Some(e) if e.record.state == State::Pending => {
-                    return Err(FaultError::Precondition(format!(
-                        "fault {id} is still being applied; retry in a moment"
-                    )));
-                }
-                Some(_) => reg.active.remove(id).expect("present"),
             }
+            if waited > Duration::from_secs(30) {
+                return Err(FaultError::Failed(format!(
+                    "fault {id} has been reverting for 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += Duration::from_millis(5);
         };
-        for t in &entry.tasks {
+        for t in &tasks {
             t.abort();
         }
-        let mut rec = entry.record;
-        let undo = entry.undo;
         let undo_record = undo.as_ref().map(|u| u.record());
-        let me = self.clone();
-        let result = tokio::task::spawn_blocking(move || match undo {
-            Some(u) => u.revert(&me.inner.host),
-            None => Ok(()),
-        })
-        .await
-        .map_err(|e| FaultError::Failed(format!("revert panicked: {e}")))
-        .and_then(|r| r);
+        let result = match undo {
+            Some(u) => u.revert(&self.inner.host).await,
+            None => Ok(None),
+        };
+        let gone = result.as_ref().ok().cloned().flatten();
+        let result = result.map(|_| ());
         rec.ended_at = Some(SystemTime::now());
-        let (state, event, reason) = match (&result, &why) {
+        let (state, event, mut reason) = match (&result, &why) {
             (Err(e), _) => (
                 State::Failed,
                 EventType::Failed,
@@ -670,6 +692,9 @@ impl Engine {
             ),
             (Ok(()), EndReason::Reverted(r)) => (State::Reverted, EventType::Reverted, r.clone()),
         };
+        if let Some(g) = gone {
+            reason = format!("{reason} (nothing left to undo: {g})");
+        }
         rec.state = state;
         rec.end_reason = reason.clone();
         match &result {
@@ -684,7 +709,11 @@ impl Engine {
                 }
             }
         }
-        self.reg().file_ended(rec.clone());
+        {
+            let mut reg = self.reg();
+            reg.active.remove(id);
+            reg.file_ended(rec.clone());
+        }
         self.emit(event, Some(&rec), reason, &rec.requested_by);
         result.map(|()| rec)
     }

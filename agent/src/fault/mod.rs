@@ -5,10 +5,13 @@
 //! changes the kernel and returns the [`Undo`]; `Undo::revert` is idempotent: a target
 //! that is already gone counts as reverted.
 
+pub mod network;
 pub mod process;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use network::NetworkSpec;
 pub use process::{KillSpec, PauseSpec, Pick, Selector};
 
 use crate::error::FaultError;
@@ -21,6 +24,7 @@ use crate::sys::proc::ProcInfo;
 pub enum Kind {
     Kill,
     Pause,
+    Network,
 }
 
 impl Kind {
@@ -28,6 +32,7 @@ impl Kind {
         match self {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
+            Kind::Network => "network",
         }
     }
 }
@@ -37,6 +42,7 @@ impl Kind {
 pub enum FaultSpec {
     Kill(KillSpec),
     Pause(PauseSpec),
+    Network(NetworkSpec),
 }
 
 impl FaultSpec {
@@ -44,6 +50,7 @@ impl FaultSpec {
         match self {
             FaultSpec::Kill(_) => Kind::Kill,
             FaultSpec::Pause(_) => Kind::Pause,
+            FaultSpec::Network(_) => Kind::Network,
         }
     }
 
@@ -52,26 +59,52 @@ impl FaultSpec {
     pub fn lasts(&self) -> bool {
         match self {
             FaultSpec::Kill(k) => k.every.is_some(),
-            FaultSpec::Pause(_) => true,
+            FaultSpec::Pause(_) | FaultSpec::Network(_) => true,
         }
     }
 
-    /// Resolves the targets; changes nothing.
-    pub fn plan(&self, host: &Host) -> Result<Plan, FaultError> {
+    /// Resolves the targets; changes nothing. Process work runs on the blocking pool.
+    pub async fn plan(&self, host: &Arc<Host>) -> Result<Plan, FaultError> {
         match self {
-            FaultSpec::Kill(k) => process::plan_kill(k, host),
-            FaultSpec::Pause(p) => process::plan_pause(p, host),
+            FaultSpec::Network(n) => network::plan(n).await,
+            other => {
+                let (spec, host) = (other.clone(), host.clone());
+                blocking(move || match &spec {
+                    FaultSpec::Kill(k) => process::plan_kill(k, &host),
+                    FaultSpec::Pause(p) => process::plan_pause(p, &host),
+                    FaultSpec::Network(_) => unreachable!("handled above"),
+                })
+                .await
+            }
         }
     }
 
     /// Applies a plan made by [`FaultSpec::plan`]. On a partial failure it undoes what it
     /// did and reports both.
-    pub fn apply(&self, plan: Plan, host: &Host) -> Result<Applied, FaultError> {
+    pub async fn apply(&self, plan: Plan, host: &Arc<Host>) -> Result<Applied, FaultError> {
         match self {
-            FaultSpec::Kill(k) => process::apply_kill(k, plan, host),
-            FaultSpec::Pause(_) => process::apply_pause(plan, host),
+            FaultSpec::Network(n) => network::apply(n, plan).await,
+            other => {
+                let (spec, host) = (other.clone(), host.clone());
+                blocking(move || match &spec {
+                    FaultSpec::Kill(k) => process::apply_kill(k, plan, &host),
+                    FaultSpec::Pause(_) => process::apply_pause(plan, &host),
+                    FaultSpec::Network(_) => unreachable!("handled above"),
+                })
+                .await
+            }
         }
     }
+}
+
+/// Runs blocking kernel work (procfs scans, signals, cgroupfs waits) off the async
+/// workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FaultError> + Send + 'static,
+) -> Result<T, FaultError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        FaultError::Failed(format!("internal error: a kernel operation panicked: {e}"))
+    })?
 }
 
 /// What a fault will do, resolved against the host right now.
@@ -85,6 +118,9 @@ pub struct Plan {
     pub freeze: Option<crate::sys::cgroup::CgroupRef>,
     /// In words.
     pub description: String,
+    /// Faults with the same key cannot be active at once (one network fault per
+    /// namespace, interface and direction).
+    pub conflict_key: Option<String>,
 }
 
 impl Plan {
@@ -114,6 +150,8 @@ pub enum Undo {
     Resume(Vec<process::Target>),
     /// Thaw a frozen cgroup.
     Thaw(crate::sys::cgroup::CgroupRef),
+    /// Remove what faultline added to an interface.
+    Net(Box<crate::sys::tc::Undo>),
 }
 
 impl Undo {
@@ -131,18 +169,26 @@ impl Undo {
                     .join(", ")
             ),
             Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
+            Undo::Net(u) => network::describe_undo(u),
         }
     }
 
-    /// Puts the node back. Idempotent; a target that is gone counts as reverted.
-    pub fn revert(&self, host: &Host) -> Result<(), FaultError> {
+    /// Puts the node back. Idempotent; a target that is gone counts as reverted, and
+    /// `Ok(Some(why))` says there was nothing left to undo.
+    pub async fn revert(self, host: &Arc<Host>) -> Result<Option<String>, FaultError> {
         match self {
-            Undo::Nothing | Undo::StopLoop => Ok(()),
-            Undo::Resume(ts) => process::resume(ts),
-            Undo::Thaw(cg) => host
-                .cgroups()?
-                .thaw(cg)
-                .map_err(|e| FaultError::Failed(format!("cannot thaw {}: {e}", cg.dir.display()))),
+            Undo::Nothing | Undo::StopLoop => Ok(None),
+            Undo::Net(u) => network::revert(&u).await,
+            Undo::Resume(ts) => blocking(move || process::resume(&ts).map(|()| None)).await,
+            Undo::Thaw(cg) => {
+                let host = host.clone();
+                blocking(move || {
+                    host.cgroups()?.thaw(&cg).map(|()| None).map_err(|e| {
+                        FaultError::Failed(format!("cannot thaw {}: {e}", cg.dir.display()))
+                    })
+                })
+                .await
+            }
         }
     }
 }
@@ -161,6 +207,14 @@ pub enum UndoRecord {
         hierarchy: String,
         path: String,
         dir: std::path::PathBuf,
+    },
+    /// Remove faultline's qdiscs (and IFB) from an interface.
+    Net { undo: crate::sys::tc::Undo },
+    /// A network fault about to be applied: sweep faultline's tagged qdiscs and IFB
+    /// devices in this namespace.
+    NetPending {
+        netns: crate::sys::netns::NetnsTarget,
+        iface: String,
     },
 }
 
@@ -202,6 +256,12 @@ impl Plan {
     pub fn prospective_undo(&self, spec: &FaultSpec) -> UndoRecord {
         match (spec, &self.freeze) {
             (FaultSpec::Kill(_), _) => UndoRecord::Nothing,
+            // Until applied, the exact undo is unknown; the sweep of faultline's tagged
+            // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
+            (FaultSpec::Network(n), _) => UndoRecord::NetPending {
+                netns: n.target.clone(),
+                iface: n.fault.iface.clone(),
+            },
             (FaultSpec::Pause(_), Some(cg)) => thaw_record(cg),
             (FaultSpec::Pause(_), None) => UndoRecord::Resume {
                 procs: self.targets.iter().map(|t| ProcId::of(&t.info)).collect(),
@@ -219,6 +279,9 @@ impl Undo {
                 procs: ts.iter().map(|t| ProcId::of(&t.info)).collect(),
             },
             Undo::Thaw(cg) => thaw_record(cg),
+            Undo::Net(u) => UndoRecord::Net {
+                undo: (**u).clone(),
+            },
         }
     }
 }
@@ -226,9 +289,23 @@ impl Undo {
 impl UndoRecord {
     /// Puts the node back from a journal record (after a crash). Idempotent: a process
     /// that is gone or whose pid now belongs to another process counts as resumed.
-    pub fn revert(&self, host: &Host) -> Result<(), FaultError> {
+    pub async fn revert(&self, host: &Host) -> Result<(), FaultError> {
         match self {
             UndoRecord::Nothing => Ok(()),
+            UndoRecord::Net { undo } => network::revert(undo).await.map(|_| ()),
+            UndoRecord::NetPending { netns, iface } => {
+                let tc = match crate::sys::tc::Tc::connect(netns).await {
+                    Ok(tc) => tc,
+                    // The namespace is gone: nothing of ours can be left in it.
+                    Err(crate::sys::tc::NetError::Netns { .. }) => return Ok(()),
+                    Err(e) => return Err(network::net_error(e)),
+                };
+                let swept = tc.sweep().await.map_err(network::net_error)?;
+                if !swept.is_empty() {
+                    tracing::info!(iface = %iface, netns = %netns, removed = ?swept, "swept faultline qdiscs left by an interrupted network fault");
+                }
+                Ok(())
+            }
             UndoRecord::Resume { procs } => {
                 let mut errors = Vec::new();
                 for p in procs {

@@ -262,6 +262,16 @@ fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
             eligible.push(p);
         }
     }
+    if eligible.is_empty()
+        && excluded
+            .iter()
+            .all(|(p, _)| p.state == 'Z' || p.state == 'X')
+    {
+        return Err(FaultError::NotFound(format!(
+            "every process matching {} has already exited",
+            sel.describe()
+        )));
+    }
     if eligible.is_empty() {
         let names: Vec<String> = excluded
             .iter()
@@ -306,6 +316,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
         excluded,
         freeze: None,
         description: String::new(),
+        conflict_key: None,
     })
 }
 

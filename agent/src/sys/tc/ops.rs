@@ -1,0 +1,1063 @@
+//! Traffic-control operations over rtnetlink, inside any network namespace.
+//!
+//! [`Tc`] is a netlink connection bound to one namespace. [`Tc::apply`] installs a
+//! [`NetFault`] and returns the exact [`Undo`]; [`revert`] puts the interface back and
+//! treats a vanished namespace or interface as already reverted.
+//!
+//! What gets installed (faultline never runs `tc`; these are the equivalent commands):
+//!
+//! - egress, no selection:
+//!   `tc qdisc replace dev IF root handle fa17: netem ...`
+//! - egress with a selection:
+//!   `tc qdisc replace dev IF root handle fa17: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1`,
+//!   `tc qdisc add dev IF parent fa17:4 handle fa18: netem ...`,
+//!   `tc filter add dev IF parent fa17: protocol ip|ipv6 prio 1|2 u32 match ... flowid fa17:4` (one per
+//!   [`U32Match`]);
+//! - ingress: `ip link add flifbXXXX type ifb`, `ip link set flifbXXXX up`, the egress
+//!   setup above on the IFB, then `tc qdisc add dev IF handle ffff: ingress` and
+//!   `tc filter add dev IF parent ffff: protocol all prio 1 u32 match u32 0 0 action
+//!   mirred egress redirect dev flifbXXXX`.
+//!
+//! Nothing is clobbered: a root that is not a kernel default (and an ingress qdisc of
+//! any kind, for ingress faults) makes `apply` fail with
+//! [`NetError::ForeignRootQdisc`] before anything changes.
+
+use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::StreamExt;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::tc::{
+    TcActionAttribute, TcActionMirrorOption, TcActionOption, TcAttribute, TcFilterU32Option,
+    TcMessage, TcOption,
+};
+use rtnetlink::{Handle, LinkIfb, LinkUnspec, LinkVeth};
+use serde::{Deserialize, Serialize};
+
+use super::error::NetError;
+use super::filter::{ETH_P_IP, Selection, U32Match};
+use super::msg::{self, INGRESS_HANDLE, INGRESS_PARENT, Mode, ROOT};
+use super::netem::Netem;
+use super::qdisc::{Prio, RootKind, Tbf, classify_root, handle_str};
+use super::{CHILD_MAJOR, FAULT_BAND, IFB_PREFIX, ROOT_MAJOR};
+use crate::sys::netns::{self, NetnsId, NetnsTarget};
+
+/// faultline's root handle, `fa17:`.
+pub const ROOT_HANDLE: u32 = (ROOT_MAJOR as u32) << 16;
+/// The netem child under the prio root, `fa18:`.
+pub const CHILD_HANDLE: u32 = (CHILD_MAJOR as u32) << 16;
+
+/// Which way the fault acts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Packets the interface sends.
+    #[default]
+    Egress,
+    /// Packets the interface receives (shaped on an IFB device).
+    Ingress,
+}
+
+/// A network fault at the sys level: where, which way, what, and for which packets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetFault {
+    pub iface: String,
+    pub direction: Direction,
+    pub netem: Netem,
+    /// Empty: the whole interface.
+    pub selection: Selection,
+}
+
+/// An IFB device faultline created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfbRecord {
+    pub name: String,
+    pub ifindex: u32,
+}
+
+/// Exactly what [`Tc::apply`] changed, enough to put it back (serialisable for the
+/// journal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub netns: NetnsTarget,
+    /// Identity of the namespace at apply time: a different namespace at the same path
+    /// or pid later means ours is gone.
+    pub netns_id: NetnsId,
+    pub iface: String,
+    pub ifindex: u32,
+    pub direction: Direction,
+    /// The kernel-default root qdisc kind that was there before ("noqueue", ...,
+    /// or "none") on the device faultline shaped (the interface, or the IFB).
+    pub previous_root: String,
+    /// The root faultline installed: "netem" or "prio".
+    pub installed_root: String,
+    /// Number of u32 filters steering into the netem band (0 without a selection).
+    pub filters: usize,
+    /// For ingress faults: the IFB device (the ingress qdisc on `iface` is implied).
+    pub ifb: Option<IfbRecord>,
+}
+
+/// How a revert ended. Both are success.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reverted {
+    /// faultline's qdiscs (and IFB) were removed; the kernel default is back.
+    Restored,
+    /// The namespace or interface no longer exists (a stopped container), or the root
+    /// is no longer faultline's: nothing left to undo. Says what was missing.
+    AlreadyGone(String),
+}
+
+/// One qdisc from a dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QdiscInfo {
+    pub ifindex: u32,
+    pub kind: String,
+    pub handle: u32,
+    pub parent: u32,
+    /// Raw TCA_OPTIONS payload for kinds netlink-packet-route does not model (netem,
+    /// prio, tbf, ...); `None` otherwise.
+    pub options: Option<Vec<u8>>,
+}
+
+/// One u32 filter from a dump (enough to verify and to sweep).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterInfo {
+    pub parent: u32,
+    pub prio: u16,
+    /// ETH_P_* in host order.
+    pub protocol: u16,
+    pub kind: String,
+    pub classid: Option<u32>,
+    pub keys: usize,
+    /// ifindex a mirred action redirects to, if any.
+    pub redirect_to: Option<u32>,
+}
+
+/// What the running kernel can do, for the agent's Status. `Err` says why not.
+#[derive(Clone, Debug)]
+pub struct KernelSupport {
+    pub netem: Result<(), String>,
+    pub prio: Result<(), String>,
+    pub tbf: Result<(), String>,
+    pub u32: Result<(), String>,
+    pub mirred: Result<(), String>,
+    pub ifb: Result<(), String>,
+}
+
+/// A failed request: the kernel's errno, or a socket-level failure.
+#[derive(Debug)]
+enum Fail {
+    Errno(i32),
+    Io(String),
+}
+
+impl From<rtnetlink::Error> for Fail {
+    fn from(e: rtnetlink::Error) -> Self {
+        match e {
+            rtnetlink::Error::NetlinkError(m) => Fail::Errno(-m.raw_code()),
+            other => Fail::Io(other.to_string()),
+        }
+    }
+}
+
+fn module_for(kind: &str) -> String {
+    match kind {
+        "u32" => "cls_u32".into(),
+        "mirred" => "act_mirred".into(),
+        "ifb" => "ifb".into(),
+        "veth" => "veth".into(),
+        k => format!("sch_{k}"),
+    }
+}
+
+/// Maps a failure of `op`. `kind` is the qdisc/classifier/action/link kind whose
+/// absence an ENOENT (EOPNOTSUPP for links) means.
+fn fail(op: &str, kind: Option<&str>, f: Fail) -> NetError {
+    match f {
+        Fail::Errno(e) if e == libc::EPERM || e == libc::EACCES => {
+            NetError::Permission { op: op.into() }
+        }
+        Fail::Errno(e)
+            if kind.is_some()
+                && (e == libc::ENOENT || (kind == Some("ifb") && e == libc::EOPNOTSUPP)) =>
+        {
+            NetError::MissingKernelModule {
+                module: module_for(kind.unwrap_or_default()),
+                what: op.into(),
+            }
+        }
+        Fail::Errno(e) => NetError::Kernel {
+            op: op.into(),
+            source: io::Error::from_raw_os_error(e),
+        },
+        Fail::Io(detail) => NetError::NetlinkIo {
+            op: op.into(),
+            detail,
+        },
+    }
+}
+
+fn is_gone(f: &Fail) -> bool {
+    matches!(f, Fail::Errno(e) if *e == libc::ENODEV || *e == libc::ENOENT || *e == libc::EINVAL)
+}
+
+static IFB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh IFB name: `flifb` + 10 hex digits (pid and a counter), 15 bytes.
+fn ifb_name() -> String {
+    let n = IFB_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{IFB_PREFIX}{:05x}{:05x}",
+        std::process::id() & 0xf_ffff,
+        n & 0xf_ffff
+    )
+}
+
+/// A netlink connection bound to one network namespace.
+pub struct Tc {
+    handle: Handle,
+    target: NetnsTarget,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tc {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl std::fmt::Debug for Tc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tc").field("target", &self.target).finish()
+    }
+}
+
+impl Tc {
+    /// Opens a NETLINK_ROUTE socket inside `target` (created on a thread that joined
+    /// the namespace) and drives it on the current tokio runtime.
+    pub async fn connect(target: &NetnsTarget) -> Result<Tc, NetError> {
+        let fd = netns::route_socket_in(target).map_err(|source| NetError::Netns {
+            netns: target.to_string(),
+            source,
+        })?;
+        Ok(Self::from_fd(fd, target.clone()))
+    }
+
+    fn from_fd(fd: std::os::fd::OwnedFd, target: NetnsTarget) -> Tc {
+        let raw = fd.into_raw_fd();
+        // SAFETY: `raw` comes from an OwnedFd we just released, so the TokioSocket
+        // becomes its only owner; it is a valid NETLINK_ROUTE socket.
+        #[allow(unsafe_code)]
+        let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(raw) };
+        let (conn, handle, _) = rtnetlink::from_socket(sock);
+        Tc {
+            handle,
+            target,
+            conn: tokio::spawn(conn),
+        }
+    }
+
+    /// The namespace this connection acts in.
+    pub fn target(&self) -> &NetnsTarget {
+        &self.target
+    }
+
+    async fn request(
+        &self,
+        m: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> Result<Vec<RouteNetlinkMessage>, Fail> {
+        let mut h = self.handle.clone();
+        let mut resp = h.request(m).map_err(Fail::from)?;
+        let mut out = Vec::new();
+        while let Some(m) = resp.next().await {
+            match m.payload {
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Fail::Errno(-e.raw_code()));
+                }
+                NetlinkPayload::InnerMessage(i) => out.push(i),
+                NetlinkPayload::Done(_) => break,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Index of interface `iface` (`ip link show IFACE`).
+    pub async fn ifindex(&self, iface: &str) -> Result<u32, NetError> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(iface.to_string())
+            .execute();
+        match s.next().await {
+            Some(Ok(m)) => Ok(m.header.index),
+            Some(Err(e)) => match Fail::from(e) {
+                Fail::Errno(e) if e == libc::ENODEV || e == libc::ENOENT => {
+                    Err(NetError::UnknownInterface {
+                        iface: iface.into(),
+                        netns: self.target.to_string(),
+                    })
+                }
+                f => Err(fail(&format!("look up interface {iface:?}"), None, f)),
+            },
+            None => Err(NetError::UnknownInterface {
+                iface: iface.into(),
+                netns: self.target.to_string(),
+            }),
+        }
+    }
+
+    /// Name of the interface with index `ifindex`, `None` if there is none
+    /// (`ip link show` by index).
+    pub async fn link_name(&self, ifindex: u32) -> Result<Option<String>, NetError> {
+        let mut s = self.handle.link().get().match_index(ifindex).execute();
+        match s.next().await {
+            Some(Ok(m)) => Ok(link_name(&m)),
+            Some(Err(e)) => match Fail::from(e) {
+                f if is_gone(&f) => Ok(None),
+                f => Err(fail(&format!("look up interface index {ifindex}"), None, f)),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Every qdisc of `ifindex` (`tc qdisc show dev IF`).
+    pub async fn qdiscs(&self, ifindex: u32) -> Result<Vec<QdiscInfo>, NetError> {
+        let answers = self
+            .request(msg::dump_qdiscs())
+            .await
+            .map_err(|f| fail("dump qdiscs", None, f))?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewQueueDiscipline(t) if t.header.index as u32 == ifindex => {
+                    Some(qdisc_info(&t))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The root qdisc of `ifindex`, if any (`tc qdisc show dev IF root`).
+    pub async fn root_qdisc(&self, ifindex: u32) -> Result<Option<QdiscInfo>, NetError> {
+        Ok(self
+            .qdiscs(ifindex)
+            .await?
+            .into_iter()
+            .find(|q| q.parent == ROOT))
+    }
+
+    /// The ingress (or clsact) qdisc of `ifindex`, if any.
+    pub async fn ingress_qdisc(&self, ifindex: u32) -> Result<Option<QdiscInfo>, NetError> {
+        Ok(self
+            .qdiscs(ifindex)
+            .await?
+            .into_iter()
+            .find(|q| q.parent == INGRESS_PARENT))
+    }
+
+    /// Classifies the root of `ifindex`: kernel default, ours, or foreign.
+    pub async fn root_kind(&self, ifindex: u32) -> Result<RootKind, NetError> {
+        let root = self.root_qdisc(ifindex).await?;
+        Ok(match root {
+            None => classify_root(None, 0, ROOT_MAJOR),
+            Some(q) => classify_root(Some(&q.kind), q.handle, ROOT_MAJOR),
+        })
+    }
+
+    /// u32 (and other) filters of `ifindex` under `parent` (`tc filter show dev IF parent P`).
+    pub async fn filters(&self, ifindex: u32, parent: u32) -> Result<Vec<FilterInfo>, NetError> {
+        let answers = self
+            .request(msg::dump_filters(ifindex, parent))
+            .await
+            .map_err(|f| fail("dump filters", None, f))?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewTrafficFilter(t) => filter_info(&t),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The netem parameters in force on `ifindex` (faultline's root netem, or its
+    /// netem child under the prio root), decoded from the kernel's dump.
+    pub async fn netem_state(&self, ifindex: u32) -> Result<Option<Netem>, NetError> {
+        for q in self.qdiscs(ifindex).await? {
+            if q.kind == "netem" && (q.handle == ROOT_HANDLE || q.handle == CHILD_HANDLE) {
+                return Netem::decode(q.options.as_deref().unwrap_or_default()).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends a RTM_NEWQDISC built by [`msg::new_qdisc`] for a qdisc of `kind`.
+    async fn new_qdisc(
+        &self,
+        m: NetlinkMessage<RouteNetlinkMessage>,
+        kind: &str,
+        what: &str,
+    ) -> Result<(), NetError> {
+        self.request(m)
+            .await
+            .map(|_| ())
+            .map_err(|f| fail(what, Some(kind), f))
+    }
+
+    /// `tc qdisc replace dev IF root handle fa17: netem ...` (no checks: see [`Tc::apply`]).
+    pub async fn replace_root_netem(&self, ifindex: u32, netem: &Netem) -> Result<(), NetError> {
+        let o = netem.encode()?;
+        self.new_qdisc(
+            msg::new_qdisc(Mode::Replace, ifindex, ROOT, ROOT_HANDLE, "netem", Some(o)),
+            "netem",
+            "install a netem root qdisc",
+        )
+        .await
+    }
+
+    /// `tc qdisc replace dev IF root handle fa17: tbf rate R burst B limit L`: used by
+    /// tests and the host benchmark (the host kernel has tbf, not netem).
+    pub async fn replace_root_tbf(&self, ifindex: u32, tbf: &Tbf) -> Result<(), NetError> {
+        let o = tbf.encode()?;
+        self.new_qdisc(
+            msg::new_qdisc(Mode::Replace, ifindex, ROOT, ROOT_HANDLE, "tbf", Some(o)),
+            "tbf",
+            "install a tbf root qdisc",
+        )
+        .await
+    }
+
+    /// `tc qdisc replace dev IF root handle fa17: prio bands 4 priomap ...`,
+    /// `tc qdisc add dev IF parent fa17:4 handle fa18: netem ...`, then one
+    /// `tc filter add dev IF parent fa17: protocol P prio N u32 match ... flowid fa17:4`
+    /// per match. Removes the root again if a later step fails.
+    pub async fn install_prio_netem(
+        &self,
+        ifindex: u32,
+        netem: &Netem,
+        matches: &[U32Match],
+    ) -> Result<(), NetError> {
+        let netem_opts = netem.encode()?;
+        let prio = Prio::with_fault_band().encode()?;
+        self.new_qdisc(
+            msg::new_qdisc(
+                Mode::Replace,
+                ifindex,
+                ROOT,
+                ROOT_HANDLE,
+                "prio",
+                Some(prio),
+            ),
+            "prio",
+            "install a prio root qdisc",
+        )
+        .await?;
+        let rest = async {
+            self.new_qdisc(
+                msg::new_qdisc(
+                    Mode::Add,
+                    ifindex,
+                    ROOT_HANDLE | FAULT_BAND as u32,
+                    CHILD_HANDLE,
+                    "netem",
+                    Some(netem_opts),
+                ),
+                "netem",
+                "install netem on the prio fault band",
+            )
+            .await?;
+            for m in matches {
+                let prio = if m.protocol == ETH_P_IP { 1 } else { 2 };
+                self.add_u32_filter(
+                    ifindex,
+                    ROOT_HANDLE,
+                    prio,
+                    m,
+                    ROOT_HANDLE | FAULT_BAND as u32,
+                )
+                .await?;
+            }
+            Ok::<(), NetError>(())
+        };
+        if let Err(e) = rest.await {
+            let _ = self.delete_root(ifindex).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `tc filter add dev IF parent PARENT protocol ip|ipv6 prio PRIO u32 match ...
+    /// flowid CLASSID`.
+    pub async fn add_u32_filter(
+        &self,
+        ifindex: u32,
+        parent: u32,
+        prio: u16,
+        m: &U32Match,
+        classid: u32,
+    ) -> Result<(), NetError> {
+        self.request(msg::new_u32_filter(
+            Mode::Add,
+            ifindex,
+            parent,
+            prio,
+            m.protocol,
+            m.classify(classid),
+        ))
+        .await
+        .map(|_| ())
+        .map_err(|f| fail("add a u32 filter", Some("u32"), f))
+    }
+
+    /// `tc qdisc del dev IF root handle fa17:`: deletes faultline's root only (the
+    /// kernel refuses if the root has another handle), which restores the kernel
+    /// default. `Ok(false)` if there was nothing of ours to delete.
+    pub async fn delete_root(&self, ifindex: u32) -> Result<bool, NetError> {
+        match self
+            .request(msg::del_qdisc(ifindex, ROOT, ROOT_HANDLE))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(f) if is_gone(&f) => Ok(false),
+            Err(f) => Err(fail("delete faultline's root qdisc", None, f)),
+        }
+    }
+
+    /// `tc qdisc add dev IF handle ffff: ingress`.
+    pub async fn add_ingress(&self, ifindex: u32) -> Result<(), NetError> {
+        self.new_qdisc(
+            msg::new_qdisc(
+                Mode::Add,
+                ifindex,
+                INGRESS_PARENT,
+                INGRESS_HANDLE,
+                "ingress",
+                None,
+            ),
+            "ingress",
+            "add an ingress qdisc",
+        )
+        .await
+    }
+
+    /// `tc qdisc del dev IF ingress`. `Ok(false)` if there was none.
+    pub async fn delete_ingress(&self, ifindex: u32) -> Result<bool, NetError> {
+        match self
+            .request(msg::del_qdisc(ifindex, INGRESS_PARENT, INGRESS_HANDLE))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(f) if is_gone(&f) => Ok(false),
+            Err(f) => Err(fail("delete the ingress qdisc", None, f)),
+        }
+    }
+
+    /// `tc filter add dev IF parent ffff: protocol all prio 1 u32 match u32 0 0 action
+    /// mirred egress redirect dev IFB`.
+    pub async fn redirect_ingress(&self, ifindex: u32, to_ifindex: u32) -> Result<(), NetError> {
+        let all = U32Match::all();
+        self.request(msg::new_u32_filter(
+            Mode::Add,
+            ifindex,
+            INGRESS_HANDLE,
+            1,
+            all.protocol,
+            all.redirect(to_ifindex),
+        ))
+        .await
+        .map(|_| ())
+        .map_err(|f| match f {
+            Fail::Errno(e) if e == libc::ENOENT => NetError::MissingKernelModule {
+                module: "cls_u32 or act_mirred".into(),
+                what: "redirect ingress traffic to an IFB device".into(),
+            },
+            f => fail("redirect ingress traffic to an IFB device", None, f),
+        })
+    }
+
+    /// `ip link add NAME type ifb && ip link set NAME up`; returns the new index.
+    pub async fn create_ifb(&self, name: &str) -> Result<u32, NetError> {
+        let op = format!("create IFB device {name}");
+        self.handle
+            .link()
+            .add(LinkIfb::new(name).build())
+            .execute()
+            .await
+            .map_err(|e| fail(&op, Some("ifb"), Fail::from(e)))?;
+        let idx = self.ifindex(name).await?;
+        if let Err(e) = self
+            .handle
+            .link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+        {
+            let _ = self.delete_link(idx).await;
+            return Err(fail(&format!("set {name} up"), None, Fail::from(e)));
+        }
+        Ok(idx)
+    }
+
+    /// `ip link add NAME type veth peer name PEER` (tests and probes).
+    pub async fn create_veth(&self, name: &str, peer: &str) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .add(LinkVeth::new(name, peer).build())
+            .execute()
+            .await
+            .map_err(|e| {
+                fail(
+                    &format!("create veth pair {name}/{peer}"),
+                    Some("veth"),
+                    Fail::from(e),
+                )
+            })
+    }
+
+    /// `ip link del dev INDEX`. `Ok(false)` if it was already gone.
+    pub async fn delete_link(&self, ifindex: u32) -> Result<bool, NetError> {
+        match self
+            .handle
+            .link()
+            .del(ifindex)
+            .execute()
+            .await
+            .map_err(Fail::from)
+        {
+            Ok(()) => Ok(true),
+            Err(f) if is_gone(&f) => Ok(false),
+            Err(f) => Err(fail(&format!("delete interface index {ifindex}"), None, f)),
+        }
+    }
+
+    /// Installs the egress setup for `netem`/`selection` on `ifindex`, whose root must
+    /// be a kernel default. Returns (previous root kind, installed root kind, filters).
+    async fn install_on(
+        &self,
+        iface: &str,
+        ifindex: u32,
+        netem: &Netem,
+        selection: &Selection,
+    ) -> Result<(String, String, usize), NetError> {
+        let matches = selection.matches()?;
+        netem.validate()?;
+        let previous = match self.root_qdisc(ifindex).await? {
+            None => "none".to_string(),
+            Some(q) => match classify_root(Some(&q.kind), q.handle, ROOT_MAJOR) {
+                RootKind::KernelDefault(k) => k,
+                RootKind::Ours(_) | RootKind::Foreign { .. } => {
+                    return Err(NetError::ForeignRootQdisc {
+                        iface: iface.into(),
+                        kind: q.kind,
+                        handle: handle_str(q.handle),
+                        place: "root",
+                    });
+                }
+            },
+        };
+        if matches.is_empty() {
+            self.replace_root_netem(ifindex, netem).await?;
+            Ok((previous, "netem".into(), 0))
+        } else {
+            self.install_prio_netem(ifindex, netem, &matches).await?;
+            Ok((previous, "prio".into(), matches.len()))
+        }
+    }
+
+    /// Applies `fault` in this namespace and returns how to undo it. Checks everything
+    /// (interface exists, parameters valid, root is a kernel default, no ingress qdisc
+    /// for ingress faults) before changing anything; on a partial failure removes what
+    /// it added and returns the first error.
+    pub async fn apply(&self, fault: &NetFault) -> Result<Undo, NetError> {
+        let ifindex = self.ifindex(&fault.iface).await?;
+        let netns_id = self.identity()?;
+        let mut undo = Undo {
+            netns: self.target.clone(),
+            netns_id,
+            iface: fault.iface.clone(),
+            ifindex,
+            direction: fault.direction,
+            previous_root: String::new(),
+            installed_root: String::new(),
+            filters: 0,
+            ifb: None,
+        };
+        match fault.direction {
+            Direction::Egress => {
+                let (prev, inst, n) = self
+                    .install_on(&fault.iface, ifindex, &fault.netem, &fault.selection)
+                    .await?;
+                (undo.previous_root, undo.installed_root, undo.filters) = (prev, inst, n);
+            }
+            Direction::Ingress => {
+                fault.selection.matches()?;
+                fault.netem.validate()?;
+                if let Some(q) = self.ingress_qdisc(ifindex).await? {
+                    return Err(NetError::ForeignRootQdisc {
+                        iface: fault.iface.clone(),
+                        kind: q.kind,
+                        handle: handle_str(q.handle),
+                        place: "ingress",
+                    });
+                }
+                let name = ifb_name();
+                let ifb = self.create_ifb(&name).await?;
+                let rest = async {
+                    let r = self
+                        .install_on(&name, ifb, &fault.netem, &fault.selection)
+                        .await?;
+                    self.add_ingress(ifindex).await?;
+                    if let Err(e) = self.redirect_ingress(ifindex, ifb).await {
+                        let _ = self.delete_ingress(ifindex).await;
+                        return Err(e);
+                    }
+                    Ok::<_, NetError>(r)
+                };
+                match rest.await {
+                    Ok((prev, inst, n)) => {
+                        (undo.previous_root, undo.installed_root, undo.filters) = (prev, inst, n);
+                        undo.ifb = Some(IfbRecord { name, ifindex: ifb });
+                    }
+                    Err(e) => {
+                        let _ = self.delete_link(ifb).await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(undo)
+    }
+
+    fn identity(&self) -> Result<NetnsId, NetError> {
+        self.target.identity().map_err(|source| NetError::Netns {
+            netns: self.target.to_string(),
+            source,
+        })
+    }
+
+    /// Reverts `undo` through this open connection (cheaper than [`revert`], which
+    /// connects first). Same outcomes as [`revert`]; refuses an `undo` made in another
+    /// namespace than this connection's.
+    pub async fn revert(&self, undo: &Undo) -> Result<Reverted, NetError> {
+        if undo.netns != self.target {
+            return Err(NetError::invalid(
+                "undo",
+                format!(
+                    "it belongs to {}, this connection is in {}",
+                    undo.netns, self.target
+                ),
+            ));
+        }
+        if let Some(r) = namespace_gone(undo)? {
+            return Ok(r);
+        }
+        self.revert_unchecked(undo).await
+    }
+
+    async fn revert_unchecked(&self, undo: &Undo) -> Result<Reverted, NetError> {
+        let mut gone = Vec::new();
+        if let Some(ifb) = &undo.ifb {
+            // The redirect first: a mirred action whose device vanished drops packets.
+            if self.link_name(undo.ifindex).await?.as_deref() == Some(undo.iface.as_str()) {
+                if let Some(q) = self.ingress_qdisc(undo.ifindex).await?
+                    && q.kind == "ingress"
+                {
+                    self.delete_ingress(undo.ifindex).await?;
+                }
+            } else {
+                gone.push(format!("interface {:?}", undo.iface));
+            }
+            if self.link_name(ifb.ifindex).await?.as_deref() == Some(ifb.name.as_str()) {
+                self.delete_link(ifb.ifindex).await?;
+            } else {
+                gone.push(format!("IFB device {:?}", ifb.name));
+            }
+        } else if self.link_name(undo.ifindex).await?.as_deref() != Some(undo.iface.as_str()) {
+            gone.push(format!("interface {:?}", undo.iface));
+        } else if !self.delete_root(undo.ifindex).await? {
+            gone.push(format!("faultline's root qdisc on {:?}", undo.iface));
+        }
+        if gone.is_empty() {
+            Ok(Reverted::Restored)
+        } else {
+            Ok(Reverted::AlreadyGone(format!(
+                "{} no longer exist(s)",
+                gone.join(" and ")
+            )))
+        }
+    }
+}
+
+impl Tc {
+    /// Every interface of this namespace: (index, name) (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<(u32, String)>, NetError> {
+        let mut s = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|e| fail("list interfaces", None, Fail::from(e)))?;
+            if let Some(n) = link_name(&m) {
+                out.push((m.header.index, n));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every faultline leftover in this namespace, journal or not, found by its
+    /// tags: root qdiscs with handle `fa17:` (`tc qdisc del dev X root handle fa17:`),
+    /// ingress qdiscs whose filters redirect to an `flifb*` device (`tc qdisc del dev X
+    /// ingress`), then the `flifb*` devices (`ip link del flifb...`). Returns one line
+    /// per thing removed.
+    pub async fn sweep(&self) -> Result<Vec<String>, NetError> {
+        let links = self.links().await?;
+        let ifbs: Vec<&(u32, String)> = links
+            .iter()
+            .filter(|(_, n)| n.starts_with(IFB_PREFIX))
+            .collect();
+        let mut done = Vec::new();
+        for (idx, name) in &links {
+            if let Some(q) = self.root_qdisc(*idx).await?
+                && (q.handle >> 16) as u16 == ROOT_MAJOR
+                && self.delete_root(*idx).await?
+            {
+                done.push(format!(
+                    "deleted {} root qdisc {} on {name}",
+                    q.kind,
+                    handle_str(q.handle)
+                ));
+            }
+            if !ifbs.is_empty()
+                && let Some(q) = self.ingress_qdisc(*idx).await?
+                && q.kind == "ingress"
+            {
+                let filters = self.filters(*idx, INGRESS_HANDLE).await?;
+                let to_ours = filters.iter().any(|f| {
+                    f.redirect_to
+                        .is_some_and(|t| ifbs.iter().any(|(i, _)| *i == t))
+                });
+                if to_ours && self.delete_ingress(*idx).await? {
+                    done.push(format!(
+                        "deleted the ingress qdisc redirecting {name} to an IFB"
+                    ));
+                }
+            }
+        }
+        for (idx, name) in ifbs {
+            if self.delete_link(*idx).await? {
+                done.push(format!("deleted IFB device {name}"));
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Puts back what [`Tc::apply`] changed. Idempotent: a namespace that no longer exists
+/// (or was replaced by another at the same path or pid), an interface that vanished,
+/// or a root that is no longer ours gives [`Reverted::AlreadyGone`], not an error.
+pub async fn revert(undo: &Undo) -> Result<Reverted, NetError> {
+    if let Some(r) = namespace_gone(undo)? {
+        return Ok(r);
+    }
+    let tc = Tc::connect(&undo.netns).await?;
+    tc.revert_unchecked(undo).await
+}
+
+/// `Some(AlreadyGone)` if `undo`'s namespace no longer exists or is another one now.
+fn namespace_gone(undo: &Undo) -> Result<Option<Reverted>, NetError> {
+    match undo.netns.identity() {
+        Ok(id) if id == undo.netns_id => Ok(None),
+        Ok(_) => Ok(Some(Reverted::AlreadyGone(format!(
+            "{} was replaced by another namespace",
+            undo.netns
+        )))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            Ok(Some(Reverted::AlreadyGone(format!(
+                "{} no longer exists",
+                undo.netns
+            ))))
+        }
+        Err(source) => Err(NetError::Netns {
+            netns: undo.netns.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Probes, in a throwaway network namespace on a veth pair (never the caller's), which
+/// of netem, prio, tbf, u32, mirred and ifb this kernel has. The namespace disappears
+/// with the probe's socket.
+pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
+    let fd = netns::run_in_new(netns::new_route_socket).map_err(|source| NetError::Netns {
+        netns: "a new throwaway network namespace".into(),
+        source,
+    })?;
+    let tc = Tc::from_fd(fd, NetnsTarget::Path("(throwaway probe namespace)".into()));
+    tc.create_veth("flprobe0", "flprobe1").await?;
+    let v0 = tc.ifindex("flprobe0").await?;
+    let v1 = tc.ifindex("flprobe1").await?;
+    let why = |r: Result<(), NetError>| r.map_err(|e| e.to_string());
+    let netem = why(tc.replace_root_netem(v0, &Netem::default()).await);
+    let _ = tc.delete_root(v0).await;
+    let prio_opts = Prio::with_fault_band().encode()?;
+    let prio_msg = msg::new_qdisc(
+        Mode::Replace,
+        v0,
+        ROOT,
+        ROOT_HANDLE,
+        "prio",
+        Some(prio_opts),
+    );
+    let prio = why(tc
+        .new_qdisc(prio_msg, "prio", "install a prio root qdisc")
+        .await);
+    let _ = tc.delete_root(v0).await;
+    let tbf = why(tc
+        .replace_root_tbf(
+            v0,
+            &Tbf {
+                bytes_per_sec: 125_000,
+                burst: 1600,
+                limit: super::qdisc::TbfLimit::Bytes(3000),
+                mtu: 0,
+                mpu: 0,
+            },
+        )
+        .await);
+    let _ = tc.delete_root(v0).await;
+    let (u32r, mirred) = match tc.add_ingress(v0).await {
+        Err(e) => (
+            Err(format!("no ingress qdisc to attach it to: {e}")),
+            Err("not probed: no ingress qdisc".to_string()),
+        ),
+        Ok(()) => {
+            let all = U32Match::all();
+            let u = tc
+                .request(msg::new_u32_filter(
+                    Mode::Add,
+                    v0,
+                    INGRESS_HANDLE,
+                    1,
+                    all.protocol,
+                    all.classify(1),
+                ))
+                .await
+                .map(|_| ())
+                .map_err(|f| fail("add a u32 filter", Some("u32"), f).to_string());
+            let m = tc
+                .request(msg::new_u32_filter(
+                    Mode::Add,
+                    v0,
+                    INGRESS_HANDLE,
+                    2,
+                    all.protocol,
+                    all.redirect(v1),
+                ))
+                .await
+                .map(|_| ())
+                .map_err(|f| fail("add a mirred redirect", Some("mirred"), f).to_string());
+            (u, m)
+        }
+    };
+    let ifb = match tc.create_ifb("flprobeifb").await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(KernelSupport {
+        netem,
+        prio,
+        tbf,
+        u32: u32r,
+        mirred,
+        ifb,
+    })
+}
+
+fn link_name(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+fn options_bytes(t: &TcMessage) -> Option<Vec<u8>> {
+    use rtnetlink::packet_core::Nla;
+    t.attributes.iter().find_map(|a| match a {
+        TcAttribute::Options(o) => match o.as_slice() {
+            [TcOption::Other(nla)] => {
+                let mut b = vec![0; nla.value_len()];
+                nla.emit_value(&mut b);
+                Some(b)
+            }
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+fn qdisc_info(t: &TcMessage) -> QdiscInfo {
+    QdiscInfo {
+        ifindex: t.header.index as u32,
+        kind: t
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                TcAttribute::Kind(k) => Some(k.clone()),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        handle: t.header.handle.into(),
+        parent: t.header.parent.into(),
+        options: options_bytes(t),
+    }
+}
+
+fn filter_info(t: &TcMessage) -> Option<FilterInfo> {
+    let kind = t.attributes.iter().find_map(|a| match a {
+        TcAttribute::Kind(k) => Some(k.clone()),
+        _ => None,
+    })?;
+    let mut info = FilterInfo {
+        parent: t.header.parent.into(),
+        prio: (t.header.info >> 16) as u16,
+        protocol: u16::from_be((t.header.info & 0xffff) as u16),
+        kind,
+        classid: None,
+        keys: 0,
+        redirect_to: None,
+    };
+    let mut has_options = false;
+    for a in &t.attributes {
+        if let TcAttribute::Options(opts) = a {
+            for o in opts {
+                if let TcOption::U32(u) = o {
+                    has_options = true;
+                    match u {
+                        TcFilterU32Option::ClassId(c) => info.classid = Some((*c).into()),
+                        TcFilterU32Option::Selector(s) => info.keys = s.keys.len(),
+                        TcFilterU32Option::Action(acts) => {
+                            for act in acts {
+                                for aa in &act.attributes {
+                                    if let TcActionAttribute::Options(ao) = aa {
+                                        for x in ao {
+                                            if let TcActionOption::Mirror(
+                                                TcActionMirrorOption::Parms(p),
+                                            ) = x
+                                            {
+                                                info.redirect_to = Some(p.ifindex);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    // The kernel also dumps a bare entry per u32 hash table (no options): skip those.
+    has_options.then_some(info)
+}
