@@ -22,6 +22,8 @@ pub struct AgentOptions {
     pub args: Vec<String>,
     /// Reuse this state dir (e.g. a crashed agent's) instead of a fresh one.
     pub state_dir: Option<PathBuf>,
+    /// Extra environment variables (e.g. systemd's NOTIFY_SOCKET, WATCHDOG_USEC).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -69,6 +71,7 @@ impl Agent {
             cmd.arg("--limits").arg(&p);
         }
         cmd.args(&opts.args);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let logf = std::fs::File::create(&log).unwrap();
         cmd.stdout(Stdio::null()).stderr(logf);
         let child = cmd.spawn().expect("spawn faultd");
