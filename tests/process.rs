@@ -21,11 +21,7 @@ fn stderr(o: &std::process::Output) -> String {
 fn unique_sleep(dir: &std::path::Path, prefix: &str) -> (std::path::PathBuf, String) {
     let name = faultline_tests::unique_name(prefix);
     let p = dir.join(&name);
-    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap();
-    std::fs::copy(sleep, &p).unwrap();
+    std::fs::copy(faultline_tests::agent::sleep_binary(), &p).unwrap();
     (p, name)
 }
 
@@ -241,7 +237,8 @@ fn every_kills_a_respawning_target_repeatedly() {
     let counter = dir.path().join("count");
     // A supervisor that restarts the worker whenever it dies and counts the starts.
     let script = format!(
-        "n=0; while :; do n=$((n+1)); echo $n > {c}; {p} 600; done",
+        "n=0; while [ -d {d} ]; do n=$((n+1)); echo $n > {c}; {p} 600; done",
+        d = dir.path().display(),
         c = counter.display(),
         p = path.display()
     );

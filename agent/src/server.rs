@@ -60,6 +60,27 @@ pub fn bind(socket: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
+/// Takes `<state_dir>/faultd.lock` (flock) for the life of the agent, or says which
+/// other process holds it.
+pub fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = dir.join("faultd.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((_, e)) => bail!(
+            "another faultd is using the state dir {} (it holds {}: {e}); stop it first, or use --state-dir",
+            dir.display(),
+            path.display()
+        ),
+    }
+}
+
 /// Runs the agent until SIGTERM or SIGINT, then reverts every fault and exits.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = &opts.config;
@@ -67,28 +88,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state dir {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700)).ok();
 
-    let group = cfg
-        .operator_groups
-        .first()
-        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
-    let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
-    let socket: PathBuf = cfg.socket.clone();
+    // One agent per state dir: the journal has one owner.
+    let _lock = lock_state_dir(&cfg.state_dir)?;
 
     let mut host = Host::detect(opts.limits.clone());
     host.net = crate::sys::tc::probe_kernel()
         .await
         .map_err(|e| e.to_string());
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        socket = %socket.display(),
-        limits = %host.limits.source,
-        profile = %host.limits.profile,
-        cgroups = %host.cgroup_mode(),
-        "faultd listening"
-    );
     let journal = crate::engine::journal::Journal::open(&cfg.state_dir)?;
     let engine = Engine::new(host, Some(journal));
-    // Put the node back from any previous run before accepting requests.
+    // Put the node back from any previous run before accepting requests: the socket
+    // does not exist until this is done.
     let recovered = engine.recover().await;
     if !recovered.is_empty() {
         let failed = recovered.iter().filter(|r| r.result.is_err()).count();
@@ -98,6 +108,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "crash recovery: reverted faults left by a previous run"
         );
     }
+
+    let group = cfg
+        .operator_groups
+        .first()
+        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
+    let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
+    let socket: PathBuf = cfg.socket.clone();
+    let host = engine.host();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket.display(),
+        limits = %host.limits.source,
+        profile = %host.limits.profile,
+        cgroups = %host.cgroup_mode(),
+        "faultd listening"
+    );
     let auth = Authorizer::new(&cfg.operator_groups, format!("unix:{}", socket.display()));
     let svc = AgentService::new(engine.clone(), auth);
 

@@ -176,43 +176,98 @@ pub struct NetArgs {
     #[arg(long, value_name = "DIR", default_value = "egress")]
     pub direction: String,
     /// Added delay, e.g. 50ms.
-    #[arg(long, value_name = "DUR", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub delay: Option<String>,
     /// Delay variation (needs --delay).
-    #[arg(long, value_name = "DUR", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub jitter: Option<String>,
     /// Correlation of successive delays, percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub delay_correlation: Option<String>,
     /// Jitter distribution: uniform, normal, pareto, paretonormal.
     #[arg(long, value_name = "NAME", help_heading = "netem")]
     pub distribution: Option<String>,
     /// Random loss, percent (e.g. 1% or 0.5).
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub loss: Option<String>,
     /// Correlation of successive losses, percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub loss_correlation: Option<String>,
     /// Gilbert-Elliott loss model instead of --loss: P,R[,1-H[,1-K]] in percent.
     #[arg(long, value_name = "P,R[,1-H[,1-K]]", help_heading = "netem")]
     pub loss_gemodel: Option<String>,
     /// Duplicate packets, percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub duplicate: Option<String>,
     /// Correlation of duplications, percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub duplicate_correlation: Option<String>,
     /// Corrupt packets (a random bit flip), percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub corrupt: Option<String>,
     /// Correlation of corruptions, percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub corrupt_correlation: Option<String>,
     /// Send this percentage of packets at once, the rest delayed (needs --delay).
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub reorder: Option<String>,
     /// Correlation of reorderings, percent.
-    #[arg(long, value_name = "PCT", help_heading = "netem", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PCT",
+        help_heading = "netem",
+        allow_hyphen_values = true
+    )]
     pub reorder_correlation: Option<String>,
     /// Reorder every Nth packet (needs --reorder).
     #[arg(long, value_name = "N", help_heading = "netem")]

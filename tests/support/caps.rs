@@ -6,6 +6,7 @@
 //! - `cgroup2`: a cgroup v2 hierarchy is mounted (controllers or not).
 //! - `cgroup2-freeze`: v2 child groups have `cgroup.freeze`.
 //! - `cgroup2-controllers`: the v2 root offers the cpu and memory controllers.
+//! - `cgroup-v1-cpu-memory`: v1 cpu and memory hierarchies are mounted (v1 stress groups).
 //! - `netem`, `prio`, `tbf`, `u32`, `ifb`: the kernel has that qdisc / classifier / link
 //!   (probed in a throwaway network namespace, never in the root one).
 
@@ -27,6 +28,10 @@ pub fn probe(capability: &str) -> Result<(), String> {
         "cgroup-v1-freezer" => v1_mount("freezer")
             .map(|_| ())
             .ok_or_else(|| "no cgroup v1 freezer hierarchy is mounted".into()),
+        "cgroup-v1-cpu-memory" => match (v1_mount("cpu"), v1_mount("memory")) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err("no cgroup v1 cpu and memory hierarchies are mounted".into()),
+        },
         "cgroup2" => v2_mount()
             .map(|_| ())
             .ok_or_else(|| "no cgroup2 hierarchy is mounted".into()),

@@ -269,12 +269,9 @@ pub async fn plan(spec: &NetworkSpec) -> Result<Plan, FaultError> {
     let root = match spec.fault.direction {
         Direction::Egress => match tc.root_kind(ifindex).await.map_err(net_error)? {
             RootKind::KernelDefault(k) => k,
-            RootKind::Ours(_) => {
-                return Err(FaultError::Precondition(format!(
-                    "{} already carries a faultline qdisc (another fault, or a leftover: faultd cleanup removes leftovers)",
-                    where_(spec)
-                )));
-            }
+            // Another fault's (the engine names it: one fault per interface and
+            // direction), or a leftover that `apply` refuses and `faultd cleanup` removes.
+            RootKind::Ours(k) => format!("faultline's own {k}"),
             RootKind::Foreign { kind, handle } => {
                 return Err(net_error(NetError::ForeignRootQdisc {
                     iface: spec.fault.iface.clone(),

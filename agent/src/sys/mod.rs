@@ -4,4 +4,5 @@
 pub mod cgroup;
 pub mod netns;
 pub mod proc;
+pub mod stress;
 pub mod tc;

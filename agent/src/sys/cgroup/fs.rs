@@ -32,6 +32,33 @@ pub(crate) fn read_trimmed(path: &Path) -> Result<String, CgroupError> {
     read(path).map(|s| s.trim().to_string())
 }
 
+/// `cat FILE` as an unsigned number.
+pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
+    let text = read_trimmed(path)?;
+    text.parse().map_err(|_| CgroupError::Parse {
+        what: path.display().to_string(),
+        detail: format!("expected an unsigned number, found {text:?}"),
+    })
+}
+
+/// `cat FILE` as an unsigned number, `None` if the file is absent (the controller is not
+/// enabled or mounted there).
+pub(crate) fn read_u64_opt(path: &Path) -> Result<Option<u64>, CgroupError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    read_u64(path).map(Some)
+}
+
+/// `mkdir DIR` (Ok if it exists already).
+pub(crate) fn mkdir(path: &Path) -> Result<(), CgroupError> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("create cgroup directory", path, None, e)),
+    }
+}
+
 /// `echo DATA > FILE`: one `write(2)` of `data` into an existing cgroupfs file (never
 /// created: a missing control file means the controller is absent, and that is an error).
 pub(crate) fn write(path: &Path, data: &str) -> Result<(), CgroupError> {

@@ -11,8 +11,14 @@
 
 mod fs;
 mod mountinfo;
+mod owned;
+mod signal;
 mod v1;
 mod v2;
+
+pub use owned::{
+    AGENT_LEAF, CpuMax, Limits, OWNED_PREFIX, OwnedGroup, ParentSpec, StressBackend, Usage,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -51,7 +57,7 @@ impl fmt::Display for CgroupMode {
 /// `/proc/PID/cgroup` spells it (`freezer`, `cpu,cpuacct`, `name=systemd`). A v1 name
 /// matches every mounted hierarchy that carries one of its controllers, so `V1("cpu")`
 /// finds a `cpu,cpuacct` mount.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Hierarchy {
     V2,
     V1(String),
@@ -67,7 +73,8 @@ impl fmt::Display for Hierarchy {
 }
 
 /// One cgroup: its hierarchy, its directory, and its path inside the hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Serializable, so an undo record in the journal can name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CgroupRef {
     pub hierarchy: Hierarchy,
     /// Absolute directory, e.g. `/sys/fs/cgroup/freezer/a/b`.

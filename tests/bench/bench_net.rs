@@ -1,0 +1,157 @@
+//! `bench-net`: apply + revert of a netem fault, three ways, side by side in one run:
+//!
+//! 1. the agent's engine call (`Engine::inject` + `Engine::revert`, in process),
+//! 2. the full gRPC round trip to a real `faultd` through faultctl's client library,
+//! 3. spawning `tc qdisc replace ... netem delay 10ms` + `tc qdisc del ... root`.
+//!
+//! Each on its own veth in a scratch network namespace, `--n` cycles (default 200),
+//! p50/p99 and the ratios against one `tc` spawn pair. Needs root and a kernel with
+//! netem (run it in the VM tier: `tests/vm/run -- /faultline/bin/bench-net`).
+//! It reports; it does not gate.
+
+#[path = "../net_common/mod.rs"]
+mod net_common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use faultline_agent::engine::Engine;
+use faultline_agent::host::Host;
+use faultline_agent::limits::Limits;
+use faultline_proto::v1 as pb;
+
+fn spec(netns: &str, iface: &str) -> pb::InjectRequest {
+    pb::InjectRequest {
+        spec: Some(pb::FaultSpec {
+            kind: Some(pb::fault_spec::Kind::Network(pb::NetworkSpec {
+                iface: iface.into(),
+                netns: netns.into(),
+                netem: Some(pb::NetemSpec {
+                    delay_us: 10_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        }),
+        duration_ms: 60_000,
+        labels: HashMap::new(),
+        dry_run: false,
+        lease_id: String::new(),
+    }
+}
+
+fn pct(v: &mut [Duration], q: usize) -> Duration {
+    v.sort();
+    v[(v.len() * q / 100).min(v.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .skip_while(|a| a != "--n")
+        .nth(1)
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(200);
+    if net_common::kernel().netem.is_err() {
+        anyhow::bail!("this kernel has no sch_netem: run bench-net in the VM tier");
+    }
+    let pair = net_common::Pair::new();
+    let ns = pair.ns.name.clone();
+
+    // 1. The engine, in process.
+    let engine = Engine::new(Host::detect(Limits::staging()), None);
+    let mut engine_t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req =
+            faultline_agent::api::convert::inject_request(&spec(&ns, &pair.a), "bench".into())?;
+        let t = Instant::now();
+        let out = engine.inject(req).await?;
+        engine
+            .revert(&out.fault.expect("applied").id, "bench")
+            .await?;
+        engine_t.push(t.elapsed());
+    }
+
+    // 2. The full gRPC round trip to a real faultd.
+    let agent = faultline_tests::agent::Agent::start_staging();
+    let mut client = faultline_controller::client::connect(&agent.uri()).await?;
+    let mut grpc_t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = client.inject(spec(&ns, &pair.b)).await?.into_inner();
+        let id = out.fault.expect("applied").id;
+        client
+            .revert(pb::RevertRequest {
+                id,
+                reason: String::new(),
+            })
+            .await?;
+        grpc_t.push(t.elapsed());
+    }
+
+    // 3. Spawning tc for the same change.
+    let tc = net_common::program("tc");
+    let mut tc_t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        for args in [
+            vec![
+                "-n",
+                ns.as_str(),
+                "qdisc",
+                "replace",
+                "dev",
+                pair.a.as_str(),
+                "root",
+                "netem",
+                "delay",
+                "10ms",
+            ],
+            vec![
+                "-n",
+                ns.as_str(),
+                "qdisc",
+                "del",
+                "dev",
+                pair.a.as_str(),
+                "root",
+            ],
+        ] {
+            let st = std::process::Command::new(tc).args(&args).status()?;
+            anyhow::ensure!(st.success(), "tc {args:?} failed");
+        }
+        tc_t.push(t.elapsed());
+    }
+
+    let (tc50, tc99) = (pct(&mut tc_t, 50), pct(&mut tc_t, 99));
+    println!("netem delay 10ms apply + revert, {n} cycles each (microseconds)");
+    println!(
+        "{:<34} {:>10} {:>10} {:>12} {:>12}",
+        "path", "p50", "p99", "p50/tc", "p99/tc"
+    );
+    for (name, v) in [
+        ("engine call (in process)", &mut engine_t),
+        ("gRPC via faultctl's client", &mut grpc_t),
+        ("spawning tc (2 processes)", &mut tc_t),
+    ] {
+        let (a, b) = (pct(v, 50), pct(v, 99));
+        println!(
+            "{name:<34} {:>10.1} {:>10.1} {:>12.3} {:>12.3}",
+            us(a),
+            us(b),
+            us(a) / us(tc50),
+            us(b) / us(tc99)
+        );
+    }
+    let one_tc = us(tc50) / 2.0;
+    println!(
+        "one tc spawn ~{one_tc:.1} us; gRPC inject+revert p50 / one tc spawn = {:.3}",
+        us(pct(&mut grpc_t, 50)) / one_tc
+    );
+    Ok(())
+}
