@@ -28,9 +28,7 @@ fn collect(sock: &UnixDatagram, t: Duration) -> Vec<String> {
 }
 
 fn count(msgs: &[String], line: &str) -> usize {
-    msgs.iter()
-        .filter(|m| m.lines().any(|l| l == line))
-        .count()
+    msgs.iter().filter(|m| m.lines().any(|l| l == line)).count()
 }
 
 #[test]
@@ -49,7 +47,9 @@ fn ready_watchdog_pings_and_stopping() {
 
     let first = collect(&sock, Duration::from_millis(1200));
     assert!(
-        first.first().is_some_and(|m| m.lines().any(|l| l == "READY=1")),
+        first
+            .first()
+            .is_some_and(|m| m.lines().any(|l| l == "READY=1")),
         "READY=1 first: {first:?}\n{}",
         agent.log_text()
     );
@@ -84,7 +84,11 @@ fn ready_watchdog_pings_and_stopping() {
     let st = agent.stop();
     assert!(st.success(), "clean exit: {st}");
     let last = collect(&sock, Duration::from_millis(300));
-    assert_eq!(count(&last, "STOPPING=1"), 1, "STOPPING=1 on SIGTERM: {last:?}");
+    assert_eq!(
+        count(&last, "STOPPING=1"),
+        1,
+        "STOPPING=1 on SIGTERM: {last:?}"
+    );
 }
 
 #[test]
