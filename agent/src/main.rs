@@ -54,6 +54,12 @@ enum Command {
         after_help = "Example:\n  faultd check-config --config /etc/faultline/faultd.toml --limits /etc/faultline/limits.toml"
     )]
     CheckConfig,
+    /// Offline: revert every fault left in the journal (faultd must not be running); exit 0
+    /// only when the journal is empty afterwards. The unit's ExecStopPost.
+    #[command(
+        after_help = "Example:\n  sudo faultd cleanup    # after a crash, with faultd stopped"
+    )]
+    Cleanup,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<(Config, Limits)> {
@@ -128,8 +134,76 @@ fn print_effective(config: &Config, limits: &Limits) {
     );
 }
 
+/// Logs to stderr (the journal under systemd) with the config's filter.
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours only on a terminal: under systemd, stderr goes to the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `faultd cleanup`: replays the journal with the same code as crash recovery on start.
+/// The limits do not matter for reverting: an unreadable limits file falls back to the
+/// embedded production profile so that cleanup still runs.
+fn cleanup(cli: &Cli) -> anyhow::Result<bool> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(s) = &cli.state_dir {
+        config.state_dir = s.clone();
+    }
+    let limits = load(cli)
+        .map(|(_, l)| l)
+        .unwrap_or_else(|_| Limits::production());
+    if !config.state_dir.exists() {
+        println!(
+            "faultd cleanup: no state dir {}: nothing to revert",
+            config.state_dir.display()
+        );
+        return Ok(true);
+    }
+    init_logging(&config.log);
+    let _lock = server::lock_state_dir(&config.state_dir)?;
+    let journal = faultline_agent::engine::journal::Journal::open(&config.state_dir)?;
+    let engine = faultline_agent::engine::Engine::new(
+        faultline_agent::host::Host::detect(limits),
+        Some(journal.clone()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(engine.recover());
+    for r in &results {
+        match &r.result {
+            Ok(()) => println!("faultd cleanup: reverted {}", r.id),
+            Err(e) => println!("faultd cleanup: cannot revert {}: {e}", r.id),
+        }
+    }
+    let (left, bad) = journal.load();
+    let clean = left.is_empty() && bad.is_empty();
+    println!(
+        "faultd cleanup: {} reverted, {} left in {}{}",
+        results.iter().filter(|r| r.result.is_ok()).count(),
+        left.len() + bad.len(),
+        journal.dir().display(),
+        if clean { "; node clean" } else { "" }
+    );
+    Ok(clean)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Cleanup) = cli.command {
+        return match cleanup(&cli) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("faultd cleanup: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (config, limits) = match load(&cli) {
         Ok(v) => v,
         Err(e) => {
@@ -141,14 +215,7 @@ fn main() -> ExitCode {
         print_effective(&config, &limits);
         return ExitCode::SUCCESS;
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only on a terminal: under systemd, stderr goes to the journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&config.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
