@@ -17,6 +17,10 @@ pub struct Host {
     /// What the kernel offers network faults (probed in a throwaway namespace at start),
     /// or why it could not be probed.
     pub net: Result<crate::sys::tc::KernelSupport, String>,
+    /// Names this agent's own stress groups (`faultline-stress-<instance>-...`), from its
+    /// state dir, so that a sweep removes only its own even if several agents share a
+    /// cgroup (tests; one agent per node in production).
+    pub instance: String,
 }
 
 impl Host {
@@ -32,6 +36,7 @@ impl Host {
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
             net: Err("not probed yet".into()),
+            instance: "x".into(),
             hostname: uts
                 .as_ref()
                 .map(|u| u.nodename().to_string_lossy().into_owned())
@@ -42,6 +47,43 @@ impl Host {
     /// The detected host with the embedded production limits.
     pub fn for_tests() -> Host {
         Host::detect(Limits::production())
+    }
+
+    /// Sets [`Host::instance`] from the state dir's path.
+    pub fn set_instance(&mut self, state_dir: &std::path::Path) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        state_dir
+            .canonicalize()
+            .unwrap_or_else(|_| state_dir.to_path_buf())
+            .hash(&mut h);
+        self.instance = format!("{:06x}", h.finish() & 0xff_ffff);
+    }
+
+    /// Removes this agent's stress groups left by a previous run (kills their workers);
+    /// returns their names.
+    pub fn sweep_stress_groups(&self) -> Result<Vec<String>, FaultError> {
+        let c = self.cgroups()?;
+        if c.stress_backend().is_err() {
+            return Ok(Vec::new());
+        }
+        let prefix = format!(
+            "{}stress-{}-",
+            crate::sys::cgroup::OWNED_PREFIX,
+            self.instance
+        );
+        let groups = c
+            .find_owned(&crate::sys::cgroup::ParentSpec::Own)
+            .map_err(|e| FaultError::Failed(format!("cannot list stress groups: {e}")))?;
+        let mut out = Vec::new();
+        for g in groups.into_iter().filter(|g| g.name.starts_with(&prefix)) {
+            c.remove_owned(&g, std::time::Duration::from_secs(10))
+                .map_err(|e| {
+                    FaultError::Failed(format!("cannot remove stress group {}: {e}", g.name))
+                })?;
+            out.push(g.name);
+        }
+        Ok(out)
     }
 
     /// The cgroup hierarchies, or why there are none.

@@ -193,6 +193,20 @@ fn cleanup(cli: &Cli) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
+    // Stress workers are this binary re-executed with a hidden subcommand.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(sub) = args.get(1)
+        && (sub == faultline_agent::sys::stress::CPU_SUBCOMMAND
+            || sub == faultline_agent::sys::stress::MEM_SUBCOMMAND)
+    {
+        match faultline_agent::sys::stress::WorkerCommand::from_args(&args[1..]) {
+            Ok(w) => w.run(),
+            Err(e) => {
+                eprintln!("faultd: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let cli = Cli::parse();
     if let Some(Command::Cleanup) = cli.command {
         return match cleanup(&cli) {

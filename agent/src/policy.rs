@@ -72,11 +72,60 @@ pub fn check(
             }
         }
         FaultSpec::Pause(_) => {}
+        FaultSpec::Cpu(_) | FaultSpec::Memory(_) => {
+            let (name, l) = match spec {
+                FaultSpec::Cpu(_) => ("cpu.max_duration", &limits.cpu),
+                _ => ("memory.max_duration", &limits.memory),
+            };
+            if let Some(d) = duration
+                && d > l.max_duration
+            {
+                return Err(limit(
+                    limits,
+                    name,
+                    format_duration(l.max_duration),
+                    format_duration(d),
+                ));
+            }
+        }
         FaultSpec::Network(n) => {
             crate::fault::network::check(n, limits, |name, value, requested| {
                 limit(limits, name, value, requested)
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Checks a stress fault's share of the node (`percent`, CPU of the node or memory of
+/// RAM) alone and with the `active` shares of the same kind.
+pub fn check_stress_share(
+    memory: bool,
+    percent: f64,
+    active: f64,
+    limits: &Limits,
+) -> Result<(), FaultError> {
+    let (name, max) = if memory {
+        ("memory.max_percent", limits.memory.max_percent)
+    } else {
+        ("cpu.max_percent", limits.cpu.max_percent)
+    };
+    let eps = 1e-6;
+    if percent > max + eps {
+        return Err(limit(
+            limits,
+            name,
+            format!("{max}% of the node"),
+            format!("{percent:.2}% of the node"),
+        ));
+    }
+    if active + percent > max + eps {
+        return Err(limit(
+            limits,
+            name,
+            format!("{max}% of the node across active stress faults"),
+            format!("{percent:.2}% more with {active:.2}% already active"),
+        ));
     }
     Ok(())
 }

@@ -92,6 +92,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let _lock = lock_state_dir(&cfg.state_dir)?;
 
     let mut host = Host::detect(opts.limits.clone());
+    host.set_instance(&cfg.state_dir);
     host.net = crate::sys::tc::probe_kernel()
         .await
         .map_err(|e| e.to_string());
@@ -107,6 +108,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             failed,
             "crash recovery: reverted faults left by a previous run"
         );
+    }
+
+    // Stress groups of a previous run that the journal did not know (a crash between
+    // creating a group and journalling it): faultline owns them, so remove them.
+    match engine.host().sweep_stress_groups() {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::warn!(groups = ?swept, "removed stress cgroups left by a previous run")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
     }
 
     let group = cfg

@@ -39,7 +39,18 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
         }
         Err(e) => format!("SIGSTOP only ({e})"),
     };
-    let later = "not in this agent version yet".to_string();
+    let stress = match host.cgroups() {
+        Ok(c) => match c.stress_backend() {
+            Ok(b) => (
+                true,
+                format!(
+                    "workers in a faultline-owned cgroup with a hard cap ({b:?} cpu/memory controllers)"
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        },
+        Err(e) => (false, e.to_string()),
+    };
     let (net_ok, net_detail) = match &host.net {
         Ok(k) => {
             let parts = [
@@ -99,13 +110,13 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
         },
         pb::KindSupport {
             kind: pb::FaultKind::Cpu as i32,
-            supported: false,
-            detail: later.clone(),
+            supported: stress.0,
+            detail: stress.1.clone(),
         },
         pb::KindSupport {
             kind: pb::FaultKind::Memory as i32,
-            supported: false,
-            detail: later,
+            supported: stress.0,
+            detail: stress.1,
         },
     ]
 }

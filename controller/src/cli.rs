@@ -158,6 +158,102 @@ Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
 5 agent unreachable, 6 host cannot do it (no netem module, foreign qdisc), 1 other."
     )]
     Net(Box<NetArgs>),
+    /// Burn CPU in a capped cgroup: --percent of the node (or of the target cgroup's CPU
+    /// limit), or --cores N --load P, for --for DUR.
+    #[command(after_help = "\
+Examples:
+  faultctl inject cpu --percent 15 --for 60s
+  faultctl inject cpu --cores 2 --load 50 --for 30s
+  faultctl inject cpu --percent 50 --unit api.service --for 2m   # 50% of the unit's CPU limit
+
+The workers run in a faultline-owned cgroup whose cpu.max (v2) or cfs quota (v1) is
+exactly the requested share, so they can never take more. Placed with --cgroup, --unit
+or --pid, they compete with that workload inside its cgroup, under its limits.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
+5 agent unreachable, 6 host cannot do it, 1 other.")]
+    Cpu(Box<CpuArgs>),
+    /// Hold memory resident in a capped cgroup: --size or --percent, optionally --ramp.
+    #[command(
+        visible_alias = "memory",
+        after_help = "\
+Examples:
+  faultctl inject mem --size 512MiB --for 60s
+  faultctl inject mem --percent 5 --ramp 20s --for 2m
+  faultctl inject mem --size 256MiB --cgroup /system.slice/api.service --for 1m
+
+The pages are touched and stay resident. The cgroup's memory cap sits just above the
+size, so a runaway is OOM-killed inside it and the node carries on; the fault is then
+reported failed. A fault that would leave the node with less than max(10% of RAM,
+512 MiB) available is refused before anything starts.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
+5 agent unreachable, 6 host cannot do it, 1 other."
+    )]
+    Mem(Box<MemArgs>),
+}
+
+/// Where stress runs (default: faultd's own cgroup subtree).
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "placement", multiple = false)]
+#[command(next_help_heading = "Placement (one of; default faultd's own subtree)")]
+pub struct PlacementArgs {
+    /// Inside this cgroup (and under its limits).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Inside this systemd unit's cgroup.
+    #[arg(long, value_name = "NAME.service")]
+    pub unit: Option<String>,
+    /// Inside this process's cgroup.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+}
+
+/// `faultctl inject cpu`.
+#[derive(Debug, Clone, Args)]
+pub struct CpuArgs {
+    /// Percent of the node's CPU capacity (or of the target cgroup's CPU limit).
+    #[arg(long, value_name = "P", allow_negative_numbers = true, conflicts_with_all = ["cores", "load"])]
+    pub percent: Option<f64>,
+    /// Number of workers (with --load).
+    #[arg(long, value_name = "N", requires = "load")]
+    pub cores: Option<u32>,
+    /// Duty cycle of each worker, percent (with --cores).
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        requires = "cores"
+    )]
+    pub load: Option<f64>,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub for_: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
+}
+
+/// `faultctl inject mem`.
+#[derive(Debug, Clone, Args)]
+pub struct MemArgs {
+    /// Size to hold resident: 512MiB, 2GiB...
+    #[arg(long, value_name = "SIZE", conflicts_with = "percent")]
+    pub size: Option<String>,
+    /// Percent of RAM (or of the target cgroup's memory limit).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub percent: Option<f64>,
+    /// Grow linearly to the size over this long.
+    #[arg(long, value_name = "DUR")]
+    pub ramp: Option<String>,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub for_: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
 }
 
 /// `faultctl inject net`.

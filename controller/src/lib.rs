@@ -54,6 +54,8 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
         Command::Inject(InjectCommand::Kill(a)) => Some(request::kill_request(a)?),
         Command::Inject(InjectCommand::Pause(a)) => Some(request::pause_request(a)?),
         Command::Inject(InjectCommand::Net(a)) => Some(request::net_request(a)?),
+        Command::Inject(InjectCommand::Cpu(a)) => Some(request::cpu_request(a)?),
+        Command::Inject(InjectCommand::Mem(a)) => Some(request::mem_request(a)?),
         _ => None,
     };
     let mut client = connect(&cli.agent).await?;

@@ -243,7 +243,44 @@ pub fn spec_text(spec: Option<&FaultSpec>) -> String {
             pick_text(p.pick.as_ref())
         ),
         Some(fault_spec::Kind::Network(n)) => network_text(n),
+        Some(fault_spec::Kind::Cpu(c)) => format!(
+            "cpu {}{}",
+            if c.cores > 0 {
+                format!("{} workers at {}%", c.cores, c.load)
+            } else {
+                format!("{}%", c.percent)
+            },
+            placement_text(c.placement.as_ref())
+        ),
+        Some(fault_spec::Kind::Memory(m)) => format!(
+            "memory {}{}{}",
+            if m.size_bytes > 0 {
+                format!("{} MiB", m.size_bytes >> 20)
+            } else {
+                format!("{}% of RAM", m.percent)
+            },
+            if m.ramp_ms > 0 {
+                format!(" ramp {}", format_ms(m.ramp_ms))
+            } else {
+                String::new()
+            },
+            placement_text(m.placement.as_ref())
+        ),
     }
+}
+
+fn placement_text(p: Option<&faultline_proto::v1::StressPlacement>) -> String {
+    match p {
+        Some(p) if !p.cgroup.is_empty() => format!(" in cgroup {}", p.cgroup),
+        Some(p) if !p.unit.is_empty() => format!(" in unit {}", p.unit),
+        Some(p) if p.pid > 0 => format!(" in the cgroup of pid {}", p.pid),
+        _ => String::new(),
+    }
+}
+
+fn placement_json(p: Option<&faultline_proto::v1::StressPlacement>) -> Value {
+    p.map(|p| json!({"cgroup": p.cgroup, "unit": p.unit, "pid": p.pid}))
+        .unwrap_or(Value::Null)
 }
 
 /// A network spec in tc's words: `network eth0 egress: delay 50ms loss 1%; dst 10.0.0.0/8`.
@@ -652,6 +689,14 @@ pub fn spec_json(spec: Option<&FaultSpec>) -> Value {
                 "selection": {"dst": s.dst, "src": s.src, "dport": s.dport, "sport": s.sport, "protocol": s.protocol},
             }})
         }
+        Some(fault_spec::Kind::Cpu(c)) => json!({"cpu": {
+            "percent": c.percent, "cores": c.cores, "load": c.load,
+            "placement": placement_json(c.placement.as_ref()),
+        }}),
+        Some(fault_spec::Kind::Memory(m)) => json!({"memory": {
+            "size_bytes": m.size_bytes, "percent": m.percent, "ramp_ms": m.ramp_ms,
+            "placement": placement_json(m.placement.as_ref()),
+        }}),
     }
 }
 

@@ -6,11 +6,15 @@ use std::collections::HashMap;
 
 use faultline_proto::units::parse_duration;
 use faultline_proto::v1::{
-    FaultSpec, GilbertElliott, InjectRequest, KillSpec, NetemSpec, NetworkSpec, PauseSpec, Pick,
-    ProcessSelector, TrafficSelector, fault_spec, pick,
+    CpuSpec, FaultSpec, GilbertElliott, InjectRequest, KillSpec, MemorySpec, NetemSpec,
+    NetworkSpec, PauseSpec, Pick, ProcessSelector, StressPlacement, TrafficSelector, fault_spec,
+    pick,
 };
 
-use crate::cli::{CommonInjectArgs, KillArgs, NetArgs, PauseArgs, PickArgs, SelectorArgs};
+use crate::cli::{
+    CommonInjectArgs, CpuArgs, KillArgs, MemArgs, NetArgs, PauseArgs, PickArgs, PlacementArgs,
+    SelectorArgs,
+};
 
 /// Input refused before anything was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -229,6 +233,64 @@ pub fn net_request(a: &NetArgs) -> Result<InjectRequest, RequestError> {
     request(fault_spec::Kind::Network(spec), duration_ms, &a.common)
 }
 
+fn placement(p: &PlacementArgs) -> StressPlacement {
+    StressPlacement {
+        cgroup: p.cgroup.clone().unwrap_or_default(),
+        unit: p.unit.clone().unwrap_or_default(),
+        pid: p.pid.unwrap_or(0),
+    }
+}
+
+/// `faultctl inject cpu ...` as an [`InjectRequest`].
+pub fn cpu_request(a: &CpuArgs) -> Result<InjectRequest, RequestError> {
+    let duration_ms = duration_flag("--for", &a.for_)?;
+    if a.percent.is_none() && a.cores.is_none() {
+        return Err(RequestError::BadFlag(
+            "give --percent P, or --cores N --load P".into(),
+        ));
+    }
+    let spec = CpuSpec {
+        percent: a.percent.unwrap_or(0.0),
+        cores: a.cores.unwrap_or(0),
+        load: a.load.unwrap_or(0.0),
+        placement: Some(placement(&a.placement)),
+    };
+    request(fault_spec::Kind::Cpu(spec), duration_ms, &a.common)
+}
+
+/// `faultctl inject mem ...` as an [`InjectRequest`].
+pub fn mem_request(a: &MemArgs) -> Result<InjectRequest, RequestError> {
+    let duration_ms = duration_flag("--for", &a.for_)?;
+    let size_bytes = match &a.size {
+        Some(s) => faultline_proto::units::parse_size(s)
+            .map_err(|e| RequestError::BadFlag(format!("invalid --size: {e}")))?,
+        None => 0,
+    };
+    if a.size.is_none() && a.percent.is_none() {
+        return Err(RequestError::BadFlag(
+            "give --size SIZE or --percent P".into(),
+        ));
+    }
+    if a.size.is_some() && size_bytes == 0 {
+        return Err(RequestError::BadFlag(
+            "invalid --size: must be more than 0".into(),
+        ));
+    }
+    let ramp_ms = match &a.ramp {
+        Some(r) => parse_duration(r)
+            .map_err(|e| RequestError::BadFlag(format!("invalid --ramp: {e}")))?
+            .as_millis() as u64,
+        None => 0,
+    };
+    let spec = MemorySpec {
+        size_bytes,
+        percent: a.percent.unwrap_or(0.0),
+        ramp_ms,
+        placement: Some(placement(&a.placement)),
+    };
+    request(fault_spec::Kind::Memory(spec), duration_ms, &a.common)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +304,8 @@ mod tests {
             Command::Inject(InjectCommand::Kill(k)) => kill_request(&k),
             Command::Inject(InjectCommand::Pause(p)) => pause_request(&p),
             Command::Inject(InjectCommand::Net(n)) => net_request(&n),
+            Command::Inject(InjectCommand::Cpu(c)) => cpu_request(&c),
+            Command::Inject(InjectCommand::Mem(m)) => mem_request(&m),
             other => panic!("unexpected {other:?}"),
         }
     }

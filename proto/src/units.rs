@@ -105,6 +105,41 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     Ok(bits.round() as u64)
 }
 
+/// Parses a memory size: `512MiB`, `2GiB`, `64M`, `100KiB`, `1G` (binary units; a
+/// bare number is refused).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (write e.g. 512MiB, 2GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        "" => {
+            return Err(format!(
+                "{text:?} has no unit (write e.g. {num}MiB or {num}GiB)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{text:?}: unknown size unit {other:?} (use KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let v = n * mult as f64;
+    if !v.is_finite() || v > u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(v as u64)
+}
+
 /// Formats bits per second as tc does: `10mbit`, `512kbit`, `1500bit`.
 pub fn format_rate(bits: u64) -> String {
     for (div, unit) in [
@@ -125,6 +160,16 @@ pub fn format_rate(bits: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert!(parse_size("100").unwrap_err().contains("no unit"));
+        assert!(parse_size("5 parsecs").is_err());
+    }
 
     #[test]
     fn rates_parse_like_tc() {

@@ -220,9 +220,13 @@ impl Agent for FakeAgent {
             Some(fault_spec::Kind::Pause(p)) => {
                 (FaultKind::Pause, p.selector.clone(), "stop".to_string())
             }
-            Some(fault_spec::Kind::Network(_)) => {
+            Some(
+                fault_spec::Kind::Network(_)
+                | fault_spec::Kind::Cpu(_)
+                | fault_spec::Kind::Memory(_),
+            ) => {
                 return Err(Status::failed_precondition(
-                    "the fake agent does no network faults",
+                    "the fake agent does only process faults",
                 ));
             }
             None => return Err(Status::invalid_argument("spec: a fault kind is required")),

@@ -9,7 +9,10 @@ use regex::Regex;
 use crate::engine::{self, FaultRecord, State};
 use crate::error::FaultError;
 use crate::fault::process::parse_signal;
-use crate::fault::{FaultSpec, KillSpec, Kind, NetworkSpec, PauseSpec, Pick, Selector};
+use crate::fault::stress::{CpuAmount, MemAmount, Placement};
+use crate::fault::{
+    CpuSpec, FaultSpec, KillSpec, Kind, MemSpec, NetworkSpec, PauseSpec, Pick, Selector,
+};
 use crate::sys::netns::NetnsTarget;
 use crate::sys::proc::ProcInfo;
 use crate::sys::tc;
@@ -152,7 +155,7 @@ pub fn inject_request(
         None => {
             return Err(FaultError::invalid(
                 "spec",
-                "missing: choose a fault kind (kill, pause, network)",
+                "missing: choose a fault kind (kill, pause, network, cpu, memory)",
             ));
         }
         Some(pb::fault_spec::Kind::Kill(k)) => {
@@ -183,6 +186,8 @@ pub fn inject_request(
             pick: pick(p.pick.as_ref(), "spec.pause.pick")?,
         }),
         Some(pb::fault_spec::Kind::Network(n)) => FaultSpec::Network(network(n)?),
+        Some(pb::fault_spec::Kind::Cpu(c)) => FaultSpec::Cpu(cpu(c)?),
+        Some(pb::fault_spec::Kind::Memory(m)) => FaultSpec::Memory(memory(m)?),
     };
     let duration = match req.duration_ms {
         0 if spec.lasts() => {
@@ -238,6 +243,8 @@ pub fn kind(k: Kind) -> pb::FaultKind {
         Kind::Kill => pb::FaultKind::Kill,
         Kind::Pause => pb::FaultKind::Pause,
         Kind::Network => pb::FaultKind::Network,
+        Kind::Cpu => pb::FaultKind::Cpu,
+        Kind::Memory => pb::FaultKind::Memory,
     }
 }
 
@@ -277,6 +284,33 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                 pick: Some(pick_pb(p.pick)),
             }),
             FaultSpec::Network(n) => pb::fault_spec::Kind::Network(network_pb(n)),
+            FaultSpec::Cpu(c) => pb::fault_spec::Kind::Cpu(pb::CpuSpec {
+                percent: match c.amount {
+                    CpuAmount::Share(p) => p,
+                    CpuAmount::Cores { .. } => 0.0,
+                },
+                cores: match c.amount {
+                    CpuAmount::Cores { cores, .. } => cores,
+                    CpuAmount::Share(_) => 0,
+                },
+                load: match c.amount {
+                    CpuAmount::Cores { load, .. } => load,
+                    CpuAmount::Share(_) => 0.0,
+                },
+                placement: Some(placement_pb(&c.placement)),
+            }),
+            FaultSpec::Memory(m) => pb::fault_spec::Kind::Memory(pb::MemorySpec {
+                size_bytes: match m.amount {
+                    MemAmount::Bytes(b) => b,
+                    MemAmount::Percent(_) => 0,
+                },
+                percent: match m.amount {
+                    MemAmount::Percent(p) => p,
+                    MemAmount::Bytes(_) => 0.0,
+                },
+                ramp_ms: m.ramp.as_millis() as u64,
+                placement: Some(placement_pb(&m.placement)),
+            }),
         }),
     }
 }
@@ -514,6 +548,137 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
     })
 }
 
+fn placement(p: Option<&pb::StressPlacement>, field: &str) -> Result<Placement, FaultError> {
+    let Some(p) = p else {
+        return Ok(Placement::Own);
+    };
+    let given = [!p.cgroup.is_empty(), !p.unit.is_empty(), p.pid != 0]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if given > 1 {
+        return Err(FaultError::invalid(
+            field,
+            "give at most one of cgroup, unit, pid",
+        ));
+    }
+    if !p.cgroup.is_empty() {
+        if !p.cgroup.starts_with('/') || p.cgroup.split('/').any(|c| c == "..") {
+            return Err(FaultError::invalid(
+                format!("{field}.cgroup"),
+                format!("{:?} must be an absolute path without \"..\"", p.cgroup),
+            ));
+        }
+        return Ok(Placement::Cgroup(p.cgroup.clone()));
+    }
+    if !p.unit.is_empty() {
+        if p.unit.contains('/') || !p.unit.contains('.') {
+            return Err(FaultError::invalid(
+                format!("{field}.unit"),
+                format!("{:?} is not a unit name (e.g. nginx.service)", p.unit),
+            ));
+        }
+        return Ok(Placement::Unit(p.unit.clone()));
+    }
+    if p.pid < 0 {
+        return Err(FaultError::invalid(
+            format!("{field}.pid"),
+            format!("{} is not a process id", p.pid),
+        ));
+    }
+    Ok(if p.pid > 0 {
+        Placement::Pid(p.pid)
+    } else {
+        Placement::Own
+    })
+}
+
+fn placement_pb(p: &Placement) -> pb::StressPlacement {
+    match p {
+        Placement::Own => pb::StressPlacement::default(),
+        Placement::Cgroup(c) => pb::StressPlacement {
+            cgroup: c.clone(),
+            ..Default::default()
+        },
+        Placement::Unit(u) => pb::StressPlacement {
+            unit: u.clone(),
+            ..Default::default()
+        },
+        Placement::Pid(pid) => pb::StressPlacement {
+            pid: *pid,
+            ..Default::default()
+        },
+    }
+}
+
+fn in_percent(v: f64, field: &str) -> Result<f64, FaultError> {
+    if !v.is_finite() || v <= 0.0 || v > 100.0 {
+        return Err(FaultError::invalid(
+            field,
+            format!("{v} is not in (0, 100]"),
+        ));
+    }
+    Ok(v)
+}
+
+fn cpu(c: &pb::CpuSpec) -> Result<CpuSpec, FaultError> {
+    let amount = match (c.percent != 0.0, c.cores != 0 || c.load != 0.0) {
+        (true, false) => CpuAmount::Share(in_percent(c.percent, "spec.cpu.percent")?),
+        (false, true) => {
+            if c.cores == 0 || c.cores > 1024 {
+                return Err(FaultError::invalid(
+                    "spec.cpu.cores",
+                    format!("{} is not in 1..=1024", c.cores),
+                ));
+            }
+            CpuAmount::Cores {
+                cores: c.cores,
+                load: in_percent(c.load, "spec.cpu.load")?,
+            }
+        }
+        (true, true) => {
+            return Err(FaultError::invalid(
+                "spec.cpu",
+                "give percent, or cores with load, not both",
+            ));
+        }
+        (false, false) => {
+            return Err(FaultError::invalid(
+                "spec.cpu",
+                "give percent, or cores with load",
+            ));
+        }
+    };
+    Ok(CpuSpec {
+        amount,
+        placement: placement(c.placement.as_ref(), "spec.cpu.placement")?,
+    })
+}
+
+fn memory(m: &pb::MemorySpec) -> Result<MemSpec, FaultError> {
+    let amount = match (m.size_bytes != 0, m.percent != 0.0) {
+        (true, false) => MemAmount::Bytes(m.size_bytes),
+        (false, true) => MemAmount::Percent(in_percent(m.percent, "spec.memory.percent")?),
+        (true, true) => {
+            return Err(FaultError::invalid(
+                "spec.memory",
+                "give size_bytes or percent, not both",
+            ));
+        }
+        (false, false) => {
+            return Err(FaultError::invalid(
+                "spec.memory",
+                "give size_bytes or percent",
+            ));
+        }
+    };
+    Ok(MemSpec {
+        amount,
+        ramp: Duration::from_millis(m.ramp_ms),
+        placement: placement(m.placement.as_ref(), "spec.memory.placement")?,
+    })
+}
+
 fn network_pb(n: &NetworkSpec) -> pb::NetworkSpec {
     let e = &n.fault.netem;
     let p = |x: tc::Percent| x.as_percent();
@@ -731,7 +896,7 @@ mod tests {
         );
         assert_eq!(
             err(pb::InjectRequest::default()),
-            "invalid spec: missing: choose a fault kind (kill, pause, network)"
+            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory)"
         );
         let bad_regex = pb::ProcessSelector {
             cmdline: Some("(".into()),

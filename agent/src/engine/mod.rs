@@ -89,6 +89,8 @@ pub enum EndReason {
     Reverted(String),
     /// Its duration ran out.
     Expired,
+    /// It failed while active (a stress worker died); reverted for cleanliness.
+    Failed(String),
 }
 
 /// A request to inject, already validated into domain types.
@@ -145,6 +147,8 @@ struct Entry {
     ending: bool,
     /// See [`crate::fault::Plan::conflict_key`].
     conflict_key: Option<String>,
+    /// A stress fault's share of the node: (is memory, percent).
+    share: Option<(bool, f64)>,
 }
 
 #[derive(Default)]
@@ -382,6 +386,10 @@ impl Engine {
             0
         };
 
+        let share = plan
+            .stress
+            .as_ref()
+            .map(|sp| (matches!(req.spec, FaultSpec::Memory(_)), sp.node_percent));
         // Reserve under the lock: capacity and kill rate, then a pending record.
         let now = SystemTime::now();
         let record = {
@@ -396,10 +404,22 @@ impl Engine {
                 Some(id) => Err(FaultError::Precondition(format!(
                     "fault {id} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
                 ))),
-                None => policy::check_capacity(&reg.active_ids(), limits).and_then(|()| {
-                    let recent = reg.recent_kills();
-                    policy::check_kill_rate(kills, recent, limits)
-                }),
+                None => policy::check_capacity(&reg.active_ids(), limits)
+                    .and_then(|()| {
+                        let recent = reg.recent_kills();
+                        policy::check_kill_rate(kills, recent, limits)
+                    })
+                    .and_then(|()| match share {
+                        Some((mem, pct)) => {
+                            let active: f64 = reg
+                                .active
+                                .values()
+                                .filter_map(|e| e.share.filter(|(m, _)| *m == mem).map(|(_, p)| p))
+                                .sum();
+                            policy::check_stress_share(mem, pct, active, limits)
+                        }
+                        None => Ok(()),
+                    }),
             };
             if let Err(e) = checks {
                 drop(reg);
@@ -447,6 +467,7 @@ impl Engine {
                     tasks: Vec::new(),
                     ending: false,
                     conflict_key: plan.conflict_key.clone(),
+                    share,
                 },
             );
             record
@@ -542,6 +563,9 @@ impl Engine {
         {
             tasks.push(self.spawn_kill_loop(rec.id.clone(), k.clone(), every));
         }
+        if matches!(applied.undo, Undo::Stress(_)) {
+            tasks.push(self.spawn_stress_watch(rec.id.clone()));
+        }
         let orphan = {
             let mut reg = self.reg();
             match reg.active.get_mut(&rec.id) {
@@ -626,6 +650,37 @@ impl Engine {
         .abort_handle()
     }
 
+    /// Watches a stress fault's workers: if one dies (OOM-killed inside its cap, or
+    /// killed by someone), the fault ends as failed, with why.
+    fn spawn_stress_watch(&self, id: String) -> AbortHandle {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let why = {
+                    let reg = me.reg();
+                    match reg.active.get(&id) {
+                        None => return,
+                        Some(e) => match &e.undo {
+                            Some(Undo::Stress(r)) if !e.ending => {
+                                crate::fault::stress::check_workers(r, &me.inner.host)
+                            }
+                            _ => None,
+                        },
+                    }
+                };
+                if let Some(why) = why {
+                    // Detached: `end` aborts this watcher.
+                    let m2 = me.clone();
+                    let _ = tokio::spawn(async move { m2.end(&id, EndReason::Failed(why)).await })
+                        .await;
+                    return;
+                }
+            }
+        })
+        .abort_handle()
+    }
+
     /// Ends an active fault: stops its tasks, reverts it, files the record.
     async fn end(&self, id: &str, why: EndReason) -> Result<FaultRecord, FaultError> {
         // Take ownership of the fault's end, leaving it visible (and counted) as active
@@ -691,6 +746,7 @@ impl Engine {
                 "duration ran out".to_string(),
             ),
             (Ok(()), EndReason::Reverted(r)) => (State::Reverted, EventType::Reverted, r.clone()),
+            (Ok(()), EndReason::Failed(r)) => (State::Failed, EventType::Failed, r.clone()),
         };
         if let Some(g) = gone {
             reason = format!("{reason} (nothing left to undo: {g})");

@@ -7,12 +7,14 @@
 
 pub mod network;
 pub mod process;
+pub mod stress;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use network::NetworkSpec;
 pub use process::{KillSpec, PauseSpec, Pick, Selector};
+pub use stress::{CpuSpec, MemSpec};
 
 use crate::error::FaultError;
 use crate::host::Host;
@@ -25,6 +27,8 @@ pub enum Kind {
     Kill,
     Pause,
     Network,
+    Cpu,
+    Memory,
 }
 
 impl Kind {
@@ -33,6 +37,8 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Network => "network",
+            Kind::Cpu => "cpu",
+            Kind::Memory => "memory",
         }
     }
 }
@@ -43,6 +49,8 @@ pub enum FaultSpec {
     Kill(KillSpec),
     Pause(PauseSpec),
     Network(NetworkSpec),
+    Cpu(CpuSpec),
+    Memory(MemSpec),
 }
 
 impl FaultSpec {
@@ -51,6 +59,8 @@ impl FaultSpec {
             FaultSpec::Kill(_) => Kind::Kill,
             FaultSpec::Pause(_) => Kind::Pause,
             FaultSpec::Network(_) => Kind::Network,
+            FaultSpec::Cpu(_) => Kind::Cpu,
+            FaultSpec::Memory(_) => Kind::Memory,
         }
     }
 
@@ -59,7 +69,10 @@ impl FaultSpec {
     pub fn lasts(&self) -> bool {
         match self {
             FaultSpec::Kill(k) => k.every.is_some(),
-            FaultSpec::Pause(_) | FaultSpec::Network(_) => true,
+            FaultSpec::Pause(_)
+            | FaultSpec::Network(_)
+            | FaultSpec::Cpu(_)
+            | FaultSpec::Memory(_) => true,
         }
     }
 
@@ -72,6 +85,14 @@ impl FaultSpec {
                 blocking(move || match &spec {
                     FaultSpec::Kill(k) => process::plan_kill(k, &host),
                     FaultSpec::Pause(p) => process::plan_pause(p, &host),
+                    FaultSpec::Cpu(c) => stress::plan_cpu(c, &host).map(|(mut p, sp)| {
+                        p.stress = Some(sp);
+                        p
+                    }),
+                    FaultSpec::Memory(m) => stress::plan_mem(m, &host).map(|(mut p, sp)| {
+                        p.stress = Some(sp);
+                        p
+                    }),
                     FaultSpec::Network(_) => unreachable!("handled above"),
                 })
                 .await
@@ -89,6 +110,12 @@ impl FaultSpec {
                 blocking(move || match &spec {
                     FaultSpec::Kill(k) => process::apply_kill(k, plan, &host),
                     FaultSpec::Pause(_) => process::apply_pause(plan, &host),
+                    FaultSpec::Cpu(_) | FaultSpec::Memory(_) => match plan.stress.clone() {
+                        Some(sp) => stress::apply(&sp, &host, plan.description.clone()),
+                        None => Err(FaultError::Failed(
+                            "internal error: a stress plan without workers".into(),
+                        )),
+                    },
                     FaultSpec::Network(_) => unreachable!("handled above"),
                 })
                 .await
@@ -121,6 +148,8 @@ pub struct Plan {
     /// Faults with the same key cannot be active at once (one network fault per
     /// namespace, interface and direction).
     pub conflict_key: Option<String>,
+    /// For stress faults: the group and workers to start.
+    pub stress: Option<stress::StressPlan>,
 }
 
 impl Plan {
@@ -152,6 +181,8 @@ pub enum Undo {
     Thaw(crate::sys::cgroup::CgroupRef),
     /// Remove what faultline added to an interface.
     Net(Box<crate::sys::tc::Undo>),
+    /// Kill the stress workers and remove their group.
+    Stress(stress::Running),
 }
 
 impl Undo {
@@ -170,6 +201,15 @@ impl Undo {
             ),
             Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
             Undo::Net(u) => network::describe_undo(u),
+            Undo::Stress(r) => format!(
+                "kill the workers in cgroup {} and remove it",
+                r.group
+                    .groups
+                    .iter()
+                    .map(|g| g.dir.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
         }
     }
 
@@ -179,6 +219,10 @@ impl Undo {
         match self {
             Undo::Nothing | Undo::StopLoop => Ok(None),
             Undo::Net(u) => network::revert(&u).await,
+            Undo::Stress(r) => {
+                let host = host.clone();
+                blocking(move || stress::revert(&r, &host).map(|()| None)).await
+            }
             Undo::Resume(ts) => blocking(move || process::resume(&ts).map(|()| None)).await,
             Undo::Thaw(cg) => {
                 let host = host.clone();
@@ -216,6 +260,12 @@ pub enum UndoRecord {
         netns: crate::sys::netns::NetnsTarget,
         iface: String,
     },
+    /// Kill everything in this faultline-owned group and remove it.
+    Stress {
+        group: crate::sys::cgroup::OwnedGroup,
+    },
+    /// A stress fault about to start: sweep faultline's own stress groups.
+    StressPending,
 }
 
 /// A process identity that a recycled pid cannot fake.
@@ -256,6 +306,7 @@ impl Plan {
     pub fn prospective_undo(&self, spec: &FaultSpec) -> UndoRecord {
         match (spec, &self.freeze) {
             (FaultSpec::Kill(_), _) => UndoRecord::Nothing,
+            (FaultSpec::Cpu(_) | FaultSpec::Memory(_), _) => UndoRecord::StressPending,
             // Until applied, the exact undo is unknown; the sweep of faultline's tagged
             // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
             (FaultSpec::Network(n), _) => UndoRecord::NetPending {
@@ -282,6 +333,9 @@ impl Undo {
             Undo::Net(u) => UndoRecord::Net {
                 undo: (**u).clone(),
             },
+            Undo::Stress(r) => UndoRecord::Stress {
+                group: r.group.clone(),
+            },
         }
     }
 }
@@ -293,6 +347,13 @@ impl UndoRecord {
         match self {
             UndoRecord::Nothing => Ok(()),
             UndoRecord::Net { undo } => network::revert(undo).await.map(|_| ()),
+            UndoRecord::Stress { group } => host
+                .cgroups()?
+                .remove_owned(group, Duration::from_secs(10))
+                .map_err(|e| {
+                    FaultError::Failed(format!("cannot remove stress group {}: {e}", group.name))
+                }),
+            UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {
                     Ok(tc) => tc,

@@ -303,6 +303,7 @@ pub async fn plan(spec: &NetworkSpec) -> Result<Plan, FaultError> {
         freeze: None,
         description,
         conflict_key: Some(format!("net:{}:{}:{}:{dir}", id.0, id.1, spec.fault.iface)),
+        stress: None,
     })
 }
 

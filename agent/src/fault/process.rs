@@ -317,6 +317,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
         freeze: None,
         description: String::new(),
         conflict_key: None,
+        stress: None,
     })
 }
 
