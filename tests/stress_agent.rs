@@ -331,7 +331,7 @@ fn stress_in_a_target_cgroup_counts_there_and_oom_fails_the_fault() {
     // Memory past the target's 64 MiB limit: OOM-killed inside it; faultd carries on and
     // reports the fault failed.
     let out = agent.ctl_json(&[
-        "inject", "mem", "--size", "256MiB", "--cgroup", &t.path, "--for", "30s",
+        "inject", "mem", "--size", "150MiB", "--cgroup", &t.path, "--for", "30s",
     ]);
     let id = out["fault"]["id"].as_str().unwrap().to_string();
     assert!(

@@ -5,6 +5,7 @@
 //! touches the kernel.
 
 pub mod api;
+pub mod cleanup;
 pub mod config;
 pub mod engine;
 pub mod error;

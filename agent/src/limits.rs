@@ -32,6 +32,166 @@ pub struct Limits {
     pub network: NetworkLimits,
     pub cpu: StressLimits,
     pub memory: StressLimits,
+    /// Local abort conditions (`[health]`): on a breach every fault is reverted.
+    pub health: HealthLimits,
+}
+
+/// The health guard's conditions. Empty (the default): no guard runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthLimits {
+    /// How often the guard checks.
+    pub interval: Duration,
+    /// Abort when `MemAvailable` (/proc/meminfo) falls below this.
+    pub min_mem_available: Option<MemThreshold>,
+    /// Abort when `some avg10` of /proc/pressure/cpu rises above this (percent).
+    pub max_psi_cpu_some_avg10: Option<f64>,
+    /// Same for /proc/pressure/memory.
+    pub max_psi_memory_some_avg10: Option<f64>,
+    /// Same for /proc/pressure/io.
+    pub max_psi_io_some_avg10: Option<f64>,
+    pub probes: Vec<Probe>,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        HealthLimits {
+            interval: Duration::from_secs(1),
+            min_mem_available: None,
+            max_psi_cpu_some_avg10: None,
+            max_psi_memory_some_avg10: None,
+            max_psi_io_some_avg10: None,
+            probes: Vec::new(),
+        }
+    }
+}
+
+impl HealthLimits {
+    /// No condition set: nothing to guard.
+    pub fn is_empty(&self) -> bool {
+        self.min_mem_available.is_none()
+            && self.max_psi_cpu_some_avg10.is_none()
+            && self.max_psi_memory_some_avg10.is_none()
+            && self.max_psi_io_some_avg10.is_none()
+            && self.probes.is_empty()
+    }
+
+    /// One line per condition, for `GetLimits` and `check-config`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.min_mem_available {
+            out.push(format!("MemAvailable below {m}"));
+        }
+        for (name, v) in [
+            ("cpu", self.max_psi_cpu_some_avg10),
+            ("memory", self.max_psi_memory_some_avg10),
+            ("io", self.max_psi_io_some_avg10),
+        ] {
+            if let Some(v) = v {
+                out.push(format!("PSI {name} some avg10 above {v}"));
+            }
+        }
+        for p in &self.probes {
+            out.push(format!(
+                "probe {} fails {} time{} in a row (timeout {})",
+                p.check,
+                p.failures,
+                if p.failures == 1 { "" } else { "s" },
+                faultline_proto::units::format_duration(p.timeout)
+            ));
+        }
+        out
+    }
+}
+
+/// A memory floor: absolute, or a share of MemTotal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemThreshold {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl std::fmt::Display for MemThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemThreshold::Bytes(b) => write!(f, "{b} bytes"),
+            MemThreshold::Percent(p) => write!(f, "{p}% of MemTotal"),
+        }
+    }
+}
+
+impl MemThreshold {
+    /// The floor in bytes, given MemTotal.
+    pub fn bytes(&self, total: u64) -> u64 {
+        match self {
+            MemThreshold::Bytes(b) => *b,
+            MemThreshold::Percent(p) => (total as f64 * p / 100.0) as u64,
+        }
+    }
+
+    /// `"512MiB"`, `"2GiB"`, `"500MB"`, `"1048576"` (bytes) or `"5%"`.
+    pub fn parse(s: &str) -> Result<MemThreshold, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not a percentage (e.g. \"5%\")"))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("{v} is not a percentage in 0..=100"));
+            }
+            return Ok(MemThreshold::Percent(v));
+        }
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size: use e.g. \"512MiB\", \"2GiB\" or \"5%\""))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            u => {
+                return Err(format!(
+                    "unknown unit {u:?} in {s:?}: use B, KiB, MiB, GiB, KB, MB, GB or %"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(MemThreshold::Bytes)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+/// A probe of something the node serves; `failures` consecutive failures trip it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub check: ProbeCheck,
+    pub timeout: Duration,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeCheck {
+    /// GET this `http://host:port/path` URL, expecting a 2xx status.
+    Http(String),
+    /// Connect to this `host:port`.
+    Tcp(String),
+    /// Run this command (argv), expecting exit status 0.
+    Command(Vec<String>),
+}
+
+impl std::fmt::Display for ProbeCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeCheck::Http(u) => write!(f, "http GET {u}"),
+            ProbeCheck::Tcp(a) => write!(f, "tcp {a}"),
+            ProbeCheck::Command(c) => write!(f, "command {}", c.join(" ")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +204,8 @@ pub struct ProcessLimits {
     pub protected_units: Vec<String>,
     /// cgroup paths whose processes are never selected.
     pub protected_cgroups: Vec<String>,
+    /// Process faults (kill loops and pauses) active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +220,8 @@ pub struct NetworkLimits {
     pub min_rate_bits: u64,
     /// Interfaces no network fault may touch (in any namespace).
     pub protected_interfaces: Vec<String>,
+    /// Network faults active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +229,8 @@ pub struct StressLimits {
     /// Percent of the node (CPU capacity, or RAM).
     pub max_percent: f64,
     pub max_duration: Duration,
+    /// Faults of this kind active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
 }
 
 impl Limits {
@@ -91,6 +257,7 @@ impl Limits {
                     "faultd.service".into(),
                 ],
                 protected_cgroups: vec![],
+                max_concurrent: None,
             },
             network: NetworkLimits {
                 max_delay: Duration::from_millis(50),
@@ -101,15 +268,19 @@ impl Limits {
                 max_reorder_percent: 1.0,
                 min_rate_bits: 1_000_000,
                 protected_interfaces: vec![],
+                max_concurrent: None,
             },
             cpu: StressLimits {
                 max_percent: 15.0,
                 max_duration: Duration::from_secs(60),
+                max_concurrent: None,
             },
             memory: StressLimits {
                 max_percent: 10.0,
                 max_duration: Duration::from_secs(60),
+                max_concurrent: None,
             },
+            health: HealthLimits::default(),
         }
     }
 
@@ -223,6 +394,9 @@ impl Limits {
             if let Some(v) = &p.protected_cgroups {
                 l.process.protected_cgroups = v.clone();
             }
+            if let Some(n) = &p.max_concurrent {
+                l.process.max_concurrent = Some(*n.get_ref());
+            }
         }
         if let Some(n) = &raw.network {
             let net = &mut l.network;
@@ -259,6 +433,9 @@ impl Limits {
             if let Some(v) = &n.protected_interfaces {
                 l.network.protected_interfaces = v.clone();
             }
+            if let Some(m) = &n.max_concurrent {
+                l.network.max_concurrent = Some(*m.get_ref());
+            }
         }
         for (raw_s, out, name) in [
             (&raw.cpu, &mut l.cpu, "cpu"),
@@ -275,7 +452,13 @@ impl Limits {
                     &format!("{name}.max_duration"),
                     &mut out.max_duration,
                 )?;
+                if let Some(m) = &s.max_concurrent {
+                    out.max_concurrent = Some(*m.get_ref());
+                }
             }
+        }
+        if let Some(h) = &raw.health {
+            parse_health(h, &mut l.health, &dur, &bad)?;
         }
         Ok(l)
     }
@@ -305,6 +488,113 @@ impl Limits {
         }
         Limits::parse(&text, &path)
     }
+}
+
+type Bad<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> LimitsError + 'a;
+type Dur<'a> =
+    dyn Fn(&Option<Spanned<String>>, &str, &mut Duration) -> Result<(), LimitsError> + 'a;
+
+fn parse_health(
+    h: &RawHealth,
+    out: &mut HealthLimits,
+    dur: &Dur<'_>,
+    bad: &Bad<'_>,
+) -> Result<(), LimitsError> {
+    dur(&h.interval, "health.interval", &mut out.interval)?;
+    if let Some(m) = &h.min_mem_available {
+        out.min_mem_available = Some(
+            MemThreshold::parse(m.get_ref())
+                .map_err(|e| bad(m.span(), "health.min_mem_available", e))?,
+        );
+    }
+    for (v, name, o) in [
+        (
+            &h.max_psi_cpu_some_avg10,
+            "health.max_psi_cpu_some_avg10",
+            &mut out.max_psi_cpu_some_avg10,
+        ),
+        (
+            &h.max_psi_memory_some_avg10,
+            "health.max_psi_memory_some_avg10",
+            &mut out.max_psi_memory_some_avg10,
+        ),
+        (
+            &h.max_psi_io_some_avg10,
+            "health.max_psi_io_some_avg10",
+            &mut out.max_psi_io_some_avg10,
+        ),
+    ] {
+        if let Some(s) = v {
+            let p = *s.get_ref();
+            if !(0.0..=100.0).contains(&p) || p.is_nan() {
+                return Err(bad(
+                    s.span(),
+                    name,
+                    format!("{p} is not a percentage in 0..=100"),
+                ));
+            }
+            *o = Some(p);
+        }
+    }
+    for (i, p) in h.probe.iter().enumerate() {
+        let field = |f: &str| format!("health.probe[{i}].{f}");
+        let given = [p.http.is_some(), p.tcp.is_some(), p.command.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given != 1 {
+            return Err(bad(
+                p.failures.as_ref().map(|f| f.span()).unwrap_or(0..0),
+                &field("http|tcp|command"),
+                "a probe names exactly one of http = \"http://host:port/path\", tcp = \"host:port\", command = [\"argv\", ...]".into(),
+            ));
+        }
+        let check = if let Some(u) = &p.http {
+            let url = u.get_ref();
+            if !url.starts_with("http://") {
+                return Err(bad(
+                    u.span(),
+                    &field("http"),
+                    format!("{url:?}: only plain http:// URLs are probed"),
+                ));
+            }
+            ProbeCheck::Http(url.clone())
+        } else if let Some(a) = &p.tcp {
+            if !a.get_ref().contains(':') {
+                return Err(bad(
+                    a.span(),
+                    &field("tcp"),
+                    format!("{:?} is not host:port", a.get_ref()),
+                ));
+            }
+            ProbeCheck::Tcp(a.get_ref().clone())
+        } else {
+            let c = p.command.as_ref().expect("counted above");
+            if c.get_ref().is_empty() {
+                return Err(bad(c.span(), &field("command"), "an empty command".into()));
+            }
+            ProbeCheck::Command(c.get_ref().clone())
+        };
+        let mut timeout = Duration::from_secs(2);
+        dur(&p.timeout, &field("timeout"), &mut timeout)?;
+        let failures = match &p.failures {
+            Some(f) if *f.get_ref() == 0 => {
+                return Err(bad(
+                    f.span(),
+                    &field("failures"),
+                    "must be at least 1".into(),
+                ));
+            }
+            Some(f) => *f.get_ref(),
+            None => 3,
+        };
+        out.probes.push(Probe {
+            check,
+            timeout,
+            failures,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a file that is not owned by root or is writable by group or others.
@@ -387,6 +677,29 @@ struct RawLimits {
     network: Option<RawNetwork>,
     cpu: Option<RawStress>,
     memory: Option<RawStress>,
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval: Option<Spanned<String>>,
+    min_mem_available: Option<Spanned<String>>,
+    max_psi_cpu_some_avg10: Option<Spanned<f64>>,
+    max_psi_memory_some_avg10: Option<Spanned<f64>>,
+    max_psi_io_some_avg10: Option<Spanned<f64>>,
+    #[serde(default)]
+    probe: Vec<RawProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    http: Option<Spanned<String>>,
+    tcp: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    timeout: Option<Spanned<String>>,
+    failures: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,6 +709,7 @@ struct RawProcess {
     protected_processes: Option<Vec<String>>,
     protected_units: Option<Vec<String>>,
     protected_cgroups: Option<Vec<String>>,
+    max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +723,7 @@ struct RawNetwork {
     max_reorder_percent: Option<Spanned<f64>>,
     min_rate: Option<Spanned<String>>,
     protected_interfaces: Option<Vec<String>>,
+    max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -416,6 +731,7 @@ struct RawNetwork {
 struct RawStress {
     max_percent: Option<Spanned<f64>>,
     max_duration: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u32>>,
 }
 
 #[cfg(test)]
@@ -534,6 +850,64 @@ pub(crate) mod tests {
         let mut l = parse(&text).unwrap();
         l.source = "embedded defaults".into();
         assert_eq!(l, Limits::production());
+    }
+
+    #[test]
+    fn health_section_and_per_kind_caps() {
+        let l = parse(
+            "[process]\nmax_concurrent = 2\n[network]\nmax_concurrent = 1\n[memory]\nmax_concurrent = 3\n\
+             [health]\ninterval = \"500ms\"\nmin_mem_available = \"512MiB\"\nmax_psi_io_some_avg10 = 40\n\
+             [[health.probe]]\ntcp = \"127.0.0.1:22\"\nfailures = 2\n\
+             [[health.probe]]\nhttp = \"http://127.0.0.1:8080/healthz\"\ntimeout = \"1s\"\n\
+             [[health.probe]]\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+        assert_eq!(l.process.max_concurrent, Some(2));
+        assert_eq!(l.network.max_concurrent, Some(1));
+        assert_eq!(l.memory.max_concurrent, Some(3));
+        assert_eq!(l.cpu.max_concurrent, None);
+        let h = &l.health;
+        assert_eq!(h.interval, Duration::from_millis(500));
+        assert_eq!(h.min_mem_available, Some(MemThreshold::Bytes(512 << 20)));
+        assert_eq!(h.max_psi_io_some_avg10, Some(40.0));
+        assert_eq!(h.probes.len(), 3);
+        assert_eq!(h.probes[0].failures, 2);
+        assert_eq!(h.probes[1].failures, 3);
+        assert_eq!(h.probes[1].timeout, Duration::from_secs(1));
+        assert_eq!(
+            h.describe(),
+            vec![
+                "MemAvailable below 536870912 bytes",
+                "PSI io some avg10 above 40",
+                "probe tcp 127.0.0.1:22 fails 2 times in a row (timeout 2s)",
+                "probe http GET http://127.0.0.1:8080/healthz fails 3 times in a row (timeout 1s)",
+                "probe command /bin/true fails 3 times in a row (timeout 2s)",
+            ]
+        );
+        assert_eq!(
+            MemThreshold::parse("5%").unwrap(),
+            MemThreshold::Percent(5.0)
+        );
+        let e = parse("[health]\nmin_mem_available = \"12 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "/etc/faultline/limits.toml:2: field health.min_mem_available: unknown unit"
+            ),
+            "{e}"
+        );
+        let e = parse("[health]\n[[health.probe]]\ntcp = \"x:1\"\nfailures = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/faultline/limits.toml:4: field health.probe[0].failures: must be at least 1"
+        );
+        let e = parse("[health]\nmax_psi_cpu_some_avg10 = 101\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2: field health.max_psi_cpu_some_avg10"), "{e}");
     }
 
     #[test]

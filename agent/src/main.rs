@@ -54,10 +54,13 @@ enum Command {
         after_help = "Example:\n  faultd check-config --config /etc/faultline/faultd.toml --limits /etc/faultline/limits.toml"
     )]
     CheckConfig,
-    /// Offline: revert every fault left in the journal (faultd must not be running); exit 0
-    /// only when the journal is empty afterwards. The unit's ExecStopPost.
+    /// Offline: with no faultd running, revert every fault in the journal and sweep
+    /// faultline's tagged leftovers; exit 0 only when the node is clean.
     #[command(
-        after_help = "Example:\n  sudo faultd cleanup    # after a crash, with faultd stopped"
+        after_help = "Refuses (exit 2) while a live faultd holds the state dir's lock.\n\
+Exit 0: node clean. Exit 1: something is left (listed).\n\
+systemd runs it as ExecStopPost.\n\n\
+Example:\n  faultd cleanup --state-dir /var/lib/faultline"
     )]
     Cleanup,
 }
@@ -132,64 +135,70 @@ fn print_effective(config: &Config, limits: &Limits) {
         limits.memory.max_percent,
         d(limits.memory.max_duration)
     );
+    let health = limits.health.describe();
+    if health.is_empty() {
+        println!("  health guard               off (no [health] conditions)");
+    } else {
+        println!(
+            "  health guard               every {}, abort when:",
+            d(limits.health.interval)
+        );
+        for h in health {
+            println!("    {h}");
+        }
+    }
 }
 
-/// Logs to stderr (the journal under systemd) with the config's filter.
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+fn cleanup(config: Config, limits: Limits) -> ExitCode {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only on a terminal: under systemd, stderr goes to the journal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-}
-
-/// `faultd cleanup`: replays the journal with the same code as crash recovery on start.
-/// The limits do not matter for reverting: an unreadable limits file falls back to the
-/// embedded production profile so that cleanup still runs.
-fn cleanup(cli: &Cli) -> anyhow::Result<bool> {
-    let mut config = Config::load(cli.config.as_deref())?;
-    if let Some(s) = &cli.state_dir {
-        config.state_dir = s.clone();
-    }
-    let limits = load(cli)
-        .map(|(_, l)| l)
-        .unwrap_or_else(|_| Limits::production());
-    if !config.state_dir.exists() {
-        println!(
-            "faultd cleanup: no state dir {}: nothing to revert",
-            config.state_dir.display()
-        );
-        return Ok(true);
-    }
-    init_logging(&config.log);
-    let _lock = server::lock_state_dir(&config.state_dir)?;
-    let journal = faultline_agent::engine::journal::Journal::open(&config.state_dir)?;
-    let engine = faultline_agent::engine::Engine::new(
-        faultline_agent::host::Host::detect(limits),
-        Some(journal.clone()),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let results = rt.block_on(engine.recover());
-    for r in &results {
-        match &r.result {
-            Ok(()) => println!("faultd cleanup: reverted {}", r.id),
-            Err(e) => println!("faultd cleanup: cannot revert {}: {e}", r.id),
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("faultd cleanup: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    let report = match rt.block_on(faultline_agent::cleanup::run(&config.state_dir, limits)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultd cleanup: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for l in &report.done {
+        println!("{l}");
     }
-    let (left, bad) = journal.load();
-    let clean = left.is_empty() && bad.is_empty();
-    println!(
-        "faultd cleanup: {} reverted, {} left in {}{}",
-        results.iter().filter(|r| r.result.is_ok()).count(),
-        left.len() + bad.len(),
-        journal.dir().display(),
-        if clean { "; node clean" } else { "" }
-    );
-    Ok(clean)
+    for l in &report.notes {
+        println!("note: {l}");
+    }
+    if report.clean() {
+        println!(
+            "node clean ({} action{})",
+            report.done.len(),
+            if report.done.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::SUCCESS
+    } else {
+        for l in &report.left {
+            eprintln!("faultd cleanup: left: {l}");
+        }
+        eprintln!(
+            "faultd cleanup: the node is NOT clean ({} problem{})",
+            report.left.len(),
+            if report.left.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
@@ -208,16 +217,6 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    if let Some(Command::Cleanup) = cli.command {
-        return match cleanup(&cli) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("faultd cleanup: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     let (config, limits) = match load(&cli) {
         Ok(v) => v,
         Err(e) => {
@@ -229,7 +228,17 @@ fn main() -> ExitCode {
         print_effective(&config, &limits);
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log);
+    if let Some(Command::Cleanup) = cli.command {
+        return cleanup(config, limits);
+    }
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours only on a terminal: under systemd, stderr goes to the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

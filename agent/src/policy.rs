@@ -7,7 +7,7 @@ use std::time::Duration;
 use faultline_proto::units::format_duration;
 
 use crate::error::FaultError;
-use crate::fault::FaultSpec;
+use crate::fault::{FaultSpec, Kind};
 use crate::limits::Limits;
 
 fn limit(limits: &Limits, name: &str, value: String, requested: String) -> FaultError {
@@ -173,16 +173,47 @@ pub fn check_kill_rate(n: usize, recent: usize, limits: &Limits) -> Result<(), F
     Ok(())
 }
 
-/// Checks that one more fault fits beside the `active` ones (their ids).
-pub fn check_capacity(active: &[String], limits: &Limits) -> Result<(), FaultError> {
+/// The per-kind cap on concurrent faults of `kind`, and the limit's name.
+pub fn kind_cap(kind: Kind, limits: &Limits) -> (Option<u32>, &'static str) {
+    match kind {
+        Kind::Kill | Kind::Pause => (limits.process.max_concurrent, "process.max_concurrent"),
+        Kind::Network => (limits.network.max_concurrent, "network.max_concurrent"),
+        Kind::Cpu => (limits.cpu.max_concurrent, "cpu.max_concurrent"),
+        Kind::Memory => (limits.memory.max_concurrent, "memory.max_concurrent"),
+    }
+}
+
+/// Checks that one more fault of `kind` fits beside the `active` ones (their ids and
+/// kinds): the global `max_concurrent_faults`, then the kind's section `max_concurrent`.
+pub fn check_capacity(
+    active: &[(String, Kind)],
+    kind: Kind,
+    limits: &Limits,
+) -> Result<(), FaultError> {
+    let too_many = |limit: &str, value: u32, ids: Vec<&str>| FaultError::TooMany {
+        limit: limit.into(),
+        value,
+        active: ids.len(),
+        ids: ids.join(", "),
+        file: limits_file(limits),
+    };
     if active.len() >= limits.max_concurrent_faults as usize {
-        return Err(FaultError::TooMany {
-            limit: "max_concurrent_faults".into(),
-            value: limits.max_concurrent_faults,
-            active: active.len(),
-            ids: active.join(", "),
-            file: limits_file(limits),
-        });
+        return Err(too_many(
+            "max_concurrent_faults",
+            limits.max_concurrent_faults,
+            active.iter().map(|(id, _)| id.as_str()).collect(),
+        ));
+    }
+    let (cap, name) = kind_cap(kind, limits);
+    if let Some(cap) = cap {
+        let same: Vec<&str> = active
+            .iter()
+            .filter(|(_, k)| kind_cap(*k, limits).1 == name)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if same.len() >= cap as usize {
+            return Err(too_many(name, cap, same));
+        }
     }
     Ok(())
 }
@@ -271,17 +302,226 @@ mod tests {
         );
     }
 
+    fn net(f: impl FnOnce(&mut crate::sys::tc::Netem)) -> FaultSpec {
+        use crate::sys::tc::ops::{Direction, NetFault};
+        let mut netem = crate::sys::tc::Netem::default();
+        f(&mut netem);
+        FaultSpec::Network(crate::fault::network::NetworkSpec {
+            target: crate::sys::netns::NetnsTarget::Current,
+            fault: NetFault {
+                iface: "veth-test".into(),
+                direction: Direction::Egress,
+                netem,
+                selection: Default::default(),
+            },
+        })
+    }
+
+    fn delay(ms: u64, jitter_ms: u64) -> FaultSpec {
+        net(|n| {
+            n.delay = Some(crate::sys::tc::Delay {
+                latency: Duration::from_millis(ms),
+                jitter: Duration::from_millis(jitter_ms),
+                correlation: crate::sys::tc::Percent::ZERO,
+                distribution: crate::sys::tc::Distribution::Uniform,
+            })
+        })
+    }
+
+    fn chance(p: f64) -> crate::sys::tc::Chance {
+        crate::sys::tc::Chance {
+            probability: crate::sys::tc::Percent::new(p).unwrap(),
+            correlation: crate::sys::tc::Percent::ZERO,
+        }
+    }
+
+    fn active(kinds: &[Kind]) -> Vec<(String, Kind)> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("f-{i}"), *k))
+            .collect()
+    }
+
+    type Check = Box<dyn Fn(&Limits) -> Result<(), FaultError>>;
+
+    /// Every limit, on its boundary (allowed) and one step past it (refused, naming it).
     #[test]
-    fn capacity_on_and_past_the_limit() {
+    fn every_limit_on_the_boundary_and_one_past() {
+        let spec_check = |spec: FaultSpec, d: u64| -> Check {
+            Box::new(move |l| check(&spec, Some(Duration::from_secs(d)), l))
+        };
+        let mut limits = Limits::staging();
+        limits.process.max_concurrent = Some(2);
+        limits.network.max_concurrent = Some(1);
+        limits.cpu.max_concurrent = Some(1);
+        limits.memory.max_concurrent = Some(2);
+        let rows: Vec<(&str, Check, Check)> = vec![
+            (
+                "max_duration",
+                spec_check(pause(), 300),
+                spec_check(pause(), 301),
+            ),
+            (
+                "max_concurrent_faults",
+                Box::new(|l| check_capacity(&active(&[Kind::Pause; 9]), Kind::Network, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Pause; 10]), Kind::Network, l)),
+            ),
+            (
+                "process.max_concurrent",
+                Box::new(|l| check_capacity(&active(&[Kind::Pause, Kind::Network]), Kind::Kill, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Pause, Kind::Kill]), Kind::Pause, l)),
+            ),
+            (
+                "network.max_concurrent",
+                Box::new(|l| check_capacity(&active(&[Kind::Pause, Kind::Kill]), Kind::Network, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Network]), Kind::Network, l)),
+            ),
+            (
+                "cpu.max_concurrent",
+                Box::new(|l| check_capacity(&active(&[Kind::Memory]), Kind::Cpu, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Cpu]), Kind::Cpu, l)),
+            ),
+            (
+                "memory.max_concurrent",
+                Box::new(|l| check_capacity(&active(&[Kind::Memory, Kind::Cpu]), Kind::Memory, l)),
+                Box::new(|l| check_capacity(&active(&[Kind::Memory; 2]), Kind::Memory, l)),
+            ),
+            (
+                "process.max_kills_per_minute",
+                Box::new(|l| check_kill_rate(1, 5, l)),
+                Box::new(|l| check_kill_rate(1, 6, l)),
+            ),
+            (
+                "process.max_kills_per_minute",
+                spec_check(kill_every(10_000), 120),
+                spec_check(kill_every(9_999), 120),
+            ),
+            (
+                "network.max_delay",
+                spec_check(delay(500, 0), 60),
+                spec_check(delay(501, 0), 60),
+            ),
+            (
+                "network.max_jitter",
+                spec_check(delay(10, 500), 60),
+                spec_check(delay(10, 501), 60),
+            ),
+            (
+                "network.max_loss_percent",
+                spec_check(
+                    net(|n| n.loss = Some(crate::sys::tc::Loss::Random(chance(5.0)))),
+                    60,
+                ),
+                spec_check(
+                    net(|n| n.loss = Some(crate::sys::tc::Loss::Random(chance(5.01)))),
+                    60,
+                ),
+            ),
+            (
+                "network.max_duplicate_percent",
+                spec_check(net(|n| n.duplicate = Some(chance(5.0))), 60),
+                spec_check(net(|n| n.duplicate = Some(chance(5.01))), 60),
+            ),
+            (
+                "network.max_corrupt_percent",
+                spec_check(net(|n| n.corrupt = Some(chance(5.0))), 60),
+                spec_check(net(|n| n.corrupt = Some(chance(5.01))), 60),
+            ),
+            (
+                "network.max_reorder_percent",
+                spec_check(
+                    net(|n| {
+                        n.reorder = Some(crate::sys::tc::Reorder {
+                            probability: crate::sys::tc::Percent::new(5.0).unwrap(),
+                            correlation: crate::sys::tc::Percent::ZERO,
+                            gap: 0,
+                        })
+                    }),
+                    60,
+                ),
+                spec_check(
+                    net(|n| {
+                        n.reorder = Some(crate::sys::tc::Reorder {
+                            probability: crate::sys::tc::Percent::new(5.01).unwrap(),
+                            correlation: crate::sys::tc::Percent::ZERO,
+                            gap: 0,
+                        })
+                    }),
+                    60,
+                ),
+            ),
+            (
+                "network.min_rate",
+                // staging: 100kbit = 12 500 bytes/s
+                spec_check(
+                    net(|n| {
+                        n.rate = Some(crate::sys::tc::Rate {
+                            bytes_per_sec: 12_500,
+                            ..Default::default()
+                        })
+                    }),
+                    60,
+                ),
+                spec_check(
+                    net(|n| {
+                        n.rate = Some(crate::sys::tc::Rate {
+                            bytes_per_sec: 12_499,
+                            ..Default::default()
+                        })
+                    }),
+                    60,
+                ),
+            ),
+            (
+                "max_lease_ttl",
+                Box::new(|l| check_lease_ttl(Duration::from_secs(300), l)),
+                Box::new(|l| check_lease_ttl(Duration::from_millis(300_001), l)),
+            ),
+            (
+                "require_lease",
+                Box::new(|l| {
+                    let mut l = l.clone();
+                    l.require_lease = true;
+                    check_lease(true, &l)
+                }),
+                Box::new(|l| {
+                    let mut l = l.clone();
+                    l.require_lease = true;
+                    check_lease(false, &l)
+                }),
+            ),
+        ];
+        for (name, on, past) in &rows {
+            if let Err(e) = on(&limits) {
+                panic!("{name}: the boundary must be allowed, got: {e}");
+            }
+            match past(&limits) {
+                Ok(()) => panic!("{name}: one past the boundary must be refused"),
+                Err(e) => {
+                    assert_eq!(
+                        e.limit(),
+                        Some(*name),
+                        "{name}: refusal names the limit: {e}"
+                    );
+                    assert!(
+                        e.to_string().contains("limits"),
+                        "{name}: refusal names the file: {e}"
+                    );
+                }
+            }
+        }
+        // Without a per-kind cap only the global one counts.
+        let l = Limits::staging();
+        check_capacity(&active(&[Kind::Network; 9]), Kind::Network, &l).unwrap();
+    }
+
+    #[test]
+    fn capacity_message_lists_the_active_faults() {
         let l = Limits::production();
-        check_capacity(&[], &l).unwrap();
-        let e = check_capacity(&["f-1".into()], &l).unwrap_err();
+        check_capacity(&[], Kind::Pause, &l).unwrap();
+        let e = check_capacity(&active(&[Kind::Pause]), Kind::Pause, &l).unwrap_err();
         assert!(matches!(e, FaultError::TooMany { .. }));
-        assert!(e.to_string().contains("1 already active (f-1)"), "{e}");
-        let s = Limits::staging();
-        let ids: Vec<String> = (0..9).map(|i| format!("f-{i}")).collect();
-        check_capacity(&ids, &s).unwrap();
-        let ids: Vec<String> = (0..10).map(|i| format!("f-{i}")).collect();
-        check_capacity(&ids, &s).unwrap_err();
+        assert!(e.to_string().contains("1 already active (f-0)"), "{e}");
     }
 }

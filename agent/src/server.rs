@@ -71,9 +71,27 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    // A predecessor killed a moment ago may still hold the lock through a child caught
+    // between fork and exec (a stress worker: it inherits every fd until its exec closes
+    // the CLOEXEC ones, and its parent-death signal kills it within milliseconds), so
+    // a held lock is retried for up to 2 s before it counts as a live agent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut f = f;
+    let res = loop {
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break Ok(l),
+            Err((back, e))
+                if e == nix::errno::Errno::EAGAIN && std::time::Instant::now() < deadline =>
+            {
+                f = back;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, e)) => break Err(e),
+        }
+    };
+    match res {
         Ok(l) => Ok(l),
-        Err((_, e)) => bail!(
+        Err(e) => bail!(
             "another faultd is using the state dir {} (it holds {}: {e}); stop it first, or use --state-dir",
             dir.display(),
             path.display()
@@ -119,6 +137,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
     }
+
+    // The health guard (if the limits set a [health] section) aborts every fault on a breach.
+    let _guard = crate::engine::health::spawn(engine.clone());
 
     let group = cfg
         .operator_groups

@@ -95,13 +95,50 @@ pub enum Command {
         /// Start with one `injected` event per fault already active.
         #[arg(long)]
         replay: bool,
+        /// Hold a lease while watching (its id is printed first): bind faults to it with
+        /// `inject --lease ID`, and they are reverted if this watch dies.
+        #[arg(long)]
+        hold: bool,
+        /// The held lease's TTL.
+        #[arg(long, value_name = "DUR", default_value = crate::lease::DEFAULT_TTL, requires = "hold")]
+        ttl: String,
     },
+    /// Open, renew or close a lease (a dead-man switch for faults bound to it).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  faultctl lease open --ttl 30s\n  faultctl inject pause --pid 4242 --for 5m --lease l-1a2b3c4d\n  faultctl lease renew l-1a2b3c4d\n  faultctl lease close l-1a2b3c4d --revert"
+    )]
+    Lease(LeaseCommand),
     /// Inject a fault.
     #[command(
         subcommand,
         after_help = "Examples:\n  faultctl inject kill --pid 4242 --signal TERM\n  faultctl inject pause --name worker --count 1 --for 30s --dry-run\n\nSee faultctl inject kill --help and faultctl inject pause --help for the selectors."
     )]
     Inject(InjectCommand),
+}
+
+/// `faultctl lease ...`.
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Open a lease; prints its id. Renew it within the TTL or its faults are reverted.
+    Open {
+        /// How long the lease lives without a renewal (1s up to the limits' max_lease_ttl).
+        #[arg(long, value_name = "DUR", default_value = crate::lease::DEFAULT_TTL)]
+        ttl: String,
+    },
+    /// Renew a lease once (pushes its expiry one TTL into the future).
+    Renew {
+        /// The lease id (from `lease open`).
+        id: String,
+    },
+    /// Release a lease; its faults run on to their own end unless --revert.
+    Close {
+        /// The lease id.
+        id: String,
+        /// Revert the faults bound to it first.
+        #[arg(long)]
+        revert: bool,
+    },
 }
 
 /// The fault kinds `inject` knows.
@@ -469,6 +506,13 @@ pub struct CommonInjectArgs {
     /// reverts the fault.
     #[arg(long, value_name = "LEASE_ID")]
     pub lease: Option<String>,
+    /// Hold a lease bound to the fault and stay running until the fault ends; Ctrl-C
+    /// (or SIGTERM) reverts it, and if faultctl dies the agent reverts it within the TTL.
+    #[arg(long, conflicts_with_all = ["lease", "dry_run"])]
+    pub hold: bool,
+    /// The held lease's TTL (renewed every third of it).
+    #[arg(long, value_name = "DUR", default_value = crate::lease::DEFAULT_TTL, requires = "hold")]
+    pub hold_ttl: String,
 }
 
 /// `faultctl inject kill`.

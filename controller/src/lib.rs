@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod lease;
 pub mod render;
 pub mod request;
 
@@ -25,7 +26,7 @@ use faultline_proto::v1::{
 use serde_json::Value;
 use tonic::transport::Channel;
 
-pub use cli::{Cli, Command, InjectCommand, Output};
+pub use cli::{Cli, Command, InjectCommand, LeaseCommand, Output};
 pub use client::{ConnectError, connect};
 pub use error::{CtlError, ExitCode, exit_code_for};
 
@@ -44,6 +45,12 @@ fn emit(
     }
     out.flush()?;
     Ok(())
+}
+
+fn parse_ttl(flag: &'static str, text: &str) -> Result<std::time::Duration, CtlError> {
+    Ok(std::time::Duration::from_millis(request::duration_flag(
+        flag, text,
+    )?))
 }
 
 /// Runs one faultctl command against the agent named in `cli`, writing its output to
@@ -156,7 +163,31 @@ async fn run_with(
                 None => Ok(()),
             }
         }
-        Command::Watch { replay } => {
+        Command::Watch { replay, hold, ttl } => {
+            let held = match hold {
+                true => {
+                    let ttl = parse_ttl("--ttl", ttl)?;
+                    let h = lease::Held::open(client, ttl, lease::holder("watch")).await?;
+                    if fmt == Output::Table {
+                        writeln!(
+                            out,
+                            "holding lease {} (ttl {})",
+                            h.id(),
+                            faultline_proto::units::format_duration(
+                                std::time::Duration::from_millis(h.lease.ttl_ms)
+                            )
+                        )?;
+                    } else {
+                        serde_json::to_writer(&mut *out, &serde_json::json!({"lease": h.id()}))
+                            .map_err(std::io::Error::from)?;
+                        writeln!(out)?;
+                    }
+                    out.flush()?;
+                    Some(h)
+                }
+                false => None,
+            };
+            let _held = held;
             let mut stream = client
                 .watch(WatchRequest {
                     replay_active: *replay,
@@ -182,8 +213,19 @@ async fn run_with(
                 out.flush()?;
             }
         }
-        Command::Inject(_) => {
+        Command::Inject(cmd) => {
             let req = inject.expect("built in run()");
+            let common = match cmd {
+                InjectCommand::Kill(a) => &a.common,
+                InjectCommand::Pause(a) => &a.common,
+                InjectCommand::Net(a) => &a.common,
+                InjectCommand::Cpu(a) => &a.common,
+                InjectCommand::Mem(a) => &a.common,
+            };
+            if common.hold {
+                let ttl = parse_ttl("--hold-ttl", &common.hold_ttl)?;
+                return lease::inject_held(client, req, ttl, fmt, out).await;
+            }
             let r = client.inject(req).await?.into_inner();
             emit(
                 out,
@@ -192,5 +234,6 @@ async fn run_with(
                 || render::inject_table(&r, now),
             )
         }
+        Command::Lease(l) => lease::run(client, l, fmt, out).await,
     }
 }

@@ -543,6 +543,18 @@ pub fn limits_table(l: &Limits) -> String {
             "protected interfaces",
             list_or_dash(&l.protected_interfaces),
         ),
+        (
+            "health guard",
+            if l.health_conditions.is_empty() {
+                "off".to_string()
+            } else {
+                format!(
+                    "every {}: abort when {}",
+                    format_ms(l.health_interval_ms),
+                    l.health_conditions.join("; or ")
+                )
+            },
+        ),
     ])
 }
 
@@ -772,6 +784,10 @@ pub fn limits_json(l: &Limits) -> Value {
         "memory": stress_json(l.memory.as_ref()),
         "require_lease": l.require_lease,
         "max_lease_ttl_ms": l.max_lease_ttl_ms,
+        "process_max_concurrent": l.process_max_concurrent,
+        "network_max_concurrent": l.network_max_concurrent,
+        "health_conditions": l.health_conditions,
+        "health_interval_ms": l.health_interval_ms,
     })
 }
 

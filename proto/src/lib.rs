@@ -55,6 +55,7 @@ impl v1::EventType {
             v1::EventType::Failed => "failed",
             v1::EventType::Refused => "refused",
             v1::EventType::Tick => "tick",
+            v1::EventType::HealthAbort => "health-abort",
         }
     }
 }

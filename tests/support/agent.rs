@@ -22,7 +22,8 @@ pub struct AgentOptions {
     pub args: Vec<String>,
     /// Reuse this state dir (e.g. a crashed agent's) instead of a fresh one.
     pub state_dir: Option<PathBuf>,
-    /// Extra environment variables (e.g. systemd's NOTIFY_SOCKET, WATCHDOG_USEC).
+    /// Extra environment variables (e.g. the test-only
+    /// `FAULTLINE_TEST_CRASH_AFTER_JOURNAL=1`).
     pub env: Vec<(String, String)>,
 }
 
@@ -155,9 +156,29 @@ impl Agent {
         })
     }
 
-    /// The state dir it was started with.
+    /// The state dir it was started with (the default one: see `AgentOptions::state_dir`).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+
+    /// Its config file (for `faultd cleanup --config`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("faultd.toml")
+    }
+
+    /// Whether the process is still running (not reaped).
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGKILL if still running, and reap: after a self-inflicted abort too.
+    pub fn crash_if_alive(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGKILL: a crash. Nothing is reverted.
@@ -243,9 +264,18 @@ impl Victim {
         self.child.id() as i32
     }
 
-    /// The state letter in /proc/PID/stat (`S`, `T`...), or None once reaped.
+    /// The state letter in /proc/PID/stat (`S`, `T`...), or None once reaped. A victim
+    /// is a `sleep`: right after a SIGCONT or a thaw it is briefly runnable (`R`) before
+    /// it sleeps again, so an `R` is given up to 200 ms to settle.
     pub fn state(&self) -> Option<char> {
-        proc_state(self.pid())
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            let s = proc_state(self.pid());
+            if s != Some('R') || Instant::now() >= deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Whether it has exited (reaping it if so).

@@ -807,6 +807,7 @@ pub fn event(e: &engine::Event) -> pb::Event {
             E::Failed => pb::EventType::Failed,
             E::Refused => pb::EventType::Refused,
             E::Tick => pb::EventType::Tick,
+            E::HealthAbort => pb::EventType::HealthAbort,
         } as i32,
         at_ms: ms(Some(e.at)),
         fault_id: e.fault_id.clone(),
@@ -839,14 +840,24 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
         cpu: Some(pb::StressLimits {
             max_percent: l.cpu.max_percent,
             max_duration_ms: l.cpu.max_duration.as_millis() as u64,
+            max_concurrent: l.cpu.max_concurrent.unwrap_or(0),
         }),
         memory: Some(pb::StressLimits {
             max_percent: l.memory.max_percent,
             max_duration_ms: l.memory.max_duration.as_millis() as u64,
+            max_concurrent: l.memory.max_concurrent.unwrap_or(0),
         }),
         protected_interfaces: l.network.protected_interfaces.clone(),
         require_lease: l.require_lease,
         max_lease_ttl_ms: l.max_lease_ttl.as_millis() as u64,
+        process_max_concurrent: l.process.max_concurrent.unwrap_or(0),
+        network_max_concurrent: l.network.max_concurrent.unwrap_or(0),
+        health_conditions: l.health.describe(),
+        health_interval_ms: if l.health.is_empty() {
+            0
+        } else {
+            l.health.interval.as_millis() as u64
+        },
     }
 }
 

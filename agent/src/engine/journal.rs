@@ -88,11 +88,15 @@ impl Journal {
         self.sync_dir()
     }
 
-    /// Forgets a fault (it is reverted).
+    /// Forgets a fault (it is reverted). The removal is not fsynced: a removal lost to
+    /// a crash only makes the next start revert the fault again, which every undo
+    /// survives (they are idempotent and check the target is still the one they
+    /// changed). Skipping the directory fsync is what lets `RevertAll` of 100 faults
+    /// return in milliseconds rather than 100 fsyncs.
     pub fn remove(&self, id: &str) -> Result<(), JournalError> {
         let path = self.path(id);
         match std::fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(JournalError {
                 path,
@@ -106,6 +110,36 @@ impl Journal {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(wrap(&self.dir, "fsync"))
+    }
+
+    /// `<state_dir>/netns.json`: every network namespace a network fault touched.
+    fn netns_path(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("netns.json")
+    }
+
+    /// The namespaces network faults have touched (for `faultd cleanup`'s sweep).
+    pub fn netns(&self) -> Vec<crate::sys::netns::NetnsTarget> {
+        std::fs::read(self.netns_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds a namespace to `netns.json` durably (before any change is made in it).
+    pub fn note_netns(&self, t: &crate::sys::netns::NetnsTarget) -> Result<(), JournalError> {
+        let mut all = self.netns();
+        if all.contains(t) {
+            return Ok(());
+        }
+        all.push(t.clone());
+        let path = self.netns_path();
+        let tmp = path.with_extension("json.tmp");
+        let data = serde_json::to_vec_pretty(&all).expect("namespaces serialize");
+        let mut f = std::fs::File::create(&tmp).map_err(wrap(&tmp, "create"))?;
+        f.write_all(&data).map_err(wrap(&tmp, "write"))?;
+        f.sync_all().map_err(wrap(&tmp, "fsync"))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(wrap(&path, "rename"))
     }
 
     /// Every entry left on disk, and the files that could not be read (path, why).

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
+pub mod health;
 pub mod journal;
 
 use crate::error::FaultError;
@@ -21,6 +22,12 @@ use crate::fault::{FaultSpec, Kind, Undo};
 use crate::host::Host;
 use crate::policy;
 use crate::sys::proc::ProcInfo;
+
+/// TEST ONLY. When this environment variable is `1` at engine start, `inject` aborts
+/// the process right after writing a fault's intent to the journal and before touching
+/// the kernel, so the crash-loop test can hit that window deterministically. Never set
+/// it in production: every inject would kill the agent.
+pub const CRASH_AFTER_JOURNAL_ENV: &str = "FAULTLINE_TEST_CRASH_AFTER_JOURNAL";
 
 /// How many ended faults `Get`/`List` can still show.
 const ENDED_KEPT: usize = 256;
@@ -69,6 +76,8 @@ pub enum EventType {
     Failed,
     Refused,
     Tick,
+    /// The health guard tripped and aborted every fault (the message says why).
+    HealthAbort,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +175,16 @@ impl Registry {
         ids
     }
 
+    fn active_kinds(&self) -> Vec<(String, Kind)> {
+        let mut v: Vec<(String, Kind)> = self
+            .active
+            .values()
+            .map(|e| (e.record.id.clone(), e.record.kind()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     fn lease_info(&self, id: &str) -> Option<LeaseInfo> {
         let l = self.leases.get(id)?;
         let mut faults: Vec<String> = self
@@ -212,6 +231,9 @@ struct Inner {
     reg: Mutex<Registry>,
     events: broadcast::Sender<Event>,
     started_at: SystemTime,
+    health_aborts: std::sync::atomic::AtomicU64,
+    /// See [`CRASH_AFTER_JOURNAL_ENV`].
+    crash_after_journal: bool,
 }
 
 impl Engine {
@@ -225,6 +247,8 @@ impl Engine {
                 reg: Mutex::new(Registry::default()),
                 events,
                 started_at: SystemTime::now(),
+                health_aborts: Default::default(),
+                crash_after_journal: std::env::var(CRASH_AFTER_JOURNAL_ENV).as_deref() == Ok("1"),
             }),
         }
     }
@@ -305,8 +329,27 @@ impl Engine {
         &self.inner.host
     }
 
+    /// The journal, if this engine keeps one.
+    pub fn journal(&self) -> Option<&journal::Journal> {
+        self.inner.journal.as_ref()
+    }
+
     pub fn started_at(&self) -> SystemTime {
         self.inner.started_at
+    }
+
+    /// How many times the health guard has aborted every fault since start (the
+    /// metrics hook `health_abort()` reads this).
+    pub fn health_aborts(&self) -> u64 {
+        self.inner
+            .health_aborts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_health_abort(&self) {
+        self.inner
+            .health_aborts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn reg(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -404,7 +447,7 @@ impl Engine {
                 Some(id) => Err(FaultError::Precondition(format!(
                     "fault {id} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
                 ))),
-                None => policy::check_capacity(&reg.active_ids(), limits)
+                None => policy::check_capacity(&reg.active_kinds(), req.spec.kind(), limits)
                     .and_then(|()| {
                         let recent = reg.recent_kills();
                         policy::check_kill_rate(kills, recent, limits)
@@ -478,9 +521,23 @@ impl Engine {
             journal::Phase::Applying,
             plan.prospective_undo(&req.spec),
         );
-        if let Err(e) = self.journal_record(&intent) {
+        let noted = match (&req.spec, &self.inner.journal) {
+            (FaultSpec::Network(n), Some(j)) => j.note_netns(&n.target).map_err(|e| {
+                FaultError::Failed(format!(
+                    "{e}; refusing to change the node without a durable record"
+                ))
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = noted.and_then(|()| self.journal_record(&intent)) {
             self.reg().active.remove(&record.id);
             return Err(e);
+        }
+        if self.inner.crash_after_journal {
+            // Test-only (see `CRASH_AFTER_JOURNAL_ENV`): die between the journal write
+            // and the kernel change, as a power cut would.
+            tracing::error!(fault = %record.id, "{CRASH_AFTER_JOURNAL_ENV} is set: aborting after the intent write");
+            std::process::abort();
         }
         let applied = match req.spec.apply(plan, &self.inner.host).await {
             Ok(a) => a,

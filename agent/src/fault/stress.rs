@@ -299,9 +299,12 @@ fn self_exe() -> PathBuf {
 /// Creates the group and starts the workers inside it; on failure removes it all.
 pub fn apply(sp: &StressPlan, host: &Host, description: String) -> Result<Applied, FaultError> {
     let c = cg(host)?;
+    // `faultline-stress-<instance>-<random>`: the instance part is what
+    // `Host::sweep_stress_groups` looks for after a crash.
     let name = format!(
-        "{}stress-{:08x}",
+        "{}stress-{}-{:08x}",
         crate::sys::cgroup::OWNED_PREFIX,
+        host.instance,
         rand::random::<u32>()
     );
     let group = c

@@ -1,0 +1,307 @@
+//! The health guard: local abort conditions from the limits file's `[health]` section.
+//!
+//! Every `interval` it reads MemAvailable (`/proc/meminfo`), PSI `some avg10`
+//! (`/proc/pressure/{cpu,memory,io}`) and runs the probes (HTTP GET expecting 2xx, TCP
+//! connect, a command exiting 0; each trips after `failures` consecutive failures). When
+//! a condition is breached while faults are active, it reverts every fault through
+//! [`Engine::revert_all`] with the reason `health guard: <why>`, logs it, emits a
+//! [`EventType::HealthAbort`] event, counts the abort ([`Engine::health_aborts`]) and
+//! keeps guarding. It never blocks the engine: each check is bounded by its timeout.
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Engine, EventType};
+use crate::limits::{HealthLimits, MemThreshold, Probe, ProbeCheck};
+
+/// Starts the guard on the current runtime if the limits set any condition.
+pub fn spawn(engine: Engine) -> Option<tokio::task::JoinHandle<()>> {
+    let h = engine.host().limits.health.clone();
+    if h.is_empty() {
+        return None;
+    }
+    tracing::info!(interval = ?h.interval, conditions = ?h.describe(), "health guard on");
+    Some(tokio::spawn(run(engine, h)))
+}
+
+async fn run(engine: Engine, h: HealthLimits) {
+    let mut failures = vec![0u32; h.probes.len()];
+    let mut tick = tokio::time::interval(h.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let why = check(&h, &mut failures).await;
+        let Some(why) = why else { continue };
+        if engine.list(false).is_empty() {
+            tracing::debug!(why = %why, "health guard: breached, no fault active");
+            continue;
+        }
+        abort(&engine, &why).await;
+    }
+}
+
+/// Reverts everything for `why`, counts it, and says so.
+pub async fn abort(engine: &Engine, why: &str) {
+    tracing::error!(why, "health guard tripped: aborting every fault");
+    let results = engine.revert_all(&format!("health guard: {why}")).await;
+    engine.count_health_abort();
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    engine.emit(
+        EventType::HealthAbort,
+        None,
+        format!(
+            "health guard: {why}; reverted {} fault{}{}",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" },
+            if failed > 0 {
+                format!(" ({failed} failed to revert)")
+            } else {
+                String::new()
+            }
+        ),
+        "faultd health guard",
+    );
+}
+
+/// One round of checks: the first breached condition, described.
+pub async fn check(h: &HealthLimits, failures: &mut [u32]) -> Option<String> {
+    let mut breach = None;
+    if let Some(min) = &h.min_mem_available {
+        match meminfo(Path::new("/proc/meminfo")) {
+            Ok((avail, total)) => {
+                let floor = min.bytes(total);
+                if avail < floor {
+                    breach = Some(format!(
+                        "MemAvailable {} MiB is below {} ({} MiB)",
+                        avail >> 20,
+                        describe_floor(min),
+                        floor >> 20
+                    ));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "health guard cannot read /proc/meminfo"),
+        }
+    }
+    for (res, max) in [
+        ("cpu", h.max_psi_cpu_some_avg10),
+        ("memory", h.max_psi_memory_some_avg10),
+        ("io", h.max_psi_io_some_avg10),
+    ] {
+        let Some(max) = max else { continue };
+        let path = format!("/proc/pressure/{res}");
+        match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| psi_some_avg10(&t).ok_or_else(|| "no `some avg10=`".into()))
+        {
+            Ok(v) if v > max && breach.is_none() => {
+                breach = Some(format!("PSI {res} some avg10 {v} is above {max}"));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(file = %path, error = %e, "health guard cannot read PSI"),
+        }
+    }
+    // Every probe runs every round, so its failure count stays true.
+    let results = futures::future::join_all(h.probes.iter().map(run_probe)).await;
+    for ((p, r), n) in h.probes.iter().zip(results).zip(failures.iter_mut()) {
+        match r {
+            Ok(()) => *n = 0,
+            Err(e) => {
+                *n += 1;
+                tracing::warn!(probe = %p.check, failures = *n, of = p.failures, error = %e, "health probe failed");
+                if *n >= p.failures && breach.is_none() {
+                    breach = Some(format!(
+                        "probe {} failed {} times in a row (last: {e})",
+                        p.check, *n
+                    ));
+                }
+            }
+        }
+    }
+    breach
+}
+
+fn describe_floor(m: &MemThreshold) -> String {
+    match m {
+        MemThreshold::Bytes(b) => format!("min_mem_available {} MiB", b >> 20),
+        MemThreshold::Percent(p) => format!("min_mem_available {p}% of MemTotal"),
+    }
+}
+
+/// (MemAvailable, MemTotal) in bytes.
+pub fn meminfo(path: &Path) -> Result<(u64, u64), String> {
+    let t = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let field = |name: &str| -> Result<u64, String> {
+        t.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .ok_or_else(|| format!("{}: no {name}", path.display()))
+    };
+    Ok((field("MemAvailable:")?, field("MemTotal:")?))
+}
+
+/// `some avg10=` of a PSI file (`some avg10=1.23 avg60=... total=...`).
+pub fn psi_some_avg10(text: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+async fn run_probe(p: &Probe) -> Result<(), String> {
+    match tokio::time::timeout(p.timeout, probe_once(&p.check)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no answer within {}",
+            faultline_proto::units::format_duration(p.timeout)
+        )),
+    }
+}
+
+async fn probe_once(c: &ProbeCheck) -> Result<(), String> {
+    match c {
+        ProbeCheck::Tcp(addr) => tokio::net::TcpStream::connect(addr.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("connect {addr}: {e}")),
+        ProbeCheck::Http(url) => http_get(url).await,
+        ProbeCheck::Command(argv) => {
+            let st = tokio::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+            if st.success() {
+                Ok(())
+            } else {
+                Err(format!("{} exited with {st}", argv[0]))
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: `http://host[:port][/path]`, 2xx expected.
+async fn http_get(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: not an http:// URL"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let host = hostport.split(':').next().unwrap_or(hostport);
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: faultd-health\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < 4096 {
+        let n = s
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read from {addr}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let status = line
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("{url}: no HTTP status line in the answer"))?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_psi_and_meminfo() {
+        let t = "some avg10=12.50 avg60=3.00 avg300=1.00 total=123\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(psi_some_avg10(t), Some(12.5));
+        let (a, t) = meminfo(Path::new("/proc/meminfo")).unwrap();
+        assert!(a > 0 && t >= a);
+    }
+
+    #[tokio::test]
+    async fn probes_count_consecutive_failures() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let h = HealthLimits {
+            probes: vec![Probe {
+                check: ProbeCheck::Tcp(addr.clone()),
+                timeout: Duration::from_secs(1),
+                failures: 2,
+            }],
+            ..Default::default()
+        };
+        let mut f = vec![0];
+        assert_eq!(check(&h, &mut f).await, None);
+        drop(l);
+        assert_eq!(check(&h, &mut f).await, None, "one failure of two");
+        let why = check(&h, &mut f).await.unwrap();
+        assert!(
+            why.starts_with(&format!("probe tcp {addr} failed 2 times in a row")),
+            "{why}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_probe_wants_2xx() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 200 OK\r\n\r\n",
+                "HTTP/1.1 503 Unavailable\r\n\r\n",
+            ] {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut b = [0u8; 512];
+                let _ = s.read(&mut b).await;
+                s.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let url = format!("http://{addr}/healthz");
+        http_get(&url).await.unwrap();
+        let e = http_get(&url).await.unwrap_err();
+        assert_eq!(e, format!("{url} answered 503"));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_floor_above_memtotal_breaches() {
+        let h = HealthLimits {
+            min_mem_available: Some(MemThreshold::Percent(100.0)),
+            ..Default::default()
+        };
+        let why = check(&h, &mut []).await.unwrap();
+        assert!(why.starts_with("MemAvailable "), "{why}");
+    }
+}
