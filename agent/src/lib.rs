@@ -14,6 +14,7 @@ pub mod fault;
 pub mod host;
 pub mod limits;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod server;
 pub mod support;

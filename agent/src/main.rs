@@ -186,6 +186,8 @@ fn cleanup(config: Config, limits: Limits) -> ExitCode {
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: under systemd, stderr goes to the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -228,6 +228,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let engine2 = engine.clone();
+    // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
+    let _watchdog = crate::notify::ready(&engine);
     let shutdown = async move {
         let sig = stop_rx
             .wait_for(|s| s.is_some())
@@ -235,6 +237,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .ok()
             .and_then(|s| *s)
             .unwrap_or("shutdown");
+        crate::notify::stopping();
         tracing::info!(signal = sig, "stopping: reverting every active fault");
         let results = engine2
             .revert_all(&format!("faultd stopping ({sig})"))
