@@ -214,10 +214,52 @@ pub struct InjectDoc {
     pub pause: Option<ProcDoc>,
     /// netem on an interface (as `faultctl inject net`).
     pub network: Option<NetDoc>,
-    /// Reserved: CPU stress (not in faultline.v1 yet).
-    pub cpu: Option<serde::de::IgnoredAny>,
-    /// Reserved: memory stress (not in faultline.v1 yet).
-    pub memory: Option<serde::de::IgnoredAny>,
+    /// CPU stress (as `faultctl inject cpu`).
+    pub cpu: Option<CpuDoc>,
+    /// Memory stress (as `faultctl inject mem`).
+    pub memory: Option<MemDoc>,
+}
+
+/// A CPU stress fault (`cpu:`): `percent`, or `cores` with `load`; optional placement.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuDoc {
+    pub percent: Option<f64>,
+    pub cores: Option<u32>,
+    pub load: Option<f64>,
+    pub cgroup: Option<String>,
+    pub unit: Option<String>,
+    pub pid: Option<i32>,
+}
+
+/// A memory stress fault (`memory:`): `size` (512MiB) or `percent`; `ramp`; placement.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemDoc {
+    pub size: Option<String>,
+    pub percent: Option<f64>,
+    pub ramp: Option<String>,
+    pub cgroup: Option<String>,
+    pub unit: Option<String>,
+    pub pid: Option<i32>,
+}
+
+fn placement(
+    cgroup: &Option<String>,
+    unit: &Option<String>,
+    pid: Option<i32>,
+) -> crate::cli::PlacementArgs {
+    crate::cli::PlacementArgs {
+        cgroup: cgroup.clone(),
+        unit: unit.clone(),
+        pid,
+    }
+}
+
+fn kind_of(req: faultline_proto::v1::InjectRequest) -> fault_spec::Kind {
+    req.spec
+        .and_then(|s| s.kind)
+        .expect("request builders set the spec")
 }
 
 /// A scalar (string or number) taken as text: `loss: 2%`, `loss: 2`, `dport: 5432`.
@@ -356,27 +398,43 @@ impl InjectDoc {
 
     /// The kind's name, or the reason it cannot be sent.
     fn spec(&self) -> Result<(&'static str, fault_spec::Kind), String> {
-        let unsupported = [
-            ("cpu", self.cpu.is_some()),
-            ("memory", self.memory.is_some()),
-        ];
-        let given = unsupported.iter().filter(|(_, b)| *b).count()
+        let given = usize::from(self.cpu.is_some())
+            + usize::from(self.memory.is_some())
             + usize::from(self.kill.is_some())
             + usize::from(self.pause.is_some())
             + usize::from(self.network.is_some());
         if given != 1 {
             return Err(format!(
-                "inject: give exactly one fault kind (kill, pause, network), got {given}"
-            ));
-        }
-        if let Some((k, _)) = unsupported.iter().find(|(_, b)| *b) {
-            return Err(format!(
-                "fault kind {k} is not supported by this faultctl/agent yet \
-                 (scenario steps do not take {k} yet; faultctl inject does)"
+                "inject: give exactly one fault kind (kill, pause, network, cpu, memory), got {given}"
             ));
         }
         if let Some(n) = &self.network {
             return Ok(("network", n.spec()?));
+        }
+        if let Some(c) = &self.cpu {
+            let args = crate::cli::CpuArgs {
+                percent: c.percent,
+                cores: c.cores,
+                load: c.load,
+                placement: placement(&c.cgroup, &c.unit, c.pid),
+                // The step's `duration` is the fault's; this only satisfies the builder.
+                for_: "1s".into(),
+                common: Default::default(),
+            };
+            let req = crate::request::cpu_request(&args).map_err(|e| format!("cpu: {e}"))?;
+            return Ok(("cpu", kind_of(req)));
+        }
+        if let Some(m) = &self.memory {
+            let args = crate::cli::MemArgs {
+                size: m.size.clone(),
+                percent: m.percent,
+                ramp: m.ramp.clone(),
+                placement: placement(&m.cgroup, &m.unit, m.pid),
+                for_: "1s".into(),
+                common: Default::default(),
+            };
+            let req = crate::request::mem_request(&args).map_err(|e| format!("memory: {e}"))?;
+            return Ok(("memory", kind_of(req)));
         }
         let sel = |d: &ProcDoc| {
             crate::request::selector(&crate::cli::SelectorArgs {
@@ -1461,17 +1519,21 @@ steps:
 "#;
 
     #[test]
-    fn parses_and_refuses_unsupported_kinds_outside_dry_run() {
+    fn parses_every_kind_including_stress() {
         let sc = Scenario::parse(SC, true).unwrap();
         assert_eq!(sc.steps.len(), 3);
         assert_eq!(sc.abort.probe_failures, 3);
         assert_eq!(sc.lease_ttl.0, Duration::from_secs(10));
-        let e = Scenario::parse(SC, false).unwrap_err();
-        assert_eq!(
-            e,
-            "step 3.2 (cpu on every node): fault kind cpu is not supported by this \
-             faultctl/agent yet (scenario steps do not take cpu yet; faultctl inject does)"
-        );
+        Scenario::parse(SC, false).unwrap();
+        let e = Scenario::parse(
+            &SC.replace(
+                "{cpu: {percent: 40}}",
+                "{cpu: {percent: 40}, memory: {size: 64MiB}}",
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("give exactly one fault kind"), "{e}");
         let e = Scenario::parse(
             &SC.replace("max_nodes: 1", "max_nodes: 1\n    wait: 2s"),
             true,
@@ -1497,17 +1559,7 @@ steps:
             n += 1;
             let sc = Scenario::load(&p, true).unwrap_or_else(|e| panic!("{e}"));
             let text = std::fs::read_to_string(&p).unwrap();
-            let needs_new_kind = ["cpu:", "memory:"].iter().any(|k| text.contains(k));
-            match Scenario::parse(&text, false) {
-                Ok(_) => assert!(!needs_new_kind, "{}", p.display()),
-                Err(e) => {
-                    assert!(needs_new_kind, "{}: {e}", p.display());
-                    assert!(
-                        e.contains("is not supported by this faultctl/agent yet"),
-                        "{e}"
-                    );
-                }
-            }
+            Scenario::parse(&text, false).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert!(!sc.steps.is_empty());
         }
         assert!(n >= 4, "examples/ has {n} scenarios");
