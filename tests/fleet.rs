@@ -563,7 +563,7 @@ steps:
         out.contains("3 checks, 0 failed; nothing was changed"),
         "{out}"
     );
-    // A kind this faultctl cannot send, and a refusal by the agent's limits.
+    // Two refusals by the agents' limits: too much CPU, too long a pause.
     let bad = fleet.write(
         "bad.yaml",
         &format!(
@@ -571,7 +571,7 @@ steps:
 name: e2e-dry-bad
 max_duration: 1m
 steps:
-  - inject: {{cpu: {{percent: 20}}}}
+  - inject: {{cpu: {{percent: 95}}}}
     duration: 10s
   - inject: {{pause: {{cmdline: "^{tag}"}}}}
     duration: 1h
@@ -581,13 +581,22 @@ steps:
     let o = fleet.ctl(&["run", "--dry-run", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("fault kind cpu is not supported by this faultctl/agent yet"),
-        "{out}"
-    );
+    assert!(out.contains("cpu.max_percent"), "{out}");
     assert!(out.contains("max_duration"), "{out}");
-    // Without --dry-run the unsupported kind is refused before anything is touched.
-    let o = fleet.ctl(&["run", bad.to_str().unwrap()]);
+    // A malformed scenario (two kinds in one step) is refused before anything is touched.
+    let malformed = fleet.write(
+        "malformed.yaml",
+        &format!(
+            r#"
+name: e2e-malformed
+max_duration: 1m
+steps:
+  - inject: {{cpu: {{percent: 5}}, pause: {{cmdline: "^{tag}"}}}}
+    duration: 10s
+"#
+        ),
+    );
+    let o = fleet.ctl(&["run", malformed.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     // Nothing happened anywhere.
     assert_eq!(proc_state(victim.pid()).map(|s| s != 'T'), Some(true));
