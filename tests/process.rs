@@ -242,11 +242,41 @@ fn every_kills_a_respawning_target_repeatedly() {
         c = counter.display(),
         p = path.display()
     );
-    let mut sup = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .spawn()
-        .unwrap();
+    // In its own process group, output to nowhere, killed (with every process running
+    // the copied binary) however the test ends.
+    let sup = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    struct Supervisor(std::process::Child, std::path::PathBuf);
+    impl Drop for Supervisor {
+        fn drop(&mut self) {
+            use nix::sys::signal::{Signal, kill, killpg};
+            use nix::unistd::Pid;
+            let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            // Any worker that escaped the group: find it by its executable's path.
+            let me = self.1.to_string_lossy().into_owned();
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                if cmd.starts_with(me.as_bytes()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+    let _sup = Supervisor(sup, path.clone());
     let count = || {
         std::fs::read_to_string(&counter)
             .ok()
@@ -270,12 +300,6 @@ fn every_kills_a_respawning_target_repeatedly() {
         "kill loop expires"
     );
     let n = count();
-    let _ = sup.kill();
-    let _ = sup.wait();
-    let _ = std::process::Command::new("pkill")
-        .arg("-x")
-        .arg(&name)
-        .status();
     // The first kill plus one per second for 3.5 s: the worker started at least 4 times.
     assert!(n >= 4, "worker restarted {n} times, expected >= 4");
 }
