@@ -97,6 +97,13 @@ impl Drop for GroupGuard {
     }
 }
 
+/// These tests run one at a time: under TCG, a cgroup2 freeze racing a walk of the same
+/// hierarchy on the other vCPU once soft-locked the 6.1 guest kernel.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static M: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    M.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn counter_value(p: &Path) -> u64 {
     std::fs::read_to_string(p)
         .ok()
@@ -171,6 +178,7 @@ fn freeze_thaw_cycle(cg: &Cgroups, guard: &mut GroupGuard, user_path: &str, stat
 
 #[test]
 fn freeze_and_thaw_a_v2_group() {
+    let _serial = serial();
     require!("root", "cgroup2-freeze");
     let cg = Cgroups::detect().unwrap();
     let root = cg.v2_root().unwrap().to_path_buf();
@@ -186,6 +194,7 @@ fn freeze_and_thaw_a_v2_group() {
 
 #[test]
 fn freeze_and_thaw_a_v1_freezer_group() {
+    let _serial = serial();
     require!("root", "cgroup-v1-freezer");
     let cg = Cgroups::detect().unwrap();
     let root = cg.v1_root("freezer").unwrap().to_path_buf();
@@ -196,6 +205,7 @@ fn freeze_and_thaw_a_v1_freezer_group() {
 
 #[test]
 fn find_unit_and_freeze_a_unit_like_group() {
+    let _serial = serial();
     require!("root", "cgroup2-freeze");
     let cg = Cgroups::detect().unwrap();
     let root = cg.v2_root().unwrap().to_path_buf();
@@ -214,6 +224,7 @@ fn find_unit_and_freeze_a_unit_like_group() {
 
 #[test]
 fn thaw_of_a_removed_group_is_ok_and_missing_ones_are_named() {
+    let _serial = serial();
     require!("root", "cgroup2-freeze");
     let cg = Cgroups::detect().unwrap();
     let root = cg.v2_root().unwrap().to_path_buf();
@@ -228,6 +239,7 @@ fn thaw_of_a_removed_group_is_ok_and_missing_ones_are_named() {
 
 #[test]
 fn pid_cgroups_match_the_kernel() {
+    let _serial = serial();
     require!("root", "cgroup-v1-freezer");
     let cg = Cgroups::detect().unwrap();
     let root = cg.v1_root("freezer").unwrap().to_path_buf();
@@ -245,6 +257,7 @@ fn pid_cgroups_match_the_kernel() {
 
 #[test]
 fn pid_cgroups_match_the_kernel_v2() {
+    let _serial = serial();
     require!("root", "cgroup2-freeze");
     let cg = Cgroups::detect().unwrap();
     let root = cg.v2_root().unwrap().to_path_buf();
