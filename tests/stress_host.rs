@@ -10,7 +10,6 @@
 
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,16 @@ use faultline_agent::sys::cgroup::{
 use faultline_agent::sys::stress::{self, WorkerCommand, spawn_worker, spawn_worker_cmd};
 use faultline_tests::{require, unique_name};
 
-const WORKER: &str = env!("CARGO_BIN_EXE_stress-bench");
+/// The worker binary: next to faultd when FAULTLINE_BIN_DIR says where (the VM tier
+/// copies it there), else where cargo built it.
+fn worker() -> std::path::PathBuf {
+    let near = faultline_tests::bin_dir().join("stress-bench");
+    if std::env::var_os("FAULTLINE_BIN_DIR").is_some() && near.exists() {
+        near
+    } else {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_stress-bench"))
+    }
+}
 const TEARDOWN: Duration = Duration::from_secs(5);
 
 /// The test's own parent group; removes it and everything below on drop.
@@ -53,7 +61,7 @@ impl Scope {
     }
 
     fn worker(&mut self, g: &OwnedGroup, cmd: &WorkerCommand) -> u32 {
-        let c = spawn_worker(Path::new(WORKER), &cmd.to_args(), &g.groups).unwrap();
+        let c = spawn_worker(&worker(), &cmd.to_args(), &g.groups).unwrap();
         let pid = c.id();
         self.children.push(c);
         pid
@@ -289,7 +297,7 @@ fn parent_death_kills_workers(backend: StressBackend) {
     let mut s = Scope::new(backend);
     // The holder plays faultd: placed in the test's parent group, it makes its stress
     // group under its own group (ParentSpec::Own) and starts three workers there.
-    let mut cmd = Command::new(WORKER);
+    let mut cmd = Command::new(worker());
     cmd.args([
         "__hold",
         "--parent",
