@@ -5,20 +5,9 @@ mod net_common;
 
 use std::time::Duration;
 
-use faultline_tests::agent::{Agent, AgentOptions, eventually};
+use faultline_tests::agent::{Agent, AgentOptions, eventually, fault_id, stderr};
 use faultline_tests::require;
 use net_common::{Pair, kernel};
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fault_id(v: &serde_json::Value) -> String {
-    v["fault"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no fault id in {v}"))
-        .to_string()
-}
 
 /// The root qdisc's (kind, handle) as `tc -j qdisc show` reports it.
 fn root(p: &Pair, dev: &str) -> (String, String) {

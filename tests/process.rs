@@ -3,19 +3,8 @@
 
 use std::time::Duration;
 
-use faultline_tests::agent::{Agent, Victim, eventually, proc_state};
+use faultline_tests::agent::{Agent, Victim, eventually, fault_id, proc_state, stderr};
 use faultline_tests::require;
-
-/// The fault id in `faultctl -o json inject ...` output.
-fn fault_id(v: &serde_json::Value) -> String {
-    let id = v["fault"]["id"].as_str().or_else(|| v["id"].as_str());
-    id.unwrap_or_else(|| panic!("no fault id in {v}"))
-        .to_string()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A copy of `sleep` under a unique name (so its comm is unique), in `dir`.
 fn unique_sleep(dir: &std::path::Path, prefix: &str) -> (std::path::PathBuf, String) {

@@ -9,20 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use faultline_tests::agent::{Agent, AgentOptions, Victim, eventually, read_trim};
+use faultline_tests::agent::{Agent, AgentOptions, Victim, eventually, fault_id, read_trim};
 use faultline_tests::require;
 
 const STAGING: &str = "profile = \"staging\"\n";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn fault_id(v: &serde_json::Value) -> String {
-    v["fault"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no fault id in {v}"))
-        .to_string()
 }
 
 /// Waits until `pid` is no longer stopped; returns how long that took.

@@ -4,13 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faultline_tests::agent::{Agent, AgentOptions, eventually};
+use faultline_tests::agent::{Agent, AgentOptions, eventually, stderr};
 use faultline_tests::caps::{v1_mount, v2_mount};
 use faultline_tests::require;
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The stress group's name from the fault's description ("... group faultline-stress-x, ...").
 fn group_name(fault: &serde_json::Value) -> String {

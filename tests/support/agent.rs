@@ -305,6 +305,18 @@ impl Drop for Victim {
     }
 }
 
+/// The fault id in `faultctl -o json inject ...` (or `get`) output.
+pub fn fault_id(v: &serde_json::Value) -> String {
+    let id = v["fault"]["id"].as_str().or_else(|| v["id"].as_str());
+    id.unwrap_or_else(|| panic!("no fault id in {v}"))
+        .to_string()
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// The real `sleep` executable first on PATH, symlinks resolved (coreutils', not a
 /// busybox multi-call link, in the VM tier), for tests that copy it under a new name.
 pub fn sleep_binary() -> PathBuf {
