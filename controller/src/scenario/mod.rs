@@ -117,3 +117,65 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step whose inject fails on every node (here: the only agent is unreachable)
+    /// applied no fault: the report says so instead of timing a recovery from nothing.
+    #[tokio::test]
+    async fn a_step_that_applied_no_fault_records_no_recovery_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("fleet.toml");
+        std::fs::write(
+            &inv,
+            "[[agents]]\nname = \"gone\"\naddress = \"unix:///nonexistent/faultd.sock\"\n",
+        )
+        .unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "name: nothing-applied\ninventory: fleet.toml\nmax_duration: 30s\nbaseline: 10ms\n\
+             steps:\n  - name: kill\n    inject: {kill: {name: worker}}\n",
+        )
+        .unwrap();
+        let reports = dir.path().join("reports");
+        let o = RunOptions {
+            file,
+            report_dir: reports.clone(),
+            format: Format::Json,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let e = run(&o, &mut out).await.unwrap_err();
+        assert!(
+            matches!(e, ScenarioError::StepsFailed { failed: 1, .. }),
+            "{e}"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let step = &report["steps"][0];
+        assert_eq!(step["recovery"], "no fault applied", "{step:#}");
+        assert_eq!(step["recovery_ms"], serde_json::Value::Null, "{step:#}");
+        assert!(
+            step["nodes"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach faultd"),
+            "{step:#}"
+        );
+        let md = std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "md"))
+            .unwrap();
+        let md = std::fs::read_to_string(md).unwrap();
+        assert!(md.contains("- recovery: no fault applied\n"), "{md}");
+        assert!(!md.contains("**0 ms**"), "{md}");
+        let timeline = report["timeline"].to_string();
+        assert!(!timeline.contains("recovered in"), "{timeline}");
+        assert!(
+            timeline.contains("no fault applied on any node"),
+            "{timeline}"
+        );
+    }
+}

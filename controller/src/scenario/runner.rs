@@ -263,6 +263,15 @@ impl Runner {
             }
         }
         save(&rep);
+        if rep.nodes.iter().all(|n| n.fault_id.is_none()) {
+            // Nothing was injected anywhere: there is no fault to end and nothing to
+            // recover from, so no recovery time is measured.
+            rep.recovery = Recovery::NoFaultApplied;
+            rep.ended_at_ms = Some(now_ms());
+            self.log(format!("step {at} ({title}): no fault applied on any node"));
+            save(&rep);
+            return;
+        }
         // Hold: the fault's own duration unless `hold` says otherwise (one-shot: none).
         let hold = step.hold_for();
         let lasting = rep
