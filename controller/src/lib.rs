@@ -2,11 +2,11 @@
 //! command line at the edge:
 //!
 //! ```text
-//! cli (clap) ──▶ scenario ──▶ fleet ──▶ op ──▶ lease, client ──▶ faultline.v1
-//!    │              │            │        └──▶ request (the domain request: alone
-//!    │              │            │              turns a fault into faultline.v1)
-//!    └──────────────┴────────────┴──▶ render (pure: answers to tables; JSON is the
-//!                                      proto's serde mapping)
+//! cli (clap) ─┬─▶ scenario ─┬─▶ fanout, probe, inventory ─▶ client
+//!             ├─▶ fleet ────┤
+//!             └─▶ op ───────┴─▶ lease, client, request ─▶ faultline.v1
+//!                               (request alone turns a fault into faultline.v1)
+//! render: pure, answers to text; JSON is the proto's serde mapping
 //! ```
 //!
 //! - [`request`]: the domain request, typed and checked; the CLI and scenario documents

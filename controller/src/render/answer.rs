@@ -226,7 +226,13 @@ pub fn limits_table(l: &Limits) -> String {
             "lease required",
             if l.require_lease { "yes" } else { "no" }.into(),
         ),
-        ("max lease ttl", format_ms(l.max_lease_ttl_ms)),
+        (
+            "max lease ttl",
+            match l.max_lease_ttl_ms {
+                0 => "-".into(),
+                ms => format_ms(ms),
+            },
+        ),
         ("protected processes", list_or_dash(&l.protected_processes)),
         ("protected units", list_or_dash(&l.protected_units)),
         ("protected cgroups", list_or_dash(&l.protected_cgroups)),

@@ -190,15 +190,6 @@ impl Step {
         Ok(inventory::pick(nodes, radius, Some(seed)))
     }
 
-    /// How long to hold the fault: `hold`, else its duration (none for a one-shot).
-    pub fn hold_for(&self) -> Duration {
-        match (self.hold, self.inject().ok().and_then(|i| i.duration)) {
-            (Some(h), _) => h.0,
-            (None, Some(d)) => d.as_duration(),
-            (None, None) => Duration::ZERO,
-        }
-    }
-
     fn validate(&self, at: &str) -> Result<(), String> {
         let kinds = [
             self.inject.is_some(),

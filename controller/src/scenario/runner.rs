@@ -273,7 +273,11 @@ impl Runner {
             return;
         }
         // Hold: the fault's own duration unless `hold` says otherwise (one-shot: none).
-        let hold = step.hold_for();
+        let hold = match (step.hold, inject.duration) {
+            (Some(h), _) => h.0,
+            (None, Some(d)) => d.as_duration(),
+            (None, None) => Duration::ZERO,
+        };
         let lasting = rep
             .nodes
             .iter()
