@@ -7,8 +7,8 @@ use clap::{Args, CommandFactory, Subcommand};
 
 use crate::error::CtlError;
 use crate::request::{
-    Cpu, CpuInput, Fault, Field, Inject, Kill, Labels, Memory, MemoryInput, Network, NetworkInput,
-    Pause, Period, ProcessInput, RequestError, Text,
+    Cpu, CpuInput, Fault, Field, Inject, Kill, Kind, Labels, Memory, MemoryInput, Network,
+    NetworkInput, Pause, Period, ProcessInput, RequestError, Text,
 };
 
 /// The fault kinds `inject` knows.
@@ -437,25 +437,24 @@ pub struct InjectCall {
     pub hold: Option<Period>,
 }
 
-impl InjectCommand {
-    /// The subcommand's name: `kill`, `pause`, `net`, `cpu`, `mem`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            InjectCommand::Kill(_) => "kill",
-            InjectCommand::Pause(_) => "pause",
-            InjectCommand::Net(_) => "net",
-            InjectCommand::Cpu(_) => "cpu",
-            InjectCommand::Mem(_) => "mem",
-        }
-    }
+/// One fault kind's flags: the fault they ask for, its duration and the shared flags.
+trait KindFlags {
+    /// The fault, built by the domain request's constructor.
+    fn fault(&self) -> Result<Fault, RequestError>;
+    /// `--for`.
+    fn duration(&self) -> Option<&str>;
+    fn common(&self) -> &CommonInjectArgs;
+}
 
-    fn common(&self) -> &CommonInjectArgs {
+impl InjectCommand {
+    /// The subcommand's name and its flags.
+    fn flags(&self) -> (&'static str, &dyn KindFlags) {
         match self {
-            InjectCommand::Kill(a) => &a.common,
-            InjectCommand::Pause(a) => &a.common,
-            InjectCommand::Net(a) => &a.common,
-            InjectCommand::Cpu(a) => &a.common,
-            InjectCommand::Mem(a) => &a.common,
+            InjectCommand::Kill(a) => ("kill", a.as_ref()),
+            InjectCommand::Pause(a) => ("pause", a.as_ref()),
+            InjectCommand::Net(a) => ("net", a.as_ref()),
+            InjectCommand::Cpu(a) => ("cpu", a.as_ref()),
+            InjectCommand::Mem(a) => ("mem", a.as_ref()),
         }
     }
 
@@ -466,25 +465,13 @@ impl InjectCommand {
     }
 
     fn build(&self) -> Result<InjectCall, RequestError> {
-        let (fault, duration) = match self {
-            InjectCommand::Kill(a) => (Fault::Kill(Kill::new(&a.input())?), a.duration.as_deref()),
-            InjectCommand::Pause(a) => (
-                Fault::Pause(Pause::new(&a.input())?),
-                Some(a.duration.as_str()),
-            ),
-            InjectCommand::Net(a) => (
-                Fault::Network(Network::new(&a.input())?),
-                Some(a.duration.as_str()),
-            ),
-            InjectCommand::Cpu(a) => (Fault::Cpu(Cpu::new(&a.input())?), Some(a.duration.as_str())),
-            InjectCommand::Mem(a) => (
-                Fault::Memory(Memory::new(&a.input())?),
-                Some(a.duration.as_str()),
-            ),
-        };
-        let c = self.common();
-        let mut inject = Inject::new(fault);
-        inject.duration = duration.map(|d| Period::field("duration", d)).transpose()?;
+        let (_, flags) = self.flags();
+        let c = flags.common();
+        let mut inject = Inject::new(flags.fault()?);
+        inject.duration = flags
+            .duration()
+            .map(|d| Period::field("duration", d))
+            .transpose()?;
         inject.labels = Labels::from_pairs("labels", &c.labels)?;
         inject.dry_run = c.dry_run;
         inject.lease = c.lease.clone();
@@ -499,7 +486,7 @@ impl InjectCommand {
     fn flag(&self, field: Field) -> String {
         let cli = super::Cli::command();
         cli.find_subcommand("inject")
-            .and_then(|i| i.find_subcommand(self.name()))
+            .and_then(|i| i.find_subcommand(self.flags().0))
             .and_then(|c| c.get_arguments().find(|a| a.get_id() == field))
             .and_then(|a| a.get_long())
             .map_or_else(|| field.to_string(), |l| format!("--{l}"))
@@ -528,6 +515,20 @@ impl SelectorArgs {
     }
 }
 
+impl KindFlags for KillArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::Kill(Kill::new(&self.input())?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        self.duration.as_deref()
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
 impl KillArgs {
     fn input(&self) -> ProcessInput {
         ProcessInput {
@@ -538,9 +539,37 @@ impl KillArgs {
     }
 }
 
+impl KindFlags for PauseArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::Pause(Pause::new(&self.input())?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
 impl PauseArgs {
     fn input(&self) -> ProcessInput {
         self.selector.input(&self.pick)
+    }
+}
+
+impl KindFlags for NetArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::Network(Network::new(&self.input())?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
     }
 }
 
@@ -576,6 +605,20 @@ impl NetArgs {
     }
 }
 
+impl KindFlags for CpuArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::Cpu(Cpu::new(&self.input())?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
 impl CpuArgs {
     fn input(&self) -> CpuInput {
         CpuInput {
@@ -586,6 +629,20 @@ impl CpuArgs {
             unit: self.placement.unit.clone(),
             pid: self.placement.pid,
         }
+    }
+}
+
+impl KindFlags for MemArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::Memory(Memory::new(&self.input())?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
     }
 }
 

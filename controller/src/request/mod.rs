@@ -10,8 +10,8 @@
 //!
 //! Errors name the domain field ([`RequestError`]); each edge renders that name its own way.
 //!
-//! A new fault kind is one file here (its input form, its type with the constructor, its
-//! conversion to the proto) plus its line in [`Fault`] and [`FaultInput`].
+//! A new fault kind is one file here (its input form, its type with the constructor and
+//! its conversion to the proto: a [`Kind`]) plus its line in `fault_kinds!`.
 
 mod error;
 mod network;
@@ -28,32 +28,78 @@ pub use process::{Kill, Pause, Pick, ProcessInput, Selector, Targets};
 pub use stress::{Cpu, CpuAmount, CpuInput, Memory, MemoryAmount, MemoryInput, Placement};
 pub use value::{Labels, Percent, Period, Rate, Size, Span, Text};
 
-/// The fault kinds, as documents name them.
-pub const KINDS: [&str; 5] = ["kill", "pause", "network", "cpu", "memory"];
+/// What each fault kind's request provides: its input form (a document's keys, the
+/// command line's flags), the constructor that checks it, and its spec in `faultline.v1`.
+pub trait Kind: Sized {
+    /// The unchecked form both edges fill in.
+    type Input;
+    /// The checked request; a refusal names the input's field.
+    fn new(input: &Self::Input) -> Result<Self, RequestError>;
+    /// The spec as sent.
+    fn to_proto(&self) -> v1::fault_spec::Kind;
+}
 
-/// A fault of one kind.
-// One per inject: the size of a variant does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    Kill(Kill),
-    Pause(Pause),
-    Network(Network),
-    Cpu(Cpu),
-    Memory(Memory),
+/// The registry of fault kinds, `document_key: Type`: the [`Fault`] enum, a document's
+/// `inject:` keys ([`FaultInput`]) and [`KINDS`] come from this one list, so a new kind
+/// is its file (a [`Kind`]) and one line here.
+macro_rules! fault_kinds {
+    ($($key:ident: $kind:ident),+ $(,)?) => {
+        /// The fault kinds, as documents name them.
+        pub const KINDS: &[&str] = &[$(stringify!($key)),+];
+
+        /// A fault of one kind.
+        // One per inject: the size of a variant does not matter.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Fault {
+            $($kind($kind)),+
+        }
+
+        impl Fault {
+            fn to_proto(&self) -> v1::fault_spec::Kind {
+                match self {
+                    $(Fault::$kind(k) => k.to_proto()),+
+                }
+            }
+        }
+
+        /// A fault as a document gives it: exactly one kind (`inject: {kill: {...}}`).
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct FaultInput {
+            $(pub $key: Option<<$kind as Kind>::Input>),+
+        }
+
+        impl FaultInput {
+            /// The kinds given, by name.
+            pub fn kinds(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(if self.$key.is_some() {
+                    v.push(stringify!($key));
+                })+
+                v
+            }
+
+            /// The first kind given, built.
+            fn first(&self) -> Option<Result<Fault, RequestError>> {
+                $(if let Some(i) = &self.$key {
+                    return Some($kind::new(i).map(Fault::$kind));
+                })+
+                None
+            }
+        }
+    };
+}
+
+fault_kinds! {
+    kill: Kill,
+    pause: Pause,
+    network: Network,
+    cpu: Cpu,
+    memory: Memory,
 }
 
 impl Fault {
-    fn to_proto(&self) -> v1::fault_spec::Kind {
-        match self {
-            Fault::Kill(k) => k.to_proto(),
-            Fault::Pause(p) => p.to_proto(),
-            Fault::Network(n) => n.to_proto(),
-            Fault::Cpu(c) => c.to_proto(),
-            Fault::Memory(m) => m.to_proto(),
-        }
-    }
-
     /// The spec as sent.
     pub fn spec(&self) -> v1::FaultSpec {
         v1::FaultSpec {
@@ -62,57 +108,13 @@ impl Fault {
     }
 }
 
-/// A fault as a document gives it: exactly one kind (`inject: {kill: {...}}`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultInput {
-    pub kill: Option<ProcessInput>,
-    pub pause: Option<ProcessInput>,
-    pub network: Option<NetworkInput>,
-    pub cpu: Option<CpuInput>,
-    pub memory: Option<MemoryInput>,
-}
-
 impl FaultInput {
-    /// The kinds given, by name.
-    pub fn kinds(&self) -> Vec<&'static str> {
-        let given = [
-            self.kill.is_some(),
-            self.pause.is_some(),
-            self.network.is_some(),
-            self.cpu.is_some(),
-            self.memory.is_some(),
-        ];
-        KINDS
-            .iter()
-            .zip(given)
-            .filter(|(_, g)| *g)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
     /// The fault; an error names the kind's field.
     pub fn build(&self) -> Result<Fault, RequestError> {
-        let given = self.kinds().len();
-        if given > 1 {
-            return Err(RequestError::Kinds { given });
+        match (self.kinds().len(), self.first()) {
+            (1, Some(fault)) => fault,
+            (given, _) => Err(RequestError::Kinds { given }),
         }
-        if let Some(k) = &self.kill {
-            return Ok(Fault::Kill(Kill::new(k)?));
-        }
-        if let Some(p) = &self.pause {
-            return Ok(Fault::Pause(Pause::new(p)?));
-        }
-        if let Some(n) = &self.network {
-            return Ok(Fault::Network(Network::new(n)?));
-        }
-        if let Some(c) = &self.cpu {
-            return Ok(Fault::Cpu(Cpu::new(c)?));
-        }
-        if let Some(m) = &self.memory {
-            return Ok(Fault::Memory(Memory::new(m)?));
-        }
-        Err(RequestError::Kinds { given: 0 })
     }
 }
 

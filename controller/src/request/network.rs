@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::error::at_most_one;
 use super::value::{opt, opt_span};
-use super::{Percent, Rate, RequestError, Span, Text};
+use super::{Kind, Percent, Rate, RequestError, Span, Text};
 
 /// A network fault as a document or the command line gives it (`network:`; the flags of
 /// `faultctl inject net` without their dashes).
@@ -128,8 +128,12 @@ pub struct Network {
 impl Network {
     /// The direction when none is given.
     pub const DIRECTION: &'static str = "egress";
+}
 
-    pub fn new(i: &NetworkInput) -> Result<Network, RequestError> {
+impl Kind for Network {
+    type Input = NetworkInput;
+
+    fn new(i: &Self::Input) -> Result<Self, RequestError> {
         at_most_one(&[("netns", i.netns.is_some()), ("pid", i.pid.is_some())])?;
         let namespace = match (&i.netns, i.pid) {
             (Some(n), _) => Namespace::Named(n.clone()),
@@ -174,7 +178,7 @@ impl Network {
         })
     }
 
-    pub(super) fn to_proto(&self) -> fault_spec::Kind {
+    fn to_proto(&self) -> fault_spec::Kind {
         let e = &self.netem;
         let pct = |p: Option<Percent>| p.map_or(0.0, Percent::value);
         let netem = v1::NetemSpec {

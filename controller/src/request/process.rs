@@ -5,7 +5,7 @@ use faultline_proto::v1::{self, fault_spec};
 use serde::Deserialize;
 
 use super::error::at_most_one;
-use super::{Period, RequestError, Text};
+use super::{Kind, Period, RequestError, Text};
 
 /// A process fault as a document or the command line gives it (`kill:`/`pause:`; the
 /// flags of `faultctl inject kill|pause`).
@@ -114,8 +114,12 @@ pub struct Kill {
 impl Kill {
     /// The default signal.
     pub const SIGNAL: &'static str = "KILL";
+}
 
-    pub fn new(i: &ProcessInput) -> Result<Kill, RequestError> {
+impl Kind for Kill {
+    type Input = ProcessInput;
+
+    fn new(i: &Self::Input) -> Result<Self, RequestError> {
         Ok(Kill {
             targets: Targets::new(i)?,
             signal: i.signal.clone().unwrap_or_else(|| Kill::SIGNAL.into()),
@@ -127,7 +131,7 @@ impl Kill {
         })
     }
 
-    pub(super) fn to_proto(&self) -> fault_spec::Kind {
+    fn to_proto(&self) -> fault_spec::Kind {
         fault_spec::Kind::Kill(v1::KillSpec {
             selector: Some(self.targets.selector_proto()),
             pick: Some(self.targets.pick_proto()),
@@ -143,8 +147,10 @@ pub struct Pause {
     pub targets: Targets,
 }
 
-impl Pause {
-    pub fn new(i: &ProcessInput) -> Result<Pause, RequestError> {
+impl Kind for Pause {
+    type Input = ProcessInput;
+
+    fn new(i: &Self::Input) -> Result<Self, RequestError> {
         let extra: Vec<&'static str> =
             [("signal", i.signal.is_some()), ("every", i.every.is_some())]
                 .into_iter()
@@ -162,7 +168,7 @@ impl Pause {
         })
     }
 
-    pub(super) fn to_proto(&self) -> fault_spec::Kind {
+    fn to_proto(&self) -> fault_spec::Kind {
         fault_spec::Kind::Pause(v1::PauseSpec {
             selector: Some(self.targets.selector_proto()),
             pick: Some(self.targets.pick_proto()),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::error::at_most_one;
 use super::value::{opt, opt_span};
-use super::{RequestError, Size, Span, Text};
+use super::{Kind, RequestError, Size, Span, Text};
 
 /// Where stress runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +78,10 @@ pub struct Cpu {
     pub placement: Placement,
 }
 
-impl Cpu {
-    pub fn new(i: &CpuInput) -> Result<Cpu, RequestError> {
+impl Kind for Cpu {
+    type Input = CpuInput;
+
+    fn new(i: &Self::Input) -> Result<Self, RequestError> {
         let amount = match (i.percent, i.cores, i.load) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
                 return Err(RequestError::Exclusive {
@@ -100,7 +102,7 @@ impl Cpu {
         })
     }
 
-    pub(super) fn to_proto(&self) -> fault_spec::Kind {
+    fn to_proto(&self) -> fault_spec::Kind {
         let (percent, cores, load) = match self.amount {
             CpuAmount::Share(p) => (p, 0, 0.0),
             CpuAmount::Workers { cores, load } => (0.0, cores, load),
@@ -144,8 +146,10 @@ pub struct Memory {
     pub placement: Placement,
 }
 
-impl Memory {
-    pub fn new(i: &MemoryInput) -> Result<Memory, RequestError> {
+impl Kind for Memory {
+    type Input = MemoryInput;
+
+    fn new(i: &Self::Input) -> Result<Self, RequestError> {
         at_most_one(&[("size", i.size.is_some()), ("percent", i.percent.is_some())])?;
         let amount = match (opt("size", &i.size, Size::parse)?, i.percent) {
             (Some(s), _) => MemoryAmount::Size(s),
@@ -163,7 +167,7 @@ impl Memory {
         })
     }
 
-    pub(super) fn to_proto(&self) -> fault_spec::Kind {
+    fn to_proto(&self) -> fault_spec::Kind {
         let (size_bytes, percent) = match self.amount {
             MemoryAmount::Size(s) => (s.bytes(), 0.0),
             MemoryAmount::Percent(p) => (0, p),
