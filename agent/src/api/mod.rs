@@ -3,9 +3,12 @@
 //! proto -> domain conversion, and the one mapping from [`FaultError`] to gRPC status.
 
 pub mod convert;
+#[cfg(test)]
+mod tests;
 
 use std::pin::Pin;
 
+use faultline_proto::text;
 use faultline_proto::v1 as pb;
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -462,19 +465,21 @@ impl AgentService {
 /// (16 KiB in hyper) the client would see an h2 protocol error instead of the reason.
 const MAX_ERROR_MESSAGE: usize = 1024;
 
+/// How much of the caller's text an audit summary keeps (bytes, cut at a character
+/// boundary by [`text::bounded`]): ids and lease holders, reasons, the spec's text.
+const MAX_ID_SUMMARY: usize = 128;
+const MAX_REASON_SUMMARY: usize = 256;
+const MAX_SPEC_SUMMARY: usize = 512;
+
 fn bounded(st: Status) -> Status {
     if st.message().len() <= MAX_ERROR_MESSAGE {
         return st;
-    }
-    let mut end = MAX_ERROR_MESSAGE;
-    while !st.message().is_char_boundary(end) {
-        end -= 1;
     }
     Status::new(
         st.code(),
         format!(
             "{}... ({} bytes; message truncated)",
-            &st.message()[..end],
+            text::prefix(st.message(), MAX_ERROR_MESSAGE),
             st.message().len()
         ),
     )
@@ -499,11 +504,7 @@ fn inject_summary(r: &pb::InjectRequest) -> String {
     let spec = r
         .spec
         .as_ref()
-        .map(|s| {
-            let mut t = format!("{s:?}");
-            t.truncate(512);
-            t
-        })
+        .map(|s| text::bounded(&format!("{s:?}"), MAX_SPEC_SUMMARY))
         .unwrap_or_else(|| "-".into());
     kv(&[
         ("dry_run", r.dry_run.to_string()),
@@ -526,9 +527,7 @@ fn revert_results(results: Vec<crate::engine::RevertResult>) -> Vec<pb::RevertRe
 }
 
 fn id_summary(id: &str) -> String {
-    let mut id = id.to_string();
-    id.truncate(128);
-    kv(&[("id", id)])
+    kv(&[("id", text::bounded(id, MAX_ID_SUMMARY))])
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -610,9 +609,11 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::RevertRequest>,
     ) -> Result<Response<pb::RevertResponse>, Status> {
         let summary = |r: &pb::RevertRequest| {
-            let mut reason = r.reason.clone();
-            reason.truncate(256);
-            format!("{} {}", id_summary(&r.id), kv(&[("reason", reason)]))
+            format!(
+                "{} {}",
+                id_summary(&r.id),
+                kv(&[("reason", text::bounded(&r.reason, MAX_REASON_SUMMARY))])
+            )
         };
         self.audited(
             "Revert",
@@ -644,9 +645,7 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::RevertAllRequest>,
     ) -> Result<Response<pb::RevertAllResponse>, Status> {
         let summary = |r: &pb::RevertAllRequest| {
-            let mut reason = r.reason.clone();
-            reason.truncate(256);
-            kv(&[("reason", reason)])
+            kv(&[("reason", text::bounded(&r.reason, MAX_REASON_SUMMARY))])
         };
         self.audited(
             "RevertAll",
@@ -722,9 +721,10 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::OpenLeaseRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
         let summary = |r: &pb::OpenLeaseRequest| {
-            let mut holder = r.holder.clone();
-            holder.truncate(128);
-            kv(&[("ttl_ms", r.ttl_ms.to_string()), ("holder", holder)])
+            kv(&[
+                ("ttl_ms", r.ttl_ms.to_string()),
+                ("holder", text::bounded(&r.holder, MAX_ID_SUMMARY)),
+            ])
         };
         self.audited(
             "OpenLease",
