@@ -8,6 +8,7 @@
 pub mod network;
 pub mod process;
 pub mod stress;
+pub mod values;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub use network::NetworkSpec;
 pub use process::{KillSpec, PauseSpec, Pick, Selector};
 pub use stress::{CpuSpec, MemSpec};
+pub use values::{CgroupPath, Percent, Timed, UnitName};
 
 use crate::error::FaultError;
 use crate::host::Host;
@@ -79,7 +81,7 @@ impl FaultSpec {
     /// Resolves the targets; changes nothing. Process work runs on the blocking pool.
     pub async fn plan(&self, host: &Arc<Host>) -> Result<Plan, FaultError> {
         match self {
-            FaultSpec::Network(n) => network::plan(n).await,
+            FaultSpec::Network(n) => network::plan(n, host).await,
             other => {
                 let (spec, host) = (other.clone(), host.clone());
                 blocking(move || match &spec {
@@ -310,8 +312,8 @@ impl Plan {
             // Until applied, the exact undo is unknown; the sweep of faultline's tagged
             // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
             (FaultSpec::Network(n), _) => UndoRecord::NetPending {
-                netns: n.target.clone(),
-                iface: n.fault.iface.clone(),
+                netns: n.target().clone(),
+                iface: n.fault().iface.clone(),
             },
             (FaultSpec::Pause(_), Some(cg)) => thaw_record(cg),
             (FaultSpec::Pause(_), None) => UndoRecord::Resume {
@@ -409,12 +411,4 @@ impl UndoRecord {
             }
         }
     }
-}
-
-/// A fault's duration, checked against the limits by `policy`.
-pub fn check_duration(d: Duration, field: &str) -> Result<(), FaultError> {
-    if d.is_zero() {
-        return Err(FaultError::invalid(field, "must be greater than zero"));
-    }
-    Ok(())
 }
