@@ -283,11 +283,13 @@ pub fn request(fault: Timed) -> InjectRequest {
 /// two reverts and an abort racing each other end it exactly once (every caller gets
 /// the same filed record, one `reverted` event is emitted); it stays queryable as
 /// ended; a late revert returns the ended record. `fault` must last (a pause, say).
-/// Returns the ended record; the caller checks its effects (the fake's ledger, or the
-/// kernel) saw one apply and one revert.
+/// `during` checks the effects while the fault is active (the fake's ledger, or the
+/// kernel); afterwards the caller checks they saw one apply and one revert. Returns the
+/// ended record.
 pub async fn lifecycle<E: Effects>(
     engine: &Engine<E>,
     fault: Timed,
+    during: impl FnOnce(&FaultRecord) -> Result<(), String>,
 ) -> Result<FaultRecord, String> {
     let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
     let mut events = engine.subscribe();
@@ -313,6 +315,7 @@ pub async fn lifecycle<E: Effects>(
     check(f.expires_at.is_some(), "a lasting fault has an expiry")?;
     let live = engine.list(false);
     check(live.len() == 1 && live[0].id == f.id, "listed as live")?;
+    during(&f)?;
 
     let (a, b, all) = tokio::join!(
         engine.revert(&f.id, "first"),

@@ -65,7 +65,15 @@ async fn lifecycle_contract_on_the_fake() {
     let e = staging();
     e.effects()
         .set(|k| k.revert_delay = Duration::from_millis(20));
-    let ended = testing::lifecycle(&e, pause(60)).await.unwrap();
+    let ended = testing::lifecycle(&e, pause(60), |f| {
+        let l = e.effects().ledger();
+        match (l.applied.as_slice(), l.journal.get(&f.id)) {
+            ([1], Some(j)) if j.phase == journal::Phase::Active => Ok(()),
+            _ => Err(format!("applied once and journalled as active: {l:?}")),
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(ended.state, State::Reverted);
     let l = e.effects().ledger();
     assert_eq!(l.applied, vec![1]);
