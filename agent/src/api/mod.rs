@@ -84,7 +84,13 @@ pub struct Authorizer {
     via: String,
     /// TLS identity -> role.
     roles: std::collections::HashMap<String, Role>,
+    /// uid -> user name, looked up at most once a minute per uid (a lookup reads
+    /// /etc/nsswitch.conf and /etc/passwd: most of a Status call's own time).
+    names: Arc<std::sync::Mutex<std::collections::HashMap<u32, (String, std::time::Instant)>>>,
 }
+
+/// How long a uid's name is reused before it is looked up again.
+const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Authorizer {
     pub fn new(operator_groups: &[String], via: String) -> Authorizer {
@@ -102,6 +108,7 @@ impl Authorizer {
             groups,
             via,
             roles: Default::default(),
+            names: Default::default(),
         }
     }
 
@@ -158,11 +165,7 @@ impl Authorizer {
         };
         let uid = cred.uid();
         let pid = cred.pid();
-        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| "?".into());
+        let name = self.user_name(uid);
         let operator = uid == 0 || self.in_groups(cred.gid(), pid);
         let peer = format!(
             "{}{}",
@@ -185,6 +188,24 @@ impl Authorizer {
                 Role::Viewer
             }),
         }
+    }
+
+    /// The user name of `uid` (`?` if it has none), from a short-lived cache.
+    fn user_name(&self, uid: u32) -> String {
+        let now = std::time::Instant::now();
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((name, at)) = names.get(&uid)
+            && now.duration_since(*at) < NAME_TTL
+        {
+            return name.clone();
+        }
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| "?".into());
+        names.insert(uid, (name.clone(), now));
+        name
     }
 
     fn in_groups(&self, gid: u32, pid: Option<i32>) -> bool {
@@ -334,6 +355,9 @@ pub struct AgentService {
     auth: Authorizer,
     audit: Option<Arc<AuditLog>>,
     metrics: Option<Metrics>,
+    /// What this host supports per kind, worked out on the first `Status` (it reads
+    /// procfs and cgroupfs; the kernel's modules were probed at start) and kept.
+    kinds: Arc<std::sync::OnceLock<Vec<pb::KindSupport>>>,
 }
 
 impl AgentService {
@@ -343,6 +367,7 @@ impl AgentService {
             auth,
             audit: None,
             metrics: None,
+            kinds: Default::default(),
         }
     }
 
@@ -686,7 +711,10 @@ impl pb::agent_server::Agent for AgentService {
                     kernel_release: host.kernel_release.clone(),
                     hostname: host.hostname.clone(),
                     cgroup_mode: host.cgroup_mode(),
-                    kinds: crate::support::kinds(host),
+                    kinds: self
+                        .kinds
+                        .get_or_init(|| crate::support::kinds(host))
+                        .clone(),
                     active: self.engine.list(false).iter().map(convert::fault).collect(),
                     started_at_ms: self
                         .engine

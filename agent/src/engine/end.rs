@@ -55,6 +55,18 @@ impl<E: Effects> Engine<E> {
         tokio::spawn(async move { me.finish(ending).await });
     }
 
+    /// Runs many ends concurrently in one task of their own (an abort of a hundred
+    /// faults spawns one task, not a hundred).
+    fn spawn_finishes(&self, endings: Vec<Ending<E::Undo>>) {
+        if endings.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            futures::future::join_all(endings.into_iter().map(|e| me.finish(e))).await;
+        });
+    }
+
     /// Stops the fault's tasks, reverts it, files the ended record, emits the event,
     /// then tells every waiter.
     async fn finish(&self, ending: Ending<E::Undo>) {
@@ -124,7 +136,19 @@ impl<E: Effects> Engine<E> {
             format!("abort: {reason}")
         });
         let claims = self.reg().claim_all(&why);
-        let ends = claims
+        let mut owned = Vec::new();
+        let mut waits = Vec::new();
+        for (id, claim) in claims {
+            match claim {
+                Claim::Own(ending, done) => {
+                    owned.push(*ending);
+                    waits.push((id, Claim::Wait(done)));
+                }
+                other => waits.push((id, other)),
+            }
+        }
+        self.spawn_finishes(owned);
+        let ends = waits
             .into_iter()
             .map(|(id, claim)| async move { revert_result(id, self.settle(claim).await) });
         futures::future::join_all(ends).await

@@ -225,7 +225,9 @@ impl Undo {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
             }
-            Undo::Resume(ts) => blocking(move || process::resume(&ts).map(|()| None)).await,
+            // SIGCONT through a pidfd never blocks: no trip through the blocking pool
+            // (an abort of 100 pauses would otherwise start a hundred threads).
+            Undo::Resume(ts) => process::resume(&ts).map(|()| None),
             Undo::Thaw(cg) => {
                 let host = host.clone();
                 blocking(move || {
