@@ -355,7 +355,7 @@ async fn netem_and_prio_work_or_name_the_missing_module() {
     .to_string();
     assert_eq!(
         err_text,
-        "this kernel has no sch_netem (needed for install a netem root qdisc): load it with `modprobe sch_netem` or use a kernel that has it"
+        "this kernel has no sch_netem (needed to install a netem root qdisc): load it with `modprobe sch_netem` or use a kernel that has it"
     );
 
     let sel_fault = NetFault {

@@ -1,6 +1,7 @@
 //! faultline's gRPC API, `faultline.v1`, generated from `proto/faultline/v1/agent.proto`,
-//! and the few helpers that the agent and the controller must agree on (durations, the
-//! JSON mapping of the messages in [`json`]).
+//! and the few helpers that the agent and the controller must agree on: durations and
+//! rates ([`units`]), network faults in words ([`describe`]), caller text cut at a
+//! character boundary ([`text`]), the JSON mapping of the messages ([`json`]).
 //!
 //! The generated code lives in [`v1`]; `faultctl` depends on this crate only.
 
@@ -11,7 +12,9 @@ pub mod v1 {
     tonic::include_proto!("faultline.v1");
 }
 
+pub mod describe;
 pub mod json;
+pub mod text;
 pub mod units;
 
 /// The default Unix socket path of `faultd`.
