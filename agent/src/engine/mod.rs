@@ -28,6 +28,9 @@ use crate::sys::proc::ProcInfo;
 /// the kernel, so the crash-loop test can hit that window deterministically. Never set
 /// it in production: every inject would kill the agent.
 pub const CRASH_AFTER_JOURNAL_ENV: &str = "FAULTLINE_TEST_CRASH_AFTER_JOURNAL";
+/// Test-only, like [`CRASH_AFTER_JOURNAL_ENV`]: `1` aborts right after the kernel change,
+/// before the applied undo is journalled (only the intent entry covers it).
+pub const CRASH_AFTER_APPLY_ENV: &str = "FAULTLINE_TEST_CRASH_AFTER_APPLY";
 
 /// How many ended faults `Get`/`List` can still show.
 const ENDED_KEPT: usize = 256;
@@ -234,6 +237,8 @@ struct Inner {
     health_aborts: std::sync::atomic::AtomicU64,
     /// See [`CRASH_AFTER_JOURNAL_ENV`].
     crash_after_journal: bool,
+    /// See [`CRASH_AFTER_APPLY_ENV`].
+    crash_after_apply: bool,
     lease_lapses: std::sync::atomic::AtomicU64,
 }
 
@@ -250,6 +255,7 @@ impl Engine {
                 started_at: SystemTime::now(),
                 health_aborts: Default::default(),
                 crash_after_journal: std::env::var(CRASH_AFTER_JOURNAL_ENV).as_deref() == Ok("1"),
+                crash_after_apply: std::env::var(CRASH_AFTER_APPLY_ENV).as_deref() == Ok("1"),
                 lease_lapses: Default::default(),
             }),
         }
@@ -579,6 +585,12 @@ impl Engine {
                 return Err(e);
             }
         };
+        if self.inner.crash_after_apply {
+            // Test-only (see `CRASH_AFTER_APPLY_ENV`): die with the kernel changed and
+            // only the intent in the journal.
+            tracing::error!(fault = %record.id, "{CRASH_AFTER_APPLY_ENV} is set: aborting after the kernel change");
+            std::process::abort();
+        }
 
         let mut rec = record;
         rec.description = applied.description;
