@@ -136,7 +136,7 @@ fn netem_delay_canary() {
         run("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
     }
 
-    let before = udp_round_trips(&a, &b, "10.199.0.1", "10.199.0.2", 5);
+    let before = udp_round_trips(&a, &b, "10.199.0.1", "10.199.0.2", 10);
     run(
         "tc",
         &[
@@ -148,7 +148,7 @@ fn netem_delay_canary() {
         shown.contains("netem") && shown.contains("delay 100ms"),
         "tc qdisc show does not list the netem delay: {shown}"
     );
-    let after = udp_round_trips(&a, &b, "10.199.0.1", "10.199.0.2", 5);
+    let after = udp_round_trips(&a, &b, "10.199.0.1", "10.199.0.2", 10);
 
     let min = |v: &[Duration]| v.iter().min().copied().unwrap();
     let (min_before, min_after) = (min(&before), min(&after));
@@ -167,9 +167,12 @@ fn netem_delay_canary() {
         min_after >= Duration::from_millis(99),
         "netem delay 100ms gave a round trip of only {min_after:?}: packets were not delayed"
     );
+    // docs/testing.md: the round trip grows by 100 ms; 20 ms of slack for a loaded
+    // machine and an emulated guest's timers.
+    let added = min_after.saturating_sub(min_before);
     assert!(
-        min_after < min_before + Duration::from_secs(2),
-        "netem delay 100ms gave a round trip of {min_after:?}: far more than asked"
+        added <= Duration::from_millis(120),
+        "netem delay 100ms added {added:?} to the round trip ({min_before:?} -> {min_after:?}): more than 100 ms + 20 ms"
     );
 }
 

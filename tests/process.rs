@@ -277,6 +277,7 @@ fn every_kills_a_respawning_target_repeatedly() {
         .ctl(&["inject", "kill", "--name", &name, "--dry-run"])
         .status
         .success()));
+    let n0 = count();
     let out = agent.ctl_json(&[
         "inject", "kill", "--name", &name, "--every", "1s", "--for", "3500ms",
     ]);
@@ -288,9 +289,20 @@ fn every_kills_a_respawning_target_repeatedly() {
         ),
         "kill loop expires"
     );
-    let n = count();
-    // The first kill plus one per second for 3.5 s: the worker started at least 4 times.
-    assert!(n >= 4, "worker restarted {n} times, expected >= 4");
+    // The first kill plus one per second for 3.5 s (at 0, 1, 2 and 3 s): four kills,
+    // each followed by a restart, and no fifth once the fault has expired.
+    let restarts = || count() - n0;
+    assert!(
+        eventually(Duration::from_secs(5), || restarts() >= 4),
+        "the worker was restarted {} times during the kill loop, expected 4 (one per kill)",
+        restarts()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        restarts(),
+        4,
+        "4 kills (at 0, 1, 2, 3 s of a 3.5 s loop), each restarting the worker once"
+    );
 }
 
 #[test]
