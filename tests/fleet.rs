@@ -394,17 +394,19 @@ steps:
             t1 = tags[1],
         ),
     );
-    let mut child = fleet
-        .command(&[
-            "run",
-            scenario.to_str().unwrap(),
-            "--report-dir",
-            fleet.path("reports").to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        fleet
+            .command(&[
+                "run",
+                scenario.to_str().unwrap(),
+                "--report-dir",
+                fleet.path("reports").to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         eventually(Duration::from_secs(15), || stopped(&victims[0])
             && stopped(&victims[1])),
@@ -639,17 +641,19 @@ steps:
         ),
     );
     let reports = fleet.path("reports");
-    let child = fleet
-        .command(&[
-            "run",
-            scenario.to_str().unwrap(),
-            "--report-dir",
-            reports.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = faultline_tests::agent::KillOnDrop::new(
+        fleet
+            .command(&[
+                "run",
+                scenario.to_str().unwrap(),
+                "--report-dir",
+                reports.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         eventually(Duration::from_secs(15), || stopped(&victims[0])
             && stopped(&victims[1])),
@@ -660,7 +664,7 @@ steps:
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = child.into_inner().wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // Reverted by faultctl itself, long before the 30s lease TTL could.
     assert!(

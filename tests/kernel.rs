@@ -63,9 +63,12 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new(iproute2("ip"))
+        let out = Command::new(iproute2("ip"))
             .args(["netns", "del", &self.name])
-            .status();
+            .output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            faultline_tests::leftover(format!("network namespace {}: {out:?}", self.name));
+        }
     }
 }
 
@@ -183,7 +186,9 @@ struct Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.path);
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            faultline_tests::leftover(format!("cgroup {}: rmdir: {e}", self.path.display()));
+        }
     }
 }
 

@@ -39,10 +39,12 @@ fn kill_by_name_with_signal() {
     let agent = Agent::start();
     let dir = tempfile::tempdir().unwrap();
     let (path, name) = unique_sleep(dir.path(), "flk");
-    let mut child = std::process::Command::new(&path)
-        .arg("600")
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        std::process::Command::new(&path)
+            .arg("600")
+            .spawn()
+            .unwrap(),
+    );
     assert!(eventually(Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
             .map(|c| c.trim() == name)
@@ -423,12 +425,17 @@ impl Drop for TestGroup {
         let _ = std::fs::write(self.dir.join("cgroup.freeze"), "0");
         let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
         self.kids.clear();
-        let _ = eventually(Duration::from_secs(5), || {
+        let empty = eventually(Duration::from_secs(5), || {
             std::fs::read_to_string(self.dir.join("cgroup.procs"))
                 .map(|s| s.trim().is_empty())
                 .unwrap_or(true)
         });
-        let _ = std::fs::remove_dir(&self.dir);
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            faultline_tests::leftover(format!(
+                "cgroup {} (empty within 5 s: {empty}): rmdir: {e}",
+                self.dir.display()
+            ));
+        }
     }
 }
 

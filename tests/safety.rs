@@ -74,15 +74,17 @@ fn inject_hold_renews_and_sigkill_of_faultctl_reverts_within_ttl_plus_1s() {
     require!("root");
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-hold");
-    let mut ctl = Command::new(faultline_tests::bin("faultctl"))
-        .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
-        .arg(v.pid().to_string())
-        .args(["--for", "5m", "--hold", "--hold-ttl", "2s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut ctl = faultline_tests::agent::KillOnDrop::new(
+        Command::new(faultline_tests::bin("faultctl"))
+            .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
+            .arg(v.pid().to_string())
+            .args(["--for", "5m", "--hold", "--hold-ttl", "2s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         eventually(Duration::from_secs(10), || v.state() == Some('T')),
         "never paused:\n{}",
@@ -110,21 +112,23 @@ fn inject_hold_ctrl_c_reverts() {
     require!("root");
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-hold-int");
-    let ctl = Command::new(faultline_tests::bin("faultctl"))
-        .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
-        .arg(v.pid().to_string())
-        .args(["--for", "5m", "--hold"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ctl = faultline_tests::agent::KillOnDrop::new(
+        Command::new(faultline_tests::bin("faultctl"))
+            .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
+            .arg(v.pid().to_string())
+            .args(["--for", "5m", "--hold"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     if !eventually(Duration::from_secs(10), || v.state() == Some('T')) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(ctl.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let out = ctl.wait_with_output().unwrap();
+        let out = ctl.into_inner().wait_with_output().unwrap();
         panic!(
             "never paused (state {:?}):\nstdout: {}\nstderr: {}\nagent:\n{}",
             v.state(),
@@ -138,7 +142,7 @@ fn inject_hold_ctrl_c_reverts() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let out = ctl.wait_with_output().unwrap();
+    let out = ctl.into_inner().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(v.state(), Some('S'), "{}", text(&out.stdout));
     assert!(
@@ -685,7 +689,7 @@ fn crash_loop_50_times_leaves_nothing_behind() {
         let _spawned: Vec<faultline_tests::agent::KillOnDrop> = cmds
             .iter()
             .map(|a| {
-                faultline_tests::agent::KillOnDrop(
+                faultline_tests::agent::KillOnDrop::new(
                     Command::new(faultline_tests::bin("faultctl"))
                         .args(["--agent", &uri])
                         .args(a)
@@ -802,22 +806,24 @@ fn watch_hold_lease_binds_faults_and_lapses_when_watch_is_killed() {
     use std::io::BufRead;
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-watch-hold");
-    let mut watch = Command::new(faultline_tests::bin("faultctl"))
-        .args([
-            "--agent",
-            &agent.uri(),
-            "-o",
-            "json",
-            "watch",
-            "--hold",
-            "--ttl",
-            "2s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = faultline_tests::agent::KillOnDrop::new(
+        Command::new(faultline_tests::bin("faultctl"))
+            .args([
+                "--agent",
+                &agent.uri(),
+                "-o",
+                "json",
+                "watch",
+                "--hold",
+                "--ttl",
+                "2s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut first = String::new();
     // Kept open: the watch prints the inject event later and must not hit EPIPE.
     let mut events = std::io::BufReader::new(watch.stdout.take().unwrap());

@@ -2,6 +2,9 @@
 //! the audit log (one line per RPC, on disk before the reply), metrics moving with the
 //! faults, and a bad-input battery from a raw tonic client. TCP only on 127.0.0.1.
 
+#[path = "net_common/mod.rs"]
+mod net_common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -479,12 +482,15 @@ fn bad_input_battery_from_a_raw_client_changes_nothing() {
         duration_ms: ms,
         ..Default::default()
     };
+    // Network faults aim at `lo` of a namespace of the test's own, never the root
+    // namespace's: should one be accepted by mistake, it lands there.
+    let ns = net_common::Netns::new();
     let net = |n: pb::NetemSpec, iface: &str| pb::InjectRequest {
         spec: Some(pb::FaultSpec {
             kind: Some(pb::fault_spec::Kind::Network(pb::NetworkSpec {
                 iface: iface.into(),
-                netns: String::new(),
-                pid,
+                netns: ns.name.clone(),
+                pid: 0,
                 direction: String::new(),
                 netem: Some(n),
                 selection: None,

@@ -277,19 +277,23 @@ fn bad_stress_input_is_refused_and_nothing_starts() {
     );
 }
 
-/// A test-made cgroup in every hierarchy stress uses, removed on drop.
+/// A test-made cgroup in every hierarchy stress uses, removed on drop (or the test
+/// fails). On v2 it holds the root's cpu and memory controllers enabled while it lives
+/// and puts the root's `cgroup.subtree_control` back as it was.
 struct Target {
     dirs: Vec<PathBuf>,
     path: String,
+    _root: Option<faultline_tests::agent::RootControllers>,
 }
 
 impl Target {
     fn new(memory_limit: Option<u64>) -> Target {
         let path = format!("/{}", faultline_tests::unique_name("fltgt"));
         let mut dirs = Vec::new();
+        let mut held = None;
         if faultline_tests::probe("cgroup2-controllers").is_ok() {
             let root = v2_mount().unwrap();
-            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+cpu +memory");
+            held = Some(faultline_tests::agent::RootControllers::acquire());
             let d = root.join(&path[1..]);
             std::fs::create_dir(&d).unwrap();
             if let Some(m) = memory_limit {
@@ -313,7 +317,11 @@ impl Target {
                 dirs.push(d);
             }
         }
-        Target { dirs, path }
+        Target {
+            dirs,
+            path,
+            _root: held,
+        }
     }
 }
 
@@ -323,12 +331,21 @@ impl Drop for Target {
             // Children (faultline's groups) first; by now the agent removed them.
             if let Ok(rd) = std::fs::read_dir(d) {
                 for e in rd.flatten() {
-                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        let _ = std::fs::remove_dir(e.path());
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+                        && let Err(err) = std::fs::remove_dir(e.path())
+                    {
+                        faultline_tests::leftover(format!(
+                            "cgroup {}: rmdir: {err}",
+                            e.path().display()
+                        ));
                     }
                 }
             }
-            let _ = std::fs::remove_dir(d);
+            if let Err(e) = std::fs::remove_dir(d)
+                && d.exists()
+            {
+                faultline_tests::leftover(format!("cgroup {}: rmdir: {e}", d.display()));
+            }
         }
     }
 }

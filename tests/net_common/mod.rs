@@ -106,7 +106,14 @@ impl Netns {
 
     pub fn delete(&mut self) {
         if !self.name.is_empty() {
-            let _ = try_run(&["ip", "netns", "del", &self.name]);
+            let out = try_run(&["ip", "netns", "del", &self.name]);
+            if !out.status.success() {
+                faultline_tests::leftover(format!(
+                    "network namespace {}: ip netns del: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
             self.name.clear();
         }
     }

@@ -513,18 +513,39 @@ pub fn read_trim(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped: however the test ends.
-pub struct KillOnDrop(pub Child);
+/// A child process killed (SIGKILL) and reaped when dropped, however the test ends (a
+/// failed assert included). Derefs to the `Child`; [`KillOnDrop::into_inner`] disarms it.
+pub struct KillOnDrop(Option<Child>);
 
 impl KillOnDrop {
-    pub fn id(&self) -> u32 {
-        self.0.id()
+    pub fn new(c: Child) -> KillOnDrop {
+        KillOnDrop(Some(c))
+    }
+
+    /// The child, no longer killed on drop (e.g. for `wait_with_output`).
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("a child")
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a child")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child")
     }
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
