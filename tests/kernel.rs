@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use faultline_tests::caps::{iproute2, v2_mount};
+use faultline_tests::caps::{Probe, iproute2, run_iproute2, v2_mount};
 use faultline_tests::{require, unique_name};
 
 /// Runs an iproute2 tool and panics with its stderr if it fails.
@@ -254,10 +254,14 @@ fn capability_probes_leave_the_root_namespace_alone() {
         )
     };
     let before = snapshot();
-    for cap in ["netem", "prio", "tbf", "u32", "ifb"] {
-        // Present or not, the answer must come without side effects.
+    for cap in ["netem", "prio", "tbf", "u32", "ifb", "mirred"] {
+        // Present or not, the answer must come without side effects, and from the kernel.
         let answer = faultline_tests::caps::probe_tc_kind(cap);
         println!("{cap}: {answer:?}");
+        assert!(
+            !matches!(answer, Err(Probe::Broken(_))),
+            "the {cap} probe broke: {answer:?}"
+        );
     }
     let after = snapshot();
     assert!(
@@ -266,4 +270,55 @@ fn capability_probes_leave_the_root_namespace_alone() {
         after.0
     );
     assert_eq!(before, after, "probing changed the root namespace");
+}
+
+/// Only the kernel's own "unknown kind" answer reads as a missing capability: a kind no
+/// kernel has is missing; a tc syntax error, a device that does not exist and a program
+/// that does not exist are broken probes (a test failure, never a skip).
+#[test]
+fn probe_failures_other_than_an_unknown_kind_fail() {
+    require!("root");
+    let ns = NetNs::new();
+    let n = ns.name.as_str();
+    let unknown = run_iproute2(
+        "tc",
+        &[
+            "-n",
+            n,
+            "qdisc",
+            "add",
+            "dev",
+            "lo",
+            "root",
+            "faultlinenosuchkind",
+        ],
+    );
+    assert!(matches!(unknown, Err(Probe::Missing(_))), "{unknown:?}");
+    let syntax = run_iproute2(
+        "tc",
+        &["-n", n, "qdisc", "add", "dev", "lo", "root", "tbf", "rate"],
+    );
+    assert!(matches!(syntax, Err(Probe::Broken(_))), "{syntax:?}");
+    let no_dev = run_iproute2(
+        "tc",
+        &[
+            "-n",
+            n,
+            "qdisc",
+            "add",
+            "dev",
+            "flnosuchdev0",
+            "root",
+            "tbf",
+            "rate",
+            "1mbit",
+            "burst",
+            "32kbit",
+            "latency",
+            "400ms",
+        ],
+    );
+    assert!(matches!(no_dev, Err(Probe::Broken(_))), "{no_dev:?}");
+    let no_tool = run_iproute2("faultline-no-such-tool", &["-V"]);
+    assert!(matches!(no_tool, Err(Probe::Broken(_))), "{no_tool:?}");
 }
