@@ -45,6 +45,14 @@ fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
+/// One test at a time: in the TCG guest, parallel stress tests (an OOM kill in one, worker
+/// spawns and cgroup migrations in the others) stalled agents and workers for many
+/// seconds; run alone they pass.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p)
         .map(|s| s.trim().to_string())
@@ -67,6 +75,7 @@ fn need_stress(test: &str) -> bool {
 #[test]
 fn cpu_fault_caps_the_group_and_expiry_removes_it() {
     require!("root");
+    let _serial = serial();
     if !need_stress("stress_agent::cpu_fault_caps_the_group_and_expiry_removes_it") {
         return;
     }
@@ -141,6 +150,7 @@ fn group_cpu_usec(name: &str) -> Option<u64> {
 #[test]
 fn cpu_stress_uses_the_percent_asked_within_25_percent() {
     require!("root");
+    let _serial = serial();
     if !need_stress("stress_agent::cpu_stress_uses_the_percent_asked_within_25_percent") {
         return;
     }
@@ -174,6 +184,7 @@ fn cpu_stress_uses_the_percent_asked_within_25_percent() {
 #[test]
 fn sigkill_to_agent_kills_workers_and_restart_removes_the_group() {
     require!("root");
+    let _serial = serial();
     if !need_stress("stress_agent::sigkill_to_agent_kills_workers_and_restart_removes_the_group") {
         return;
     }
@@ -192,8 +203,10 @@ fn sigkill_to_agent_kills_workers_and_restart_removes_the_group() {
             .all(|p| !Path::new(&format!("/proc/{p}")).exists())),
         "workers died with the agent (parent-death signal)"
     );
+    // In the same v2 group (where there is one): the leftover is under it.
     let _again = Agent::start_with(AgentOptions {
         state_dir: Some(agent.state_dir()),
+        home: agent.home.clone(),
         ..Default::default()
     });
     assert!(
@@ -206,6 +219,7 @@ fn sigkill_to_agent_kills_workers_and_restart_removes_the_group() {
 #[test]
 fn bad_stress_input_is_refused_and_nothing_starts() {
     require!("root");
+    let _serial = serial();
     if !need_stress("stress_agent::bad_stress_input_is_refused_and_nothing_starts") {
         return;
     }
@@ -353,6 +367,7 @@ impl Drop for Target {
 #[test]
 fn stress_in_a_target_cgroup_counts_there_and_oom_fails_the_fault() {
     require!("root");
+    let _serial = serial();
     if !need_stress("stress_agent::stress_in_a_target_cgroup_counts_there_and_oom_fails_the_fault")
     {
         return;

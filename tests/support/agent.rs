@@ -255,7 +255,9 @@ impl Agent {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // 30 s: a restart first recovers (reverts, removes stress groups), which is slow
+        // in an emulated guest on a loaded host.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
@@ -272,8 +274,12 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let pid = self.pid();
         panic!(
-            "faultd did not listen on {} within 10 s:\n{}",
+            "faultd (pid {pid}, state {:?}, wchan {:?}, cgroup {:?}) did not listen on {} within 30 s:\n{}",
+            proc_state(pid),
+            read_trim(Path::new(&format!("/proc/{pid}/wchan"))),
+            read_trim(Path::new(&format!("/proc/{pid}/cgroup"))),
             self.socket.display(),
             self.log_text()
         );
