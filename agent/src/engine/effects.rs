@@ -122,6 +122,9 @@ pub trait Effects: Send + Sync + 'static {
 /// touched, so the crash-loop test can hit that window deterministically. Never set
 /// it in production: every inject would kill the agent.
 pub const CRASH_AFTER_JOURNAL_ENV: &str = "FAULTLINE_TEST_CRASH_AFTER_JOURNAL";
+/// Test-only, like [`CRASH_AFTER_JOURNAL_ENV`]: `1` aborts right after the kernel change,
+/// before the applied undo is journalled (only the intent entry covers it).
+pub const CRASH_AFTER_APPLY_ENV: &str = "FAULTLINE_TEST_CRASH_AFTER_APPLY";
 
 /// The real effects: the fault modules against this node's kernel, and the journal.
 #[derive(Debug)]
@@ -129,6 +132,8 @@ pub struct HostEffects {
     host: Arc<Host>,
     journal: Option<Journal>,
     crash_after_journal: bool,
+    /// See [`CRASH_AFTER_APPLY_ENV`].
+    crash_after_apply: bool,
 }
 
 impl HostEffects {
@@ -137,6 +142,7 @@ impl HostEffects {
             host: Arc::new(host),
             journal,
             crash_after_journal: std::env::var(CRASH_AFTER_JOURNAL_ENV).as_deref() == Ok("1"),
+            crash_after_apply: std::env::var(CRASH_AFTER_APPLY_ENV).as_deref() == Ok("1"),
         }
     }
 
@@ -182,6 +188,12 @@ impl Effects for HostEffects {
         plan: fault::Plan,
     ) -> Result<Applied<Undo>, FaultError> {
         let a = spec.apply(plan, &self.host).await?;
+        if self.crash_after_apply {
+            // Test-only (see `CRASH_AFTER_APPLY_ENV`): die with the kernel changed and
+            // only the intent in the journal.
+            tracing::error!("{CRASH_AFTER_APPLY_ENV} is set: aborting after the kernel change");
+            std::process::abort();
+        }
         Ok(Applied {
             undo_text: a.undo.describe(),
             undo_record: a.undo.record(),

@@ -36,7 +36,8 @@ pub mod testing;
 mod tests;
 
 pub use effects::{
-    Admit, Applied, CRASH_AFTER_JOURNAL_ENV, Effects, HostEffects, PlanFacts, Planned,
+    Admit, Applied, CRASH_AFTER_APPLY_ENV, CRASH_AFTER_JOURNAL_ENV, Effects, HostEffects,
+    PlanFacts, Planned,
 };
 pub use record::{
     EndReason, Event, EventType, FaultRecord, InjectOutcome, InjectRequest, LeaseInfo,
