@@ -9,6 +9,8 @@
 //! - `cgroup-v1-cpu-memory`: v1 cpu and memory hierarchies are mounted (v1 stress groups).
 //! - `netem`, `prio`, `tbf`, `u32`, `ifb`: the kernel has that qdisc / classifier / link
 //!   (probed in a throwaway network namespace, never in the root one).
+//! - `openssh`: OpenSSH's `ssh-keygen` (with `-Y verify`), `ssh-agent` and `ssh-add` are
+//!   on `PATH` (Debian's openssh-client; `tests/install-deps` installs it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,21 @@ pub fn probe(capability: &str) -> Result<(), String> {
             }
         }
         "netem" | "prio" | "tbf" | "u32" | "ifb" => cached(capability, probe_tc_kind),
+        "openssh" => {
+            for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
+                // ssh-agent and ssh-add have no --version: a usage error still proves the
+                // binary runs.
+                Command::new(tool)
+                    .arg("-?")
+                    .output()
+                    .map_err(|e| format!("cannot run {tool} (install openssh-client): {e}"))?;
+            }
+            let help = Command::new("ssh-keygen").arg("-?").output().unwrap();
+            if !String::from_utf8_lossy(&help.stderr).contains("-Y verify") {
+                return Err("this ssh-keygen has no -Y verify (OpenSSH 8.2 or later)".into());
+            }
+            Ok(())
+        }
         other => Err(format!("unknown capability {other:?} (a bug in the test)")),
     }
 }
