@@ -235,6 +235,7 @@ ssh-agent) signs reports as well. faultctl prints the allowed_signers line that 
 
 /// `faultctl run`.
 #[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("signing").args(["sign_key", "sign_agent"]).multiple(true))]
 pub struct RunArgs {
     /// The scenario (YAML).
     pub file: std::path::PathBuf,
@@ -254,7 +255,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub sign_agent: bool,
     /// The signer's identity recorded in the report [default: the key's comment].
-    #[arg(long, value_name = "WHO")]
+    #[arg(long, value_name = "WHO", requires = "signing")]
     pub sign_identity: Option<String>,
 }
 

@@ -103,6 +103,11 @@ pub enum SignError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read key {}: {source}", path.display())]
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} already exists; pass --force to overwrite it", path.display())]
     Exists { path: PathBuf },
     #[error(
@@ -157,6 +162,7 @@ impl SignError {
         matches!(
             self,
             SignError::Exists { .. }
+                | SignError::ReadKey { .. }
                 | SignError::Encrypted { .. }
                 | SignError::LegacyKey { .. }
                 | SignError::NotPrivateKey { .. }
@@ -253,6 +259,13 @@ fn read(path: &Path) -> Result<Vec<u8>, SignError> {
     })
 }
 
+fn read_key(path: &Path) -> Result<Vec<u8>, SignError> {
+    std::fs::read(path).map_err(|source| SignError::ReadKey {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), SignError> {
     use std::os::unix::fs::OpenOptionsExt;
     let w = || -> std::io::Result<()> {
@@ -302,7 +315,7 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, SignError> {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = read(path)?;
+    let bytes = read_key(path)?;
     let text = String::from_utf8_lossy(&bytes);
     if let Some(vk) = legacy::parse_public(&text) {
         return Ok(PublicKey::new(legacy::key_data(&vk), ""));
@@ -327,7 +340,7 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, SignError> {
 /// Reads an unencrypted OpenSSH private key, with clear errors for the keys faultctl
 /// cannot use (encrypted, old faultline keys, PEM keys, public keys).
 pub fn load_private_key(path: &Path) -> Result<PrivateKey, SignError> {
-    let bytes = read(path)?;
+    let bytes = read_key(path)?;
     let text = String::from_utf8_lossy(&bytes);
     if legacy::is_secret(&text) {
         return Err(SignError::LegacyKey {
