@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_tests::agent::{Agent, Victim, eventually, proc_state};
+use faultline_tests::agent::{Agent, Victim, eventually, output_text as text, proc_state};
 use faultline_tests::{bin, unique_name};
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: every request is answered with `status()`.
@@ -120,15 +120,6 @@ impl Fleet {
         std::fs::write(&p, text).unwrap();
         p
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The one report JSON in `dir`.

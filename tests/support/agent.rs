@@ -481,6 +481,16 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A command's exit status, standard output and standard error, for assert messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// The real `sleep` executable first on PATH, symlinks resolved (coreutils', not a
 /// busybox multi-call link, in the VM tier), for tests that copy it under a new name.
 pub fn sleep_binary() -> PathBuf {

@@ -16,6 +16,8 @@
 //!   for an unknown kind ("Specified qdisc kind is unknown", "TC classifier not found",
 //!   "Failed to load TC action module", "Unknown device type", or a bare ENOENT /
 //!   EOPNOTSUPP from an old iproute2) count as missing.
+//! - `openssh`: OpenSSH's `ssh-keygen` (with `-Y verify`), `ssh-agent` and `ssh-add` are
+//!   on `PATH` (Debian's openssh-client; `tests/install-deps` installs it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -94,6 +96,25 @@ pub fn try_probe(capability: &str) -> Result<(), Probe> {
             }
         }
         "netem" | "prio" | "tbf" | "u32" | "ifb" | "mirred" => cached(capability, probe_tc_kind),
+        "openssh" => {
+            for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
+                // ssh-agent and ssh-add have no --version: a usage error still proves the
+                // binary runs.
+                Command::new(tool).arg("-?").output().map_err(|e| {
+                    Probe::missing(format!("cannot run {tool} (install openssh-client): {e}"))
+                })?;
+            }
+            let help = Command::new("ssh-keygen")
+                .arg("-?")
+                .output()
+                .map_err(|e| Probe::broken(format!("cannot run ssh-keygen: {e}")))?;
+            if !String::from_utf8_lossy(&help.stderr).contains("-Y verify") {
+                return Err(Probe::missing(
+                    "this ssh-keygen has no -Y verify (OpenSSH 8.2 or later)",
+                ));
+            }
+            Ok(())
+        }
         other => Err(Probe::broken(format!(
             "unknown capability {other:?} (a bug in the test)"
         ))),

@@ -197,18 +197,30 @@ pub enum Command {
     #[command(after_help = "\
 Examples:
   faultctl run --dry-run examples/kill-worker.yaml
-  faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key drill.key
+  faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key ~/.ssh/id_ed25519
+  faultctl run drill.yaml --sign-agent --sign-key ~/.ssh/id_ed25519.pub
   faultctl run drill.yaml --report-dir reports/ -o json
 
 The scenario format is described in docs/faultctl.md. Ctrl-C aborts every fault the run
 made and still writes the report. If faultctl dies, the agents revert on their own when
 its leases lapse (lease_ttl in the scenario).")]
     Run(RunArgs),
-    /// Make an ed25519 key pair for signing reports (FILE and FILE.pub).
-    #[command(after_help = "Example:\n  faultctl keygen drill.key")]
+    /// Make an OpenSSH ed25519 key for signing reports (FILE and FILE.pub).
+    #[command(after_help = "\
+Examples:
+  faultctl keygen drill.key
+  faultctl keygen ~/.ssh/faultline_drill --comment alice@example.com
+
+The key is the one `ssh-keygen -t ed25519 -N ''` makes: any OpenSSH key (in a file or in
+ssh-agent) signs reports as well. faultctl prints the allowed_signers line that trusts it.")]
     Keygen {
-        /// Where to write the secret key (mode 0600); the public key goes to FILE.pub.
+        /// Where to write the private key (mode 0600, unencrypted); the public key goes to
+        /// FILE.pub.
         file: std::path::PathBuf,
+        /// The key's comment, recorded in reports as the signer's identity [default:
+        /// user@host].
+        #[arg(long, short = 'C', value_name = "TEXT")]
+        comment: Option<String>,
         /// Overwrite an existing key.
         #[arg(long)]
         force: bool,
@@ -216,13 +228,14 @@ its leases lapse (lease_ttl in the scenario).")]
     /// Work with drill reports.
     #[command(
         subcommand,
-        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --public-key drill.key.pub"
+        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --allowed-signers allowed_signers"
     )]
     Report(ReportCommand),
 }
 
 /// `faultctl run`.
 #[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("signing").args(["sign_key", "sign_agent"]).multiple(true))]
 pub struct RunArgs {
     /// The scenario (YAML).
     pub file: std::path::PathBuf,
@@ -232,24 +245,56 @@ pub struct RunArgs {
     /// Where to write the report (NAME-RUNID.json and .md).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub report_dir: std::path::PathBuf,
-    /// Sign the report with this ed25519 key (from faultctl keygen): writes REPORT.sig.
+    /// Sign every report file (an SSH signature, FILE.sig) with this OpenSSH private key
+    /// (ed25519, ECDSA or RSA; from ssh-keygen or faultctl keygen). With --sign-agent:
+    /// the public key (FILE.pub) of the ssh-agent key to sign with.
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<std::path::PathBuf>,
+    /// Sign through ssh-agent (SSH_AUTH_SOCK): for passphrase-protected keys and keys
+    /// on hardware. Without --sign-key, the agent's only key.
+    #[arg(long)]
+    pub sign_agent: bool,
+    /// The signer's identity recorded in the report [default: the key's comment].
+    #[arg(long, value_name = "WHO", requires = "signing")]
+    pub sign_identity: Option<String>,
 }
 
 /// `faultctl report ...`.
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
-    /// Check a report's signature (REPORT.sig): exit 0 if it is intact.
-    #[command(after_help = "Example:\n  faultctl report verify r.json --public-key drill.key.pub")]
+    /// Check a report's signature (REPORT.sig) and say who signed it: exit 0 if it holds.
+    #[command(after_help = "\
+Examples:
+  faultctl report verify r.json --allowed-signers allowed_signers
+  faultctl report verify r.json --allowed-signers allowed_signers --identity alice@example.com
+  ssh-keygen -Y verify -f allowed_signers -I alice@example.com -n faultline-report@faultline -s r.json.sig < r.json
+
+allowed_signers is git's and ssh-keygen's format, one trusted key a line:
+  alice@example.com namespaces=\"faultline-report@faultline\" ssh-ed25519 AAAAC3Nza...
+
+Exit 0: the signature holds and the file trusts the key; 1: it does not; 2: bad input
+(a malformed allowed_signers line is named with its file and line).")]
     Verify {
         /// The report file (JSON or Markdown) that was signed.
         report: std::path::PathBuf,
-        /// The signature file (default REPORT.sig).
+        /// The signature file [default: REPORT.sig].
         #[arg(long, value_name = "FILE")]
         sig: Option<std::path::PathBuf>,
-        /// The public key to trust (FILE.pub from keygen). Without it, the key in the
-        /// signature file is used, which proves the report is intact, not who signed it.
+        /// Who may sign: a git-style allowed_signers file (ssh-keygen(1), ALLOWED SIGNERS).
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "FAULTLINE_ALLOWED_SIGNERS",
+            conflicts_with = "public_key"
+        )]
+        allowed_signers: Option<std::path::PathBuf>,
+        /// The identity the signer must have in allowed_signers (ssh-keygen -Y verify -I)
+        /// [default: any the file gives the key].
+        #[arg(long, value_name = "WHO", requires = "allowed_signers")]
+        identity: Option<String>,
+        /// Trust exactly this public key (an OpenSSH .pub, or an old
+        /// faultline-ed25519-public file). With neither this nor --allowed-signers, the
+        /// key in the signature is used: that proves the report intact, not who signed it.
         #[arg(long, value_name = "FILE")]
         public_key: Option<std::path::PathBuf>,
     },

@@ -1,6 +1,6 @@
 //! Drill reports: what a scenario run did, per step and node, with probe statistics
 //! before, during and after each fault and the measured recovery time, as JSON (the
-//! record) and Markdown (for people). Both can be signed ([`crate::sign`]).
+//! record) and Markdown (for people). Every file written can be signed ([`crate::sign`]).
 
 use std::path::{Path, PathBuf};
 
@@ -132,6 +132,11 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub cleanup: Vec<NodeCleanup>,
     pub timeline: Vec<TimelineEntry>,
+    /// Who signed the report (`run --sign-key`/`--sign-agent`), as the signer says: the
+    /// signature covers it, and `faultctl report verify --allowed-signers` says whether
+    /// to believe it. None: not signed.
+    #[serde(default)]
+    pub signed_by: Option<crate::sign::SignerInfo>,
 }
 
 impl Report {
@@ -197,6 +202,7 @@ impl Report {
             steps,
             cleanup,
             timeline,
+            signed_by: None,
         }
     }
 
@@ -233,6 +239,12 @@ impl Report {
         );
         if let Some(r) = self.abort_recovery_ms {
             m += &format!("- recovery after the abort: {r} ms\n");
+        }
+        if let Some(s) = &self.signed_by {
+            m += &format!(
+                "- signed by: {} ({} {})\n",
+                s.identity, s.key_type, s.fingerprint
+            );
         }
         m += "\n## Probes\n\n| probe | checks | samples | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n";
         for p in &self.probes {
@@ -342,11 +354,12 @@ impl Report {
         s
     }
 
-    /// Writes `DIR/NAME-RUNID.json` and `.md` (and `.sig` files with a key).
+    /// Writes `DIR/NAME-RUNID.json` and `.md`, and with a signer a `.sig` for every file
+    /// written.
     pub fn write(
         &self,
         dir: &Path,
-        key: Option<&ed25519_dalek::SigningKey>,
+        signer: Option<&crate::sign::ReportSigner>,
     ) -> Result<Vec<PathBuf>, ScenarioError> {
         let werr = |path: &Path, source| ScenarioError::WriteReport {
             path: path.to_path_buf(),
@@ -371,9 +384,12 @@ impl Report {
         std::fs::write(&json, &text).map_err(|e| werr(&json, e))?;
         std::fs::write(&md, self.markdown()).map_err(|e| werr(&md, e))?;
         let mut out = vec![json.clone(), md.clone()];
-        if let Some(k) = key {
-            out.push(crate::sign::sign_file(&json, k)?);
-            out.push(crate::sign::sign_file(&md, k)?);
+        if let Some(s) = signer {
+            let sigs = out
+                .iter()
+                .map(|p| s.sign_file(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.extend(sigs);
         }
         Ok(out)
     }
