@@ -17,6 +17,8 @@ use crate::engine::Engine;
 use crate::host::Host;
 use crate::limits::Limits;
 
+pub mod authority;
+
 /// Everything `faultd` needs to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -226,7 +228,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         cgroups = %host.cgroup_mode(),
         "faultd listening"
     );
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let incoming = unix_incoming(listener);
     let engine2 = engine.clone();
     // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
     let _watchdog = crate::notify::ready(&engine);
@@ -266,6 +268,26 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("faultd stopped; node clean");
     Ok(())
+}
+
+/// Accepted Unix-socket connections, each behind the `:authority` fix for grpc-core
+/// clients ([`authority::AuthorityFix`]).
+fn unix_incoming(
+    listener: UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<authority::AuthorityFix<tokio::net::UnixStream>>>
+{
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::UnixListenerStream::new(listener).map(|conn| {
+        conn.map(|s| {
+            let peer = s
+                .peer_cred()
+                .ok()
+                .and_then(|c| c.pid())
+                .map(|p| format!("pid={p}"))
+                .unwrap_or_else(|| "pid=?".into());
+            authority::AuthorityFix::new(s, peer)
+        })
+    })
 }
 
 /// The rustls server config: our certificate, and a client certificate that chains to
