@@ -18,6 +18,9 @@ use crate::host::Host;
 use crate::limits::Limits;
 
 pub mod authority;
+pub mod readiness;
+
+use readiness::Readiness;
 
 /// Everything `faultd` needs to run.
 #[derive(Debug, Clone)]
@@ -105,7 +108,43 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
     }
 }
 
+/// Test only: sleep this many milliseconds before crash recovery (a slow recovery, to
+/// watch the health service report NOT_SERVING).
+pub const SLOW_RECOVERY_ENV: &str = "FAULTLINE_TEST_SLOW_RECOVERY_MS";
+
+/// The gRPC services one listener serves: the Agent (held until recovery is done),
+/// health and reflection, all behind `auth`.
+fn router(
+    svc: AgentService,
+    auth: Authorizer,
+    readiness: &Readiness,
+    audit: &Arc<AuditLog>,
+    metrics: &crate::metrics::Metrics,
+) -> tonic::transport::server::Router {
+    use crate::api::standard::{Guarded, reflection};
+    let guard = |s| Guarded::new(s, auth.clone(), Some(audit.clone()), Some(metrics.clone()));
+    let (reflection_v1, reflection_v1alpha) = reflection();
+    tonic::transport::Server::builder()
+        .add_service(readiness.gate(svc.with_authorizer(auth.clone()).into_server()))
+        .add_service(guard(readiness.health_service()))
+        .add_service(Guarded::new(
+            reflection_v1,
+            auth.clone(),
+            Some(audit.clone()),
+            Some(metrics.clone()),
+        ))
+        .add_service(Guarded::new(
+            reflection_v1alpha,
+            auth.clone(),
+            Some(audit.clone()),
+            Some(metrics.clone()),
+        ))
+}
+
 /// Runs the agent until SIGTERM or SIGINT, then reverts every fault and exits.
+///
+/// Order: the state dir's lock, then both listeners (health answers NOT_SERVING, Agent
+/// calls wait), crash recovery, then SERVING and systemd's READY=1.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = &opts.config;
     std::fs::create_dir_all(&cfg.state_dir)
@@ -122,45 +161,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .map_err(|e| e.to_string());
     let journal = crate::engine::journal::Journal::open(&cfg.state_dir)?;
     let engine = Engine::new(host, Some(journal));
-    // Put the node back from any previous run before accepting requests: the socket
-    // does not exist until this is done.
-    let recovered = engine.recover().await;
-    if !recovered.is_empty() {
-        let failed = recovered.iter().filter(|r| r.result.is_err()).count();
-        tracing::warn!(
-            faults = recovered.len(),
-            failed,
-            "crash recovery: reverted faults left by a previous run"
-        );
-    }
     let audit = Arc::new(AuditLog::open(&cfg.state_dir, cfg.audit_fsync)?);
     let metrics = crate::metrics::Metrics::new();
-    metrics.watch(&engine);
-    if let Some(addr) = cfg.metrics_listen {
-        let local = crate::metrics::spawn(metrics.clone(), addr)
-            .await
-            .with_context(|| {
-                format!("cannot serve metrics on {addr} (set metrics_listen in faultd.toml or --metrics; \"\" turns them off)")
-            })?;
-        tracing::info!(address = %local, "metrics on http://{local}/metrics");
-    }
-
-    // Stress groups of a previous run that the journal did not know (a crash between
-    // creating a group and journalling it): faultline owns them, so remove them.
-    match engine.host().sweep_stress_groups() {
-        Ok(swept) if !swept.is_empty() => {
-            tracing::warn!(groups = ?swept, "removed stress cgroups left by a previous run")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
-    }
-
-    // The health guard (if the limits set a [health] section) aborts every fault on a breach.
-    let _guard = crate::engine::health::spawn(engine.clone());
+    let readiness = Readiness::starting().await;
 
     let socket: PathBuf = cfg.socket.clone();
     let auth = Authorizer::new(&cfg.operator_groups, format!("unix:{}", socket.display()));
-    let svc = AgentService::new(engine.clone(), auth)
+    let svc = AgentService::new(engine.clone(), auth.clone())
         .with_audit(audit.clone())
         .with_metrics(metrics.clone());
 
@@ -198,13 +205,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             tracing::info!(address = %local, roles = cfg.roles.len(), "serving gRPC over mutual TLS");
             let roles = cfg.roles.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            let tls_svc =
-                svc.with_authorizer(Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles));
+            let tls_auth = Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles);
             let incoming = tls_incoming(listener, acceptor, audit.clone(), metrics.clone());
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(tls_svc.into_server())
+                router(svc.clone(), tls_auth, &readiness, &audit, &metrics)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = rx.wait_for(|s| s.is_some()).await;
                     }),
@@ -219,19 +224,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .first()
         .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
     let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
-    let host = engine.host();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),
-        limits = %host.limits.source,
-        profile = %host.limits.profile,
-        cgroups = %host.cgroup_mode(),
-        "faultd listening"
+        "faultd listening (not serving until crash recovery is done)"
     );
     let incoming = unix_incoming(listener);
     let engine2 = engine.clone();
-    // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
-    let _watchdog = crate::notify::ready(&engine);
+    let readiness2 = readiness.clone();
     let shutdown = async move {
         let sig = stop_rx
             .wait_for(|s| s.is_some())
@@ -239,6 +239,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .ok()
             .and_then(|s| *s)
             .unwrap_or("shutdown");
+        readiness2.stopping().await;
         crate::notify::stopping();
         tracing::info!(signal = sig, "stopping: reverting every active fault");
         let results = engine2
@@ -251,11 +252,72 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         }
     };
-    tonic::transport::Server::builder()
-        .add_service(svc.into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("gRPC server failed")?;
+    let unix_server = tokio::spawn(
+        router(svc, auth, &readiness, &audit, &metrics)
+            .serve_with_incoming_shutdown(incoming, shutdown),
+    );
+
+    if let Some(ms) = std::env::var(SLOW_RECOVERY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::warn!(
+            ms,
+            "{SLOW_RECOVERY_ENV} is set (tests only): recovery starts late"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    // Put the node back from any previous run before serving requests: until this is
+    // done, health says NOT_SERVING and Agent calls wait.
+    let recovered = engine.recover().await;
+    if !recovered.is_empty() {
+        let failed = recovered.iter().filter(|r| r.result.is_err()).count();
+        tracing::warn!(
+            faults = recovered.len(),
+            failed,
+            "crash recovery: reverted faults left by a previous run"
+        );
+    }
+    metrics.watch(&engine);
+    if let Some(addr) = cfg.metrics_listen {
+        let local = crate::metrics::spawn(metrics.clone(), addr)
+            .await
+            .with_context(|| {
+                format!("cannot serve metrics on {addr} (set metrics_listen in faultd.toml or --metrics; \"\" turns them off)")
+            })?;
+        tracing::info!(address = %local, "metrics on http://{local}/metrics");
+    }
+
+    // Stress groups of a previous run that the journal did not know (a crash between
+    // creating a group and journalling it): faultline owns them, so remove them.
+    match engine.host().sweep_stress_groups() {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::warn!(groups = ?swept, "removed stress cgroups left by a previous run")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
+    }
+
+    // The health guard (if the limits set a [health] section) aborts every fault on a breach.
+    let _guard = crate::engine::health::spawn(engine.clone());
+
+    readiness.serving().await;
+    let host = engine.host();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket.display(),
+        limits = %host.limits.source,
+        profile = %host.limits.profile,
+        cgroups = %host.cgroup_mode(),
+        "faultd serving"
+    );
+    // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
+    let _watchdog = crate::notify::ready(&engine);
+
+    match unix_server.await {
+        Ok(r) => r.context("gRPC server failed")?,
+        Err(e) => anyhow::bail!("gRPC server panicked: {e}"),
+    }
     if let Some(t) = tls_server {
         match t.await {
             Ok(Ok(())) => {}
