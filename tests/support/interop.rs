@@ -54,6 +54,21 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A file of the source tree outside `tests/`: its path. The VM guest carries only
+/// `tests/` (Err: a skip there); anywhere else a missing file is a failure.
+pub fn source(rel: &str) -> Result<PathBuf, String> {
+    let p = repo_root().join(rel);
+    if p.exists() {
+        return Ok(p);
+    }
+    if std::env::var_os("FAULTLINE_VM").is_some() {
+        return Err(format!(
+            "{rel} is not in the VM guest (it carries tests/ only)"
+        ));
+    }
+    panic!("{} is missing from the source tree", p.display());
+}
+
 /// A Python with `grpc` and `grpc_tools`: `FAULTLINE_PYTHON`, else the venv
 /// `tests/interop-deps` makes.
 pub fn python() -> Result<PathBuf, String> {
