@@ -204,6 +204,58 @@ async fn health_and_reflection_on_both_transports_through_a_slow_recovery() {
     );
 }
 
+/// A stop says NOT_SERVING to health watchers first, reverts, and then ends the streams
+/// clients keep open (a health Watch, an Agent Watch) instead of waiting for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_says_not_serving_and_ends_open_streams() {
+    require!("root");
+    let mut agent = Agent::start();
+    let ch = interop::unix_channel(&agent.socket).await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone())
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = health.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let mut events = pb::agent_client::AgentClient::new(ch)
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let t0 = Instant::now();
+    let stop = tokio::task::spawn_blocking(move || {
+        let st = agent.stop();
+        (st, agent.log_text())
+    });
+    let next = health.message().await.unwrap().unwrap();
+    assert_eq!(
+        next.status(),
+        ServingStatus::NotServing,
+        "said before the end"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), health.message()).await;
+    assert!(
+        matches!(end, Ok(Err(_)) | Ok(Ok(None))),
+        "the health stream ended: {end:?}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), events.message()).await;
+    assert!(
+        matches!(end, Ok(Err(_)) | Ok(Ok(None))),
+        "the Watch stream ended: {end:?}"
+    );
+    let (st, log) = stop.await.unwrap();
+    assert!(st.success(), "{st}\n{log}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "stopped in {:?}\n{log}",
+        t0.elapsed()
+    );
+    assert!(log.contains("closing the streams still open"), "{log}");
+}
+
 /// The Python interpreter with grpcio, and stubs generated from the shipped .proto into
 /// a temp dir (as examples/python/README.md says).
 struct Py {

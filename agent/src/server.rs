@@ -108,6 +108,9 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
     }
 }
 
+/// How long open streams may run on after a stop has reverted every fault.
+const STREAM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Test only: sleep this many milliseconds before crash recovery (a slow recovery, to
 /// watch the health service report NOT_SERVING).
 pub const SLOW_RECOVERY_ENV: &str = "FAULTLINE_TEST_SLOW_RECOVERY_MS";
@@ -232,6 +235,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let incoming = unix_incoming(listener);
     let engine2 = engine.clone();
     let readiness2 = readiness.clone();
+    // Set once every fault is reverted and the servers start to drain.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         let sig = stop_rx
             .wait_for(|s| s.is_some())
@@ -251,6 +256,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 Err(e) => tracing::error!(fault = %r.id, error = %e, "revert failed"),
             }
         }
+        let _ = drain_tx.send(true);
     };
     let unix_server = tokio::spawn(
         router(svc, auth, &readiness, &audit, &metrics)
@@ -314,15 +320,41 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
     let _watchdog = crate::notify::ready(&engine);
 
-    match unix_server.await {
-        Ok(r) => r.context("gRPC server failed")?,
-        Err(e) => anyhow::bail!("gRPC server panicked: {e}"),
-    }
-    if let Some(t) = tls_server {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "TLS gRPC server failed"),
-            Err(e) => tracing::error!(error = %e, "TLS gRPC server panicked"),
+    // A graceful drain waits for every open stream (a Watch, a KeepAlive, a health
+    // Watch) to end, which their clients may never do: past STREAM_GRACE after the
+    // faults are reverted, the servers are dropped and such streams cut.
+    let drain_deadline = async move {
+        let mut rx = drain_rx;
+        if rx.wait_for(|d| *d).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(STREAM_GRACE).await;
+    };
+    let aborts: Vec<tokio::task::AbortHandle> = std::iter::once(unix_server.abort_handle())
+        .chain(tls_server.as_ref().map(|t| t.abort_handle()))
+        .collect();
+    let servers = async {
+        let unix = unix_server.await;
+        if let Some(t) = tls_server {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "TLS gRPC server failed"),
+                Err(e) => tracing::error!(error = %e, "TLS gRPC server panicked"),
+            }
+        }
+        unix
+    };
+    tokio::select! {
+        unix = servers => match unix {
+            Ok(r) => r.context("gRPC server failed")?,
+            Err(e) => anyhow::bail!("gRPC server panicked: {e}"),
+        },
+        _ = drain_deadline => {
+            tracing::info!(
+                grace_ms = STREAM_GRACE.as_millis() as u64,
+                "closing the streams still open (Watch, KeepAlive, health Watch)"
+            );
+            aborts.iter().for_each(|a| a.abort());
         }
     }
     // Anything injected while shutting down is reverted too.
