@@ -26,6 +26,7 @@ use std::path::PathBuf;
 pub mod agent;
 pub mod caps;
 pub mod fake_agent;
+pub mod interop;
 pub mod pki;
 
 /// Whether `capability` is available; `Err(why)` if not. See [`caps`] for the names.

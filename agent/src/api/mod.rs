@@ -3,6 +3,7 @@
 //! proto -> domain conversion, and the one mapping from [`FaultError`] to gRPC status.
 
 pub mod convert;
+pub mod standard;
 #[cfg(test)]
 mod tests;
 
