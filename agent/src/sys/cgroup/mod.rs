@@ -16,6 +16,7 @@ mod signal;
 mod v1;
 mod v2;
 
+pub(crate) use mountinfo::parse_proc_cgroup;
 pub use owned::{
     AGENT_LEAF, CpuMax, Limits, OWNED_PREFIX, OwnedGroup, ParentSpec, StressBackend, Usage,
 };
