@@ -96,6 +96,7 @@ impl Cli {
                 ca: self.ca.clone().or_else(|| file.ca.clone()),
                 cert: self.cert.clone().or_else(|| file.cert.clone()),
                 key: self.key.clone().or_else(|| file.key.clone()),
+                server_name: None,
             },
         )
     }
