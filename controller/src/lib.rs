@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 pub mod fleet;
 pub mod inventory;
+pub mod kubectl;
 pub mod lease;
 pub mod probe;
 pub mod render;
@@ -77,6 +78,9 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
             return scenario::run_command(cli, args, out).await;
         }
         Command::Keygen { file, force } => return sign::keygen_command(file, *force, out),
+        Command::Inventory(cli::InventoryCommand::FromKubectl(args)) => {
+            return kubectl::command(cli, args, out);
+        }
         Command::Report(cli::ReportCommand::Verify {
             report,
             sig,
@@ -265,9 +269,11 @@ pub(crate) async fn run_with(
                 out.flush()?;
             }
         }
-        Command::Run(_) | Command::Keygen { .. } | Command::Report(_) => Err(CtlError::Usage(
-            "run, keygen and report do not take an agent connection".into(),
-        )),
+        Command::Run(_) | Command::Keygen { .. } | Command::Report(_) | Command::Inventory(_) => {
+            Err(CtlError::Usage(
+                "run, keygen, report and inventory do not take an agent connection".into(),
+            ))
+        }
         Command::Inject(cmd) => {
             let req = inject.expect("built in run()");
             let common = match cmd {
