@@ -9,6 +9,8 @@
 //! - `cgroup-v1-cpu-memory`: v1 cpu and memory hierarchies are mounted (v1 stress groups).
 //! - `netem`, `prio`, `tbf`, `u32`, `ifb`: the kernel has that qdisc / classifier / link
 //!   (probed in a throwaway network namespace, never in the root one).
+//! - `podman`: real containers run here (podman with runc, busybox-static; a throwaway
+//!   container is started and removed, see [`crate::container`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,7 @@ pub fn probe(capability: &str) -> Result<(), String> {
             }
         }
         "netem" | "prio" | "tbf" | "u32" | "ifb" => cached(capability, probe_tc_kind),
+        "podman" => cached(capability, |_| crate::container::probe()),
         other => Err(format!("unknown capability {other:?} (a bug in the test)")),
     }
 }

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 pub mod agent;
 pub mod caps;
+pub mod container;
 pub mod fake_agent;
 pub mod pki;
 
