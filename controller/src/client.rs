@@ -249,6 +249,24 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The agent's message; when the agent gave none, the code in words. A transport
+/// failure mid-call says the agent went away.
+pub fn status_text(s: &tonic::Status) -> String {
+    let msg = s.message().trim();
+    match (s.code(), msg.is_empty()) {
+        (tonic::Code::Unavailable, _) => format!(
+            "faultd is unavailable: {}",
+            if msg.is_empty() {
+                "connection lost"
+            } else {
+                msg
+            }
+        ),
+        (code, true) => format!("the agent answered {code:?} with no message"),
+        (_, false) => msg.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

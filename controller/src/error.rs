@@ -1,7 +1,6 @@
 //! faultctl's errors and the one mapping from an error to an exit code.
 
 use crate::client::ConnectError;
-use crate::request::RequestError;
 
 /// faultctl's exit codes. Documented in `faultctl --help` ([`EXIT_CODES_HELP`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +21,21 @@ pub enum ExitCode {
     Unreachable = 5,
     /// FailedPrecondition: this host cannot do it.
     Unsupported = 6,
+}
+
+impl ExitCode {
+    /// The code for its number (an unknown number is [`ExitCode::Other`]).
+    pub fn from_u8(code: u8) -> ExitCode {
+        match code {
+            0 => ExitCode::Ok,
+            2 => ExitCode::BadInput,
+            3 => ExitCode::Refused,
+            4 => ExitCode::NotFound,
+            5 => ExitCode::Unreachable,
+            6 => ExitCode::Unsupported,
+            _ => ExitCode::Other,
+        }
+    }
 }
 
 /// The exit-code table as printed at the end of `faultctl --help` (a macro so that clap's
@@ -62,15 +76,19 @@ pub fn exit_code_for(code: tonic::Code) -> ExitCode {
 /// Everything that can go wrong in a faultctl command.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    /// Syntactically bad command-line input, caught before anything was sent.
-    #[error(transparent)]
-    Input(#[from] RequestError),
+    /// Bad input caught before anything was sent, in the words of the edge that read it
+    /// (the command line names its flags).
+    #[error("{0}")]
+    Input(String),
     /// The agent could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// The agent answered with an error.
-    #[error("{}", status_text(.0))]
+    #[error("{}", crate::client::status_text(.0))]
     Rpc(#[from] tonic::Status),
+    /// The agent answered, but some reverts failed: something may still be in effect.
+    #[error("{0}")]
+    RevertFailed(String),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -86,7 +104,7 @@ pub enum CtlError {
         failed: usize,
         total: usize,
         nodes: Vec<String>,
-        code: u8,
+        code: ExitCode,
     },
     /// A scenario that is malformed, failed, or was aborted.
     #[error(transparent)]
@@ -104,37 +122,22 @@ impl CtlError {
             CtlError::Connect(ConnectError::BadUri { .. }) => ExitCode::BadInput,
             CtlError::Connect(ConnectError::Unreachable { .. }) => ExitCode::Unreachable,
             CtlError::Rpc(s) => exit_code_for(s.code()),
+            CtlError::RevertFailed(_) => ExitCode::Other,
             CtlError::Output(_) => ExitCode::Other,
             CtlError::Usage(_) | CtlError::Inventory(_) => ExitCode::BadInput,
-            CtlError::Fleet { code, .. } => match code {
-                2 => ExitCode::BadInput,
-                3 => ExitCode::Refused,
-                4 => ExitCode::NotFound,
-                5 => ExitCode::Unreachable,
-                6 => ExitCode::Unsupported,
-                _ => ExitCode::Other,
-            },
-            CtlError::Scenario(e) => e.exit_code(),
+            CtlError::Fleet { code, .. } => *code,
+            CtlError::Scenario(e) => scenario_code(e),
             CtlError::Sign(_) => ExitCode::Other,
         }
     }
 }
 
-/// The agent's message; when the agent gave none, the code in words. A transport
-/// failure mid-call says the agent went away.
-fn status_text(s: &tonic::Status) -> String {
-    let msg = s.message().trim();
-    match (s.code(), msg.is_empty()) {
-        (tonic::Code::Unavailable, _) => format!(
-            "faultd is unavailable: {}",
-            if msg.is_empty() {
-                "connection lost"
-            } else {
-                msg
-            }
-        ),
-        (code, true) => format!("the agent answered {code:?} with no message"),
-        (_, false) => msg.to_string(),
+fn scenario_code(e: &crate::scenario::ScenarioError) -> ExitCode {
+    use crate::scenario::ScenarioError as E;
+    match e {
+        E::Invalid { .. } | E::NoInventory | E::Inventory(_) => ExitCode::BadInput,
+        E::DryRunFailed { .. } => ExitCode::Refused,
+        _ => ExitCode::Other,
     }
 }
 
@@ -171,7 +174,7 @@ mod tests {
 
     #[test]
     fn local_errors_have_their_codes() {
-        let e = CtlError::Input(RequestError::BadLabel("x".into()));
+        let e = CtlError::Input("invalid --label \"x\"".into());
         assert_eq!(e.exit_code(), ExitCode::BadInput);
         let e = CtlError::Connect(ConnectError::Unreachable {
             uri: "unix:///x".into(),

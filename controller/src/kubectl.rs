@@ -318,59 +318,6 @@ pub fn convert(input: &str, opts: &Options) -> Result<Converted, KubectlError> {
     })
 }
 
-/// `faultctl inventory from-kubectl`: reads stdin, writes the inventory to `out` (TOML,
-/// or JSON with `-o json`) and each warning to stderr.
-pub fn command(
-    cli: &crate::cli::Cli,
-    args: &crate::cli::FromKubectlArgs,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<(), crate::error::CtlError> {
-    use std::io::{IsTerminal, Read};
-    let usage = crate::error::CtlError::Usage;
-    let pod_label = match &args.pod_label {
-        None => None,
-        Some(t) => match t.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                Some((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => {
-                return Err(usage(format!(
-                    "--pod-label {t:?} is not KEY=VALUE (e.g. app.kubernetes.io/name=faultd)"
-                )));
-            }
-        },
-    };
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        return Err(usage(
-            "inventory from-kubectl reads kubectl's JSON on stdin: pipe `kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json` into it".into(),
-        ));
-    }
-    let mut input = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut input)
-        .map_err(|e| usage(format!("cannot read stdin: {e}")))?;
-    let opts = Options {
-        port: args.port,
-        ca: cli.ca.clone(),
-        cert: cli.cert.clone(),
-        key: cli.key.clone(),
-        server_name: args.server_name.clone(),
-        pod_label,
-    };
-    let c = convert(&input, &opts).map_err(|e| usage(e.to_string()))?;
-    for w in &c.warnings {
-        eprintln!("warning: {w}");
-    }
-    match cli.output {
-        crate::cli::Output::Json => writeln!(out, "{}", c.json)?,
-        crate::cli::Output::Table => write!(out, "{}", c.toml)?,
-    }
-    out.flush()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,14 @@
 use std::time::Duration;
 
 use faultline_proto::v1::agent_client::AgentClient;
-use faultline_proto::v1::{CloseLeaseRequest, Lease, OpenLeaseRequest, RenewLeaseRequest};
+use faultline_proto::v1::{
+    CloseLeaseRequest, FaultState, GetRequest, InjectRequest, InjectResponse, Lease,
+    OpenLeaseRequest, RenewLeaseRequest,
+};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::transport::Channel;
 
+use crate::answer::HoldEnd;
 use crate::error::CtlError;
 
 /// The default TTL of leases faultctl holds (`--hold`, `watch --hold`).
@@ -111,158 +116,79 @@ async fn keep_alive(mut client: AgentClient<Channel>, id: String, every: Duratio
     }
 }
 
-fn lease_json(l: &Lease) -> serde_json::Value {
-    serde_json::json!({
-        "id": l.id,
-        "ttl_ms": l.ttl_ms,
-        "expires_at_ms": l.expires_at_ms,
-        "holder": l.holder,
-        "fault_ids": l.fault_ids,
-    })
+/// Ctrl-C and SIGTERM, caught from the moment this is made: a signal that lands right
+/// after an inject must revert it, not kill faultctl and leave the fault to the TTL.
+pub struct Interrupt {
+    int: Signal,
+    term: Signal,
 }
 
-/// `faultctl lease open|renew|close`.
-pub async fn run(
-    client: &mut AgentClient<Channel>,
-    cmd: &crate::cli::LeaseCommand,
-    fmt: crate::Output,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<(), CtlError> {
-    use crate::cli::LeaseCommand as L;
-    let (json, text) = match cmd {
-        L::Open { ttl } => {
-            let ttl = Duration::from_millis(crate::request::duration_flag("--ttl", ttl)?);
-            let l = client
-                .open_lease(OpenLeaseRequest {
-                    ttl_ms: ttl.as_millis() as u64,
-                    holder: holder("lease open"),
-                })
-                .await?
-                .into_inner();
-            (lease_json(&l), format!("{}\n", l.id))
-        }
-        L::Renew { id } => {
-            let l = client
-                .renew_lease(RenewLeaseRequest { id: id.clone() })
-                .await?
-                .into_inner();
-            let text = format!(
-                "renewed {} until {} ({} fault{} bound)\n",
-                l.id,
-                crate::render::absolute(l.expires_at_ms),
-                l.fault_ids.len(),
-                if l.fault_ids.len() == 1 { "" } else { "s" }
-            );
-            (lease_json(&l), text)
-        }
-        L::Close { id, revert } => {
-            let r = client
-                .close_lease(CloseLeaseRequest {
-                    id: id.clone(),
-                    revert_faults: *revert,
-                })
-                .await?
-                .into_inner();
-            let mut text = format!("closed {id}\n");
-            for x in &r.results {
-                text.push_str(&match x.ok {
-                    true => format!("  reverted {}\n", x.id),
-                    false => format!("  FAILED to revert {}: {}\n", x.id, x.error),
-                });
-            }
-            let json = serde_json::json!({
-                "id": id,
-                "results": r.results.iter().map(|x| serde_json::json!({"id": x.id, "ok": x.ok, "error": x.error})).collect::<Vec<_>>(),
-            });
-            (json, text)
-        }
-    };
-    match fmt {
-        crate::Output::Json => {
-            serde_json::to_writer_pretty(&mut *out, &json).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        crate::Output::Table => out.write_all(text.as_bytes())?,
+impl Interrupt {
+    pub fn catch() -> Result<Interrupt, CtlError> {
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt()).map_err(CtlError::Output)?,
+            term: signal(SignalKind::terminate()).map_err(CtlError::Output)?,
+        })
     }
-    out.flush()?;
-    Ok(())
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
-/// `faultctl inject ... --hold`: opens a lease, injects bound to it, renews while the
-/// fault lives; Ctrl-C or SIGTERM reverts it. Returns when the fault has ended.
+/// `inject --hold`, first half: opens a lease with `ttl` and injects bound to it. If the
+/// inject fails, the lease is closed (reverting anything bound to it) before the error
+/// is returned.
 pub async fn inject_held(
     client: &mut AgentClient<Channel>,
-    mut req: faultline_proto::v1::InjectRequest,
+    mut req: InjectRequest,
     ttl: Duration,
-    fmt: crate::Output,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<(), CtlError> {
-    // Signal handlers first: a Ctrl-C that lands right after the inject must revert,
-    // not kill faultctl and leave the fault to the lease's TTL.
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(CtlError::Output)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(CtlError::Output)?;
+) -> Result<(InjectResponse, Held), CtlError> {
     let held = Held::open(client, ttl, holder("inject --hold")).await?;
     req.lease_id = held.id().to_string();
-    let r = match client.inject(req).await {
-        Ok(r) => r.into_inner(),
+    match client.inject(req).await {
+        Ok(r) => Ok((r.into_inner(), held)),
         Err(e) => {
             let _ = held.close(client, true).await;
-            return Err(e.into());
-        }
-    };
-    let now = crate::render::now_ms();
-    match fmt {
-        crate::Output::Json => {
-            serde_json::to_writer(&mut *out, &crate::render::inject_json(&r))
-                .map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        crate::Output::Table => {
-            out.write_all(crate::render::inject_table(&r, now).as_bytes())?;
-            writeln!(
-                out,
-                "holding lease {} (ttl {}): Ctrl-C reverts the fault",
-                held.id(),
-                faultline_proto::units::format_duration(ttl)
-            )?;
+            Err(e.into())
         }
     }
-    out.flush()?;
-    let Some(fault) = r.fault else {
+}
+
+/// `inject --hold`, second half: renews the lease while the fault `fault_id` lives.
+/// Returns when it ended on its own (the lease is closed, leaving the rest alone), or on
+/// Ctrl-C/SIGTERM (the lease is closed with its faults reverted).
+pub async fn hold(
+    client: &mut AgentClient<Channel>,
+    held: Held,
+    fault_id: Option<String>,
+    interrupt: &mut Interrupt,
+) -> Result<HoldEnd, CtlError> {
+    let Some(id) = fault_id else {
         let _ = held.close(client, false).await;
-        return Ok(());
+        return Ok(HoldEnd::Nothing);
     };
     let mut poll = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
+            () = interrupt.recv() => break,
             _ = poll.tick() => {
-                let f = client
-                    .get(faultline_proto::v1::GetRequest { id: fault.id.clone() })
-                    .await?
-                    .into_inner();
+                let f = client.get(GetRequest { id: id.clone() }).await?.into_inner();
                 let live = matches!(
-                    faultline_proto::v1::FaultState::try_from(f.state),
-                    Ok(faultline_proto::v1::FaultState::Active | faultline_proto::v1::FaultState::Pending)
+                    FaultState::try_from(f.state),
+                    Ok(FaultState::Active | FaultState::Pending)
                 );
                 if !live {
                     let _ = held.close(client, false).await;
-                    writeln!(out, "{} ended: {} ({})", f.id, crate::render::state_name(f.state), f.end_reason)?;
-                    out.flush()?;
-                    return Ok(());
+                    return Ok(HoldEnd::Ended { fault: f });
                 }
             }
         }
     }
     let r = held.close(client, true).await?;
-    for x in &r.results {
-        match x.ok {
-            true => writeln!(out, "reverted {}", x.id)?,
-            false => writeln!(out, "FAILED to revert {}: {}", x.id, x.error)?,
-        }
-    }
-    out.flush()?;
-    Ok(())
+    Ok(HoldEnd::Reverted { results: r.results })
 }

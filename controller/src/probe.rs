@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::scenario::Dur;
+use crate::request::Span;
 
 /// A probe as written in a scenario: exactly one of `http`, `tcp`, `command`.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,17 +21,17 @@ pub struct ProbeSpec {
     pub command: Option<Vec<String>>,
     /// Time between samples (default 1s).
     #[serde(default = "default_interval")]
-    pub interval: Dur,
+    pub interval: Span,
     /// A sample that takes longer fails (default 2s).
     #[serde(default = "default_timeout")]
-    pub timeout: Dur,
+    pub timeout: Span,
 }
 
-fn default_interval() -> Dur {
-    Dur(Duration::from_secs(1))
+fn default_interval() -> Span {
+    Span(Duration::from_secs(1))
 }
-fn default_timeout() -> Dur {
-    Dur(Duration::from_secs(2))
+fn default_timeout() -> Span {
+    Span(Duration::from_secs(2))
 }
 
 /// `http: {url, expect_status, max_latency}`: plain HTTP/1.1 GET.
@@ -43,7 +43,7 @@ pub struct HttpProbe {
     #[serde(default = "default_status")]
     pub expect_status: u16,
     /// A slower answer counts as a failure.
-    pub max_latency: Option<Dur>,
+    pub max_latency: Option<Span>,
 }
 
 fn default_status() -> u16 {
@@ -111,7 +111,7 @@ impl ProbeSpec {
 
     /// Takes one sample.
     pub async fn sample(&self) -> Sample {
-        let at_ms = crate::render::now_ms();
+        let at_ms = crate::clock::now_ms();
         let start = Instant::now();
         let res = tokio::time::timeout(self.timeout.0, self.check()).await;
         let latency = start.elapsed();

@@ -151,13 +151,18 @@ pub fn keygen(file: &Path, force: bool) -> Result<VerifyingKey, SignError> {
     )?;
     write(
         &pub_path,
-        format!("{PUBLIC_TAG} {}\n", B64.encode(vk.to_bytes())).as_bytes(),
+        format!("{PUBLIC_TAG} {}\n", public_key_text(&vk)).as_bytes(),
         0o644,
     )?;
     Ok(vk)
 }
 
-/// `FILE.pub`.
+/// A public key as key files and `report verify` print it (base64).
+pub fn public_key_text(vk: &VerifyingKey) -> String {
+    B64.encode(vk.to_bytes())
+}
+
+/// Where the public key of the secret key `file` is written: `FILE.pub`.
 pub fn pub_path(file: &Path) -> PathBuf {
     let mut s = file.as_os_str().to_owned();
     s.push(".pub");
@@ -236,49 +241,6 @@ pub fn verify_file(
             report: report.to_path_buf(),
         })?;
     Ok(s.public_key)
-}
-
-/// `faultctl keygen FILE`.
-pub fn keygen_command(
-    file: &Path,
-    force: bool,
-    out: &mut (dyn Write + Send),
-) -> Result<(), crate::CtlError> {
-    let vk = keygen(file, force)?;
-    writeln!(
-        out,
-        "wrote secret key {} (keep it private) and public key {}\npublic key: {}",
-        file.display(),
-        pub_path(file).display(),
-        B64.encode(vk.to_bytes())
-    )?;
-    Ok(())
-}
-
-/// `faultctl report verify REPORT`.
-pub fn verify_command(
-    report: &Path,
-    sig: Option<&Path>,
-    public_key: Option<&Path>,
-    out: &mut (dyn Write + Send),
-) -> Result<(), crate::CtlError> {
-    let trusted = public_key.map(load_public_key).transpose()?;
-    let signer = verify_file(report, sig, trusted.as_ref())?;
-    if trusted.is_some() {
-        writeln!(
-            out,
-            "signature OK: {} is intact and was signed by the trusted key {signer}",
-            report.display()
-        )?;
-    } else {
-        writeln!(
-            out,
-            "signature OK: {} is intact, signed by key {signer} \
-             (pass --public-key to check who signed it)",
-            report.display()
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! faultline's gRPC API, `faultline.v1`, generated from `proto/faultline/v1/agent.proto`,
-//! and the few helpers that the agent and the controller must agree on (durations).
+//! and the few helpers that the agent and the controller must agree on (durations, the
+//! JSON mapping of the messages in [`json`]).
 //!
 //! The generated code lives in [`v1`]; `faultctl` depends on this crate only.
 
@@ -10,6 +11,7 @@ pub mod v1 {
     tonic::include_proto!("faultline.v1");
 }
 
+pub mod json;
 pub mod units;
 
 /// The default Unix socket path of `faultd`.

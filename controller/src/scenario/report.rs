@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::{Scenario, ScenarioError};
 use crate::probe::{ProbeSpec, Sample, Stats, stats};
 use crate::render::absolute;
-use crate::scenario::{Scenario, ScenarioError};
 
 /// One line of the timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +30,24 @@ pub struct NodeStep {
     pub error: Option<String>,
     /// What the revert did ("reverted (reverted)", "already ended", an error).
     pub revert: Option<String>,
+}
+
+/// How a fault step's recovery went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Recovery {
+    /// Not measured (yet): the step was cut short, or has not reached it.
+    #[default]
+    #[serde(rename = "not measured")]
+    NotMeasured,
+    /// Every probe was back to steady state `recovery_ms` after the fault ended.
+    #[serde(rename = "recovered")]
+    Recovered,
+    /// Not within `recovery.timeout`.
+    #[serde(rename = "not recovered")]
+    NotRecovered,
+    /// The inject failed on every node: there was nothing to recover from.
+    #[serde(rename = "no fault applied")]
+    NoFaultApplied,
 }
 
 /// A probe's statistics around one step.
@@ -58,8 +76,12 @@ pub struct StepReport {
     pub reverted_at_ms: Option<u64>,
     pub ended_at_ms: Option<u64>,
     pub nodes: Vec<NodeStep>,
-    /// Time from the revert until every probe was back to steady state (None: never).
+    /// Time from the revert until every probe was back to steady state (None: never, or
+    /// not measured: see `recovery`).
     pub recovery_ms: Option<u64>,
+    /// "recovered", "not recovered", "no fault applied" or "not measured".
+    #[serde(default)]
+    pub recovery: Recovery,
     pub probes: Vec<StepProbe>,
     pub error: Option<String>,
 }
@@ -224,10 +246,11 @@ impl Report {
                 s.name,
                 s.kind,
                 s.pick,
-                match (s.recovery_ms, s.reverted_at_ms) {
-                    (Some(r), _) => format!("**{r} ms** after the fault ended"),
-                    (None, Some(_)) => "**not recovered** in time".into(),
-                    (None, None) => "-".into(),
+                match (s.recovery, s.recovery_ms) {
+                    (Recovery::Recovered, Some(r)) => format!("**{r} ms** after the fault ended"),
+                    (Recovery::NotRecovered, _) => "**not recovered** in time".into(),
+                    (Recovery::NoFaultApplied, _) => "no fault applied".into(),
+                    _ => "-".into(),
                 }
             );
             if let Some(e) = &s.error {
@@ -303,12 +326,17 @@ impl Report {
         );
         for st in &self.steps {
             s += &format!(
-                "  step {} {}: {} of {} nodes ok, recovery {}\n",
+                "  step {} {}: {} of {} nodes ok, {}\n",
                 st.index,
                 st.name,
                 st.nodes.iter().filter(|n| n.ok).count(),
                 st.nodes.len(),
-                st.recovery_ms.map_or("-".to_string(), |r| format!("{r}ms"))
+                match (st.recovery, st.recovery_ms) {
+                    (Recovery::Recovered, Some(r)) => format!("recovery {r}ms"),
+                    (Recovery::NotRecovered, _) => "not recovered".into(),
+                    (Recovery::NoFaultApplied, _) => "no fault applied".into(),
+                    _ => "recovery -".into(),
+                }
             );
         }
         s
@@ -319,7 +347,7 @@ impl Report {
         &self,
         dir: &Path,
         key: Option<&ed25519_dalek::SigningKey>,
-    ) -> Result<Vec<PathBuf>, crate::CtlError> {
+    ) -> Result<Vec<PathBuf>, ScenarioError> {
         let werr = |path: &Path, source| ScenarioError::WriteReport {
             path: path.to_path_buf(),
             source,

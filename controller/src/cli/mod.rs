@@ -1,0 +1,378 @@
+//! The command line of `faultctl`: the edge where clap lives (and nowhere else but
+//! `main.rs`). It parses flags into the controller's own types ([`crate::request`],
+//! [`crate::op::Op`], [`crate::fleet::Selection`], [`crate::scenario::RunOptions`]) and
+//! [`run`] executes a parsed [`Cli`].
+//!
+//! - this file: the global flags and the subcommands;
+//! - [`inject`]: each fault kind's flags, and their conversion to the domain request;
+//! - [`run`]: what each command does, and its output.
+
+pub mod inject;
+mod run;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use inject::{
+    CommonInjectArgs, CpuArgs, InjectCall, InjectCommand, KillArgs, MemArgs, NetArgs, PauseArgs,
+    PickArgs, PlacementArgs, SelectorArgs,
+};
+pub use run::run;
+
+use crate::client::{DEFAULT_AGENT, TlsFiles};
+use crate::config::CtlConfig;
+use crate::exit_codes_text;
+use crate::render::Format;
+
+/// `faultctl`: drive a faultline agent (`faultd`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "faultctl",
+    version,
+    about = "Drive faultd, the faultline fault-injection agent, from the command line",
+    after_help = MAIN_AFTER_HELP,
+)]
+pub struct Cli {
+    /// Agent address: unix:///path/to/faultd.sock or https://host:port (mutual TLS)
+    /// [default: `agent` in ~/.config/faultline/faultctl.toml, else unix:///run/faultline/faultd.sock].
+    #[arg(long, global = true, env = "FAULTLINE_AGENT", value_name = "URI")]
+    pub agent: Option<String>,
+    /// For https: the CA certificate (PEM) that signed the agent's certificate.
+    #[arg(long, global = true, env = "FAULTLINE_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// For https: this client's certificate (PEM); its CN or SAN is the identity the
+    /// agent maps to a role.
+    #[arg(long, global = true, env = "FAULTLINE_CERT", value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+    /// For https: this client's private key (PEM).
+    #[arg(long, global = true, env = "FAULTLINE_KEY", value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+    /// Output format: table for people, json for scripts.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Inventory file (TOML, or YAML for .yaml/.yml) naming the fleet's agents: the
+    /// command then runs on every selected agent at once, one result row per node.
+    #[arg(long, global = true, env = "FAULTLINE_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<std::path::PathBuf>,
+    /// Which agents of the inventory: labels, e.g. role=db,zone=a (also key!=v, key=a|b).
+    #[arg(long, global = true, value_name = "LABELS", requires = "inventory")]
+    pub select: Option<String>,
+    /// Fleet blast radius: touch at most N of the selected agents, picked at random.
+    #[arg(long, global = true, value_name = "N", conflicts_with = "max_percent")]
+    pub max_nodes: Option<usize>,
+    /// Fleet blast radius: touch at most P percent of the selected agents (at least one).
+    #[arg(long, global = true, value_name = "P")]
+    pub max_percent: Option<f64>,
+    /// Seed of the random pick, to repeat one (printed with every pick).
+    #[arg(long, global = true, value_name = "SEED")]
+    pub seed: Option<u64>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The agent address and TLS files: flags and environment first, then `file`.
+    pub fn endpoint(&self, file: &CtlConfig) -> (String, TlsFiles) {
+        (
+            self.agent
+                .clone()
+                .or_else(|| file.agent.clone())
+                .unwrap_or_else(|| DEFAULT_AGENT.to_string()),
+            TlsFiles {
+                ca: self.ca.clone().or_else(|| file.ca.clone()),
+                cert: self.cert.clone().or_else(|| file.cert.clone()),
+                key: self.key.clone().or_else(|| file.key.clone()),
+                server_name: None,
+            },
+        )
+    }
+}
+
+const MAIN_AFTER_HELP: &str = concat!(
+    "Examples:\n",
+    "  faultctl status\n",
+    "  faultctl inject kill --name nginx --count 1 --dry-run\n",
+    "  faultctl inject pause --unit worker.service --for 30s --label game-day=gd-42\n",
+    "  faultctl list --all -o json\n",
+    "  faultctl abort --reason \"game day over\"\n",
+    "  faultctl --inventory fleet.toml --select role=db status\n",
+    "  faultctl --inventory fleet.toml --select role=app --max-nodes 1 inject kill --name worker\n",
+    "  faultctl run --dry-run examples/kill-worker.yaml\n",
+    "  faultctl --agent https://node1:7443 --ca ca.pem --cert alice.pem --key alice.key status\n",
+    "\n",
+    "Remote agents: https:// with mutual TLS; --ca/--cert/--key, FAULTLINE_CA/_CERT/_KEY,\n",
+    "or agent/ca/cert/key in ~/.config/faultline/faultctl.toml (flags win).\n",
+    "\n",
+    "Selectors (inject kill|pause): --pid, --name, --cmdline, --cgroup, --unit, --user.\n",
+    "Every selector given must match (they combine with AND); at least one is required.\n",
+    "pid 1, kernel threads, faultd and its ancestors, and the processes and units the\n",
+    "agent's limits file protects are never hit.\n",
+    "\n",
+    exit_codes_text!()
+);
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned tables and sentences.
+    Table,
+    /// One JSON document per command (`watch`: one object per line).
+    Json,
+}
+
+impl From<Output> for Format {
+    fn from(o: Output) -> Format {
+        match o {
+            Output::Table => Format::Table,
+            Output::Json => Format::Json,
+        }
+    }
+}
+
+/// faultctl's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// What the agent is, what this host can do, and the active faults.
+    #[command(after_help = "Example:\n  faultctl status\n  faultctl status -o json | jq .kinds")]
+    Status,
+    /// The agent's effective blast-radius limits (read-only).
+    #[command(after_help = "Example:\n  faultctl limits")]
+    Limits,
+    /// Active faults (with --all, also recently ended ones).
+    #[command(after_help = "Examples:\n  faultctl list\n  faultctl list --all -o json")]
+    List {
+        /// Include recently ended faults.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One fault in full.
+    #[command(after_help = "Example:\n  faultctl get f-3k9x2a")]
+    Get {
+        /// The fault id (from `inject` or `list`).
+        id: String,
+    },
+    /// Revert one fault now.
+    #[command(after_help = "Example:\n  faultctl revert f-3k9x2a --reason \"seen enough\"")]
+    Revert {
+        /// The fault id.
+        id: String,
+        /// Why (recorded with the fault).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revert every active fault now, and print what happened to each.
+    #[command(after_help = "Example:\n  faultctl abort --reason \"customer impact\"")]
+    Abort {
+        /// Why (recorded with each fault).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print lifecycle events as they happen, until Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  faultctl watch --replay\n  faultctl watch -o json | jq -c 'select(.type == \"refused\")'"
+    )]
+    Watch {
+        /// Start with one `injected` event per fault already active.
+        #[arg(long)]
+        replay: bool,
+        /// Hold a lease while watching (its id is printed first): bind faults to it with
+        /// `inject --lease ID`, and they are reverted if this watch dies.
+        #[arg(long)]
+        hold: bool,
+        /// The held lease's TTL.
+        #[arg(long, value_name = "DUR", default_value = crate::lease::DEFAULT_TTL, requires = "hold")]
+        ttl: String,
+    },
+    /// Open, renew or close a lease (a dead-man switch for faults bound to it).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  faultctl lease open --ttl 30s\n  faultctl inject pause --pid 4242 --for 5m --lease l-1a2b3c4d\n  faultctl lease renew l-1a2b3c4d\n  faultctl lease close l-1a2b3c4d --revert"
+    )]
+    Lease(LeaseCommand),
+    /// Inject a fault.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  faultctl inject kill --pid 4242 --signal TERM\n  faultctl inject pause --name worker --count 1 --for 30s --dry-run\n\nSee faultctl inject kill --help and faultctl inject pause --help for the selectors."
+    )]
+    Inject(InjectCommand),
+    /// Run a game-day scenario: probes, steps, aborts, leases, and a report.
+    #[command(after_help = "\
+Examples:
+  faultctl run --dry-run examples/kill-worker.yaml
+  faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key drill.key
+  faultctl run drill.yaml --report-dir reports/ -o json
+
+The scenario format is described in docs/faultctl.md. Ctrl-C aborts every fault the run
+made and still writes the report. If faultctl dies, the agents revert on their own when
+its leases lapse (lease_ttl in the scenario).")]
+    Run(RunArgs),
+    /// Make an ed25519 key pair for signing reports (FILE and FILE.pub).
+    #[command(after_help = "Example:\n  faultctl keygen drill.key")]
+    Keygen {
+        /// Where to write the secret key (mode 0600); the public key goes to FILE.pub.
+        file: std::path::PathBuf,
+        /// Overwrite an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make an inventory (for --inventory) of the agents a Kubernetes cluster runs.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  { kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json; kubectl get nodes -o json; } \\\n    | faultctl --ca ca.pem --cert gameday.pem --key gameday.key inventory from-kubectl > fleet.toml"
+    )]
+    Inventory(InventoryCommand),
+    /// Work with drill reports.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --public-key drill.key.pub"
+    )]
+    Report(ReportCommand),
+}
+
+/// `faultctl run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The scenario (YAML).
+    pub file: std::path::PathBuf,
+    /// Validate every step against each agent's limits (dry-run Inject); touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where to write the report (NAME-RUNID.json and .md).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub report_dir: std::path::PathBuf,
+    /// Sign the report with this ed25519 key (from faultctl keygen): writes REPORT.sig.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<std::path::PathBuf>,
+}
+
+/// `faultctl inventory ...`.
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Read `kubectl get pods -o json` of faultd's DaemonSet (and `kubectl get nodes -o
+    /// json`, for labels) on stdin; print an inventory: one agent per node, at
+    /// https://NODE-IP:GRPC-PORT, labelled with its node's labels.
+    #[command(after_help = "\
+Examples:
+  { kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json
+    kubectl get nodes -o json; } \\
+    | faultctl --ca ca.pem --cert gameday.pem --key gameday.key inventory from-kubectl > fleet.toml
+  faultctl --inventory fleet.toml --select topology.kubernetes.io/zone=eu-west-1a status
+
+Pods that are not running and ready are left out (named on stderr). --ca, --cert and
+--key (made absolute) and the name of the agents' shared certificate go under
+[defaults]. docs/kubernetes.md has the whole set-up.")]
+    FromKubectl(FromKubectlArgs),
+}
+
+/// `faultctl inventory from-kubectl`.
+#[derive(Debug, Clone, Args)]
+pub struct FromKubectlArgs {
+    /// The agents' gRPC port, when the pods name no container port "grpc".
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// The name the agents' shared certificate carries (checked instead of the node IP)
+    /// [default: faultd.NAMESPACE.svc].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Keep only pods with this label [default: app.kubernetes.io/name=faultd].
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub pod_label: Option<String>,
+}
+
+/// `faultctl report ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Check a report's signature (REPORT.sig): exit 0 if it is intact.
+    #[command(after_help = "Example:\n  faultctl report verify r.json --public-key drill.key.pub")]
+    Verify {
+        /// The report file (JSON or Markdown) that was signed.
+        report: std::path::PathBuf,
+        /// The signature file (default REPORT.sig).
+        #[arg(long, value_name = "FILE")]
+        sig: Option<std::path::PathBuf>,
+        /// The public key to trust (FILE.pub from keygen). Without it, the key in the
+        /// signature file is used, which proves the report is intact, not who signed it.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<std::path::PathBuf>,
+    },
+}
+
+/// `faultctl lease ...`.
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Open a lease; prints its id. Renew it within the TTL or its faults are reverted.
+    #[command(
+        after_help = "Example:\n  id=$(faultctl lease open --ttl 30s)\n  faultctl inject pause --unit batch.service --for 5m --lease $id\n  faultctl lease renew $id    # within every 30 s, or the pause is reverted"
+    )]
+    Open {
+        /// How long the lease lives without a renewal (1s up to the limits' max_lease_ttl).
+        #[arg(long, value_name = "DUR", default_value = crate::lease::DEFAULT_TTL)]
+        ttl: String,
+    },
+    /// Renew a lease once (pushes its expiry one TTL into the future).
+    #[command(after_help = "Example:\n  faultctl lease renew l-1a2b3c4d")]
+    Renew {
+        /// The lease id (from `lease open`).
+        id: String,
+    },
+    /// Release a lease; its faults run on to their own end unless --revert.
+    #[command(after_help = "Example:\n  faultctl lease close l-1a2b3c4d --revert")]
+    Close {
+        /// The lease id.
+        id: String,
+        /// Revert the faults bound to it first.
+        #[arg(long)]
+        revert: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_help_has_an_example() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        fn walk(c: &clap::Command, path: String) {
+            let name = format!("{path} {}", c.get_name());
+            let help = c
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(help.contains("faultctl "), "{name}: no example in --help");
+            for s in c.get_subcommands() {
+                if s.get_name() != "help" {
+                    walk(s, name.clone());
+                }
+            }
+        }
+        walk(&cmd, String::new());
+    }
+
+    #[test]
+    fn pick_flags_are_exclusive_and_for_is_required_for_pause() {
+        assert!(
+            Cli::try_parse_from([
+                "faultctl", "inject", "kill", "--pid", "1", "--all", "--count", "2"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["faultctl", "inject", "pause", "--pid", "1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["faultctl", "inject", "kill", "--pid", "1", "--every", "5s"])
+                .is_err()
+        );
+        let cli =
+            Cli::try_parse_from(["faultctl", "inject", "pause", "--pid", "1", "--for", "-5s"])
+                .unwrap();
+        assert!(
+            matches!(cli.command, Command::Inject(InjectCommand::Pause(ref p)) if p.duration == "-5s")
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! A fault spec in one line, as `faultctl get` and scenario reports show it: one row per
+//! fault kind in [`spec_text`].
+
+use faultline_proto::units::format_ms;
+use faultline_proto::v1::{
+    FaultSpec, NetemSpec, NetworkSpec, Pick, ProcessSelector, StressPlacement, fault_spec, pick,
+};
+
+use super::or_dash;
+
+/// The selector's string fields, in proto order.
+fn string_fields(s: &ProcessSelector) -> [(&'static str, &Option<String>); 5] {
+    [
+        ("name", &s.name),
+        ("cmdline", &s.cmdline),
+        ("cgroup", &s.cgroup),
+        ("unit", &s.unit),
+        ("user", &s.user),
+    ]
+}
+
+/// The selector in words: `name=nginx user=www-data`.
+pub fn selector_text(s: &ProcessSelector) -> String {
+    let mut parts = vec![];
+    if let Some(p) = s.pid {
+        parts.push(format!("pid={p}"));
+    }
+    for (k, v) in string_fields(s) {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v:?}"));
+        }
+    }
+    if parts.is_empty() {
+        "(empty)".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The pick in words: `all`, `2 at random`, `50% at random`.
+pub fn pick_text(p: Option<&Pick>) -> String {
+    match p.and_then(|p| p.mode.as_ref()) {
+        None | Some(pick::Mode::All(_)) => "all".into(),
+        Some(pick::Mode::Count(n)) => format!("{n} at random"),
+        Some(pick::Mode::Percent(x)) => format!("{x}% at random"),
+    }
+}
+
+/// A spec in one line: `kill SIGKILL every 30s; select name="nginx"; pick 1 at random`.
+pub fn spec_text(spec: Option<&FaultSpec>) -> String {
+    match spec.and_then(|s| s.kind.as_ref()) {
+        None => "-".into(),
+        Some(fault_spec::Kind::Kill(k)) => {
+            let every = if k.every_ms > 0 {
+                format!(" every {}", format_ms(k.every_ms))
+            } else {
+                String::new()
+            };
+            format!(
+                "kill signal {}{every}; select {}; pick {}",
+                or_dash(&k.signal),
+                k.selector
+                    .as_ref()
+                    .map(selector_text)
+                    .unwrap_or_else(|| "(none)".into()),
+                pick_text(k.pick.as_ref())
+            )
+        }
+        Some(fault_spec::Kind::Pause(p)) => format!(
+            "pause; select {}; pick {}",
+            p.selector
+                .as_ref()
+                .map(selector_text)
+                .unwrap_or_else(|| "(none)".into()),
+            pick_text(p.pick.as_ref())
+        ),
+        Some(fault_spec::Kind::Network(n)) => network_text(n),
+        Some(fault_spec::Kind::Cpu(c)) => format!(
+            "cpu {}{}",
+            if c.cores > 0 {
+                format!("{} workers at {}%", c.cores, c.load)
+            } else {
+                format!("{}%", c.percent)
+            },
+            placement_text(c.placement.as_ref())
+        ),
+        Some(fault_spec::Kind::Memory(m)) => format!(
+            "memory {}{}{}",
+            if m.size_bytes > 0 {
+                format!("{} MiB", m.size_bytes >> 20)
+            } else {
+                format!("{}% of RAM", m.percent)
+            },
+            if m.ramp_ms > 0 {
+                format!(" ramp {}", format_ms(m.ramp_ms))
+            } else {
+                String::new()
+            },
+            placement_text(m.placement.as_ref())
+        ),
+    }
+}
+
+fn placement_text(p: Option<&StressPlacement>) -> String {
+    match p {
+        Some(p) if !p.cgroup.is_empty() => format!(" in cgroup {}", p.cgroup),
+        Some(p) if !p.unit.is_empty() => format!(" in unit {}", p.unit),
+        Some(p) if p.pid > 0 => format!(" in the cgroup of pid {}", p.pid),
+        _ => String::new(),
+    }
+}
+
+/// A network spec in tc's words: `network eth0 egress: delay 50ms loss 1%; dst 10.0.0.0/8`.
+fn network_text(n: &NetworkSpec) -> String {
+    let netem = n.netem.as_ref().map(netem_text).unwrap_or_default();
+    let s = n.selection.clone().unwrap_or_default();
+    let mut sel = Vec::new();
+    for c in &s.dst {
+        sel.push(format!("dst {c}"));
+    }
+    for c in &s.src {
+        sel.push(format!("src {c}"));
+    }
+    for (v, w) in [
+        (&s.protocol, "protocol"),
+        (&s.dport, "dport"),
+        (&s.sport, "sport"),
+    ] {
+        if !v.is_empty() {
+            sel.push(format!("{w} {v}"));
+        }
+    }
+    let ns = if n.pid > 0 {
+        format!(" (netns of pid {})", n.pid)
+    } else if !n.netns.is_empty() {
+        format!(" (netns {})", n.netns)
+    } else {
+        String::new()
+    };
+    format!(
+        "network {}{ns} {}: {}; {}",
+        n.iface,
+        if n.direction.is_empty() {
+            "egress"
+        } else {
+            &n.direction
+        },
+        netem,
+        if sel.is_empty() {
+            "all traffic".to_string()
+        } else {
+            sel.join(" ")
+        }
+    )
+}
+
+fn fmt_us(us: u64) -> String {
+    if us.is_multiple_of(1000) {
+        format_ms(us / 1000)
+    } else {
+        format!("{us}us")
+    }
+}
+
+/// netem's parameters in tc's words: `delay 50ms 10ms normal loss 1% rate 10Mbit`.
+///
+/// The controller's only description of netem (the agent describes what it applied in
+/// `Fault.description`).
+pub fn netem_text(e: &NetemSpec) -> String {
+    let mut p = Vec::new();
+    if e.delay_us > 0 {
+        let mut d = format!("delay {}", fmt_us(e.delay_us));
+        if e.jitter_us > 0 {
+            d.push_str(&format!(" {}", fmt_us(e.jitter_us)));
+        }
+        if !e.distribution.is_empty() && e.distribution != "uniform" {
+            d.push_str(&format!(" {}", e.distribution));
+        }
+        p.push(d);
+    }
+    if let Some(g) = &e.loss_gemodel {
+        p.push(format!(
+            "loss gemodel {}% {}% {}% {}%",
+            g.p, g.r, g.loss_bad, g.loss_good
+        ));
+    } else if e.loss_percent > 0.0 {
+        p.push(format!("loss {}%", e.loss_percent));
+    }
+    for (v, w) in [
+        (e.duplicate_percent, "duplicate"),
+        (e.corrupt_percent, "corrupt"),
+        (e.reorder_percent, "reorder"),
+    ] {
+        if v > 0.0 {
+            p.push(format!("{w} {v}%"));
+        }
+    }
+    if e.rate_bits_per_sec > 0 {
+        p.push(format!(
+            "rate {}",
+            faultline_proto::units::format_rate(e.rate_bits_per_sec)
+        ));
+    }
+    p.join(" ")
+}

@@ -1,0 +1,181 @@
+//! Game-day scenarios: `faultctl run FILE.yaml`.
+//!
+//! A scenario names steady-state probes, a list of steps (inject a fault on a selection of
+//! the inventory, hold, revert, wait for recovery; `parallel:` groups; `wait:` pauses),
+//! abort conditions and a maximum total duration. The runner holds a lease on every agent
+//! it touches (renewed every third of its TTL; every inject is bound to it), so if
+//! faultctl dies the agents revert on their own. On an abort (a probe failing N times in
+//! a row, Ctrl-C, the maximum duration, a lost lease) it ends every fault of the run on
+//! every node it touched, then still writes the report ([`crate::report`]).
+//!
+//! - [`document`]: the file format and its checks;
+//! - [`runner`]: a run, step by step, with probes and leases;
+//! - [`cleanup`]: the end of a run on every touched node;
+//! - [`dry_run`]: `--dry-run`, every step checked by the agents, nothing changed.
+//!
+//! The format is documented in docs/faultctl.md ("Scenarios").
+
+pub mod cleanup;
+pub mod document;
+pub mod dry_run;
+mod error;
+pub mod report;
+pub mod runner;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use document::{AbortSpec, RecoverySpec, Scenario, Step};
+pub use error::ScenarioError;
+
+use crate::inventory::Inventory;
+use crate::render::{Format, write_json};
+
+/// How to run a scenario (`faultctl run`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOptions {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Check every step with the agents instead; change nothing.
+    pub dry_run: bool,
+    /// Where the report goes (NAME-RUNID.json and .md).
+    pub report_dir: PathBuf,
+    /// Sign the report with this key.
+    pub sign_key: Option<PathBuf>,
+    /// Overrides the scenario's `inventory`.
+    pub inventory: Option<PathBuf>,
+    /// Overrides the scenario's `seed`.
+    pub seed: Option<u64>,
+    pub format: Format,
+}
+
+/// Runs (or with `dry_run`, checks) the scenario, writes the report, prints the summary.
+/// An aborted run, a step that failed on some node, or a failed dry-run check is an error
+/// after the report is written.
+pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), ScenarioError> {
+    let sc = Scenario::load(&o.file)?;
+    let inv_path = match (&o.inventory, &sc.inventory) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => o.file.parent().unwrap_or(Path::new(".")).join(p),
+        (None, None) => return Err(ScenarioError::NoInventory),
+    };
+    let inv = Inventory::load(&inv_path)?;
+    let sign_key = o
+        .sign_key
+        .as_deref()
+        .map(crate::sign::load_signing_key)
+        .transpose()?;
+    let seed = o.seed.or(sc.seed).unwrap_or_else(rand::random);
+    if o.dry_run {
+        let rows = dry_run::check(&sc, &inv, seed).await;
+        match o.format {
+            Format::Json => write_json(out, &rows)?,
+            Format::Table => out.write_all(dry_run::table(&sc.name, &rows).as_bytes())?,
+        }
+        out.flush()?;
+        let failed = rows.iter().filter(|r| !r.ok).count();
+        if failed > 0 {
+            return Err(ScenarioError::DryRunFailed {
+                name: sc.name.clone(),
+                failed,
+            });
+        }
+        return Ok(());
+    }
+    let name = sc.name.clone();
+    let (report, abort_reason) = runner::drill(sc, inv, seed).await;
+    let paths = report.write(&o.report_dir, sign_key.as_ref())?;
+    match o.format {
+        Format::Json => write_json(out, &report)?,
+        Format::Table => {
+            out.write_all(report.summary().as_bytes())?;
+            for p in &paths {
+                writeln!(out, "wrote {}", p.display())?;
+            }
+        }
+    }
+    out.flush()?;
+    let report_path = paths
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if let Some(reason) = abort_reason {
+        return Err(ScenarioError::Aborted {
+            name,
+            reason,
+            report: report_path,
+        });
+    }
+    let failed = report.steps.iter().filter(|s| !s.ok()).count();
+    if failed > 0 {
+        return Err(ScenarioError::StepsFailed {
+            name,
+            failed,
+            report: report_path,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step whose inject fails on every node (here: the only agent is unreachable)
+    /// applied no fault: the report says so instead of timing a recovery from nothing.
+    #[tokio::test]
+    async fn a_step_that_applied_no_fault_records_no_recovery_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("fleet.toml");
+        std::fs::write(
+            &inv,
+            "[[agents]]\nname = \"gone\"\naddress = \"unix:///nonexistent/faultd.sock\"\n",
+        )
+        .unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "name: nothing-applied\ninventory: fleet.toml\nmax_duration: 30s\nbaseline: 10ms\n\
+             steps:\n  - name: kill\n    inject: {kill: {name: worker}}\n",
+        )
+        .unwrap();
+        let reports = dir.path().join("reports");
+        let o = RunOptions {
+            file,
+            report_dir: reports.clone(),
+            format: Format::Json,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let e = run(&o, &mut out).await.unwrap_err();
+        assert!(
+            matches!(e, ScenarioError::StepsFailed { failed: 1, .. }),
+            "{e}"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let step = &report["steps"][0];
+        assert_eq!(step["recovery"], "no fault applied", "{step:#}");
+        assert_eq!(step["recovery_ms"], serde_json::Value::Null, "{step:#}");
+        assert!(
+            step["nodes"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach faultd"),
+            "{step:#}"
+        );
+        let md = std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "md"))
+            .unwrap();
+        let md = std::fs::read_to_string(md).unwrap();
+        assert!(md.contains("- recovery: no fault applied\n"), "{md}");
+        assert!(!md.contains("**0 ms**"), "{md}");
+        let timeline = report["timeline"].to_string();
+        assert!(!timeline.contains("recovered in"), "{timeline}");
+        assert!(
+            timeline.contains("no fault applied on any node"),
+            "{timeline}"
+        );
+    }
+}
