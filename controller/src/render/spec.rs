@@ -9,13 +9,14 @@ use faultline_proto::v1::{
 use super::or_dash;
 
 /// The selector's string fields, in proto order.
-fn string_fields(s: &ProcessSelector) -> [(&'static str, &Option<String>); 5] {
+fn string_fields(s: &ProcessSelector) -> [(&'static str, &Option<String>); 6] {
     [
         ("name", &s.name),
         ("cmdline", &s.cmdline),
         ("cgroup", &s.cgroup),
         ("unit", &s.unit),
         ("user", &s.user),
+        ("container", &s.container),
     ]
 }
 
@@ -106,6 +107,7 @@ fn placement_text(p: Option<&StressPlacement>) -> String {
         Some(p) if !p.cgroup.is_empty() => format!(" in cgroup {}", p.cgroup),
         Some(p) if !p.unit.is_empty() => format!(" in unit {}", p.unit),
         Some(p) if p.pid > 0 => format!(" in the cgroup of pid {}", p.pid),
+        Some(p) if !p.container.is_empty() => format!(" in container {}", p.container),
         _ => String::new(),
     }
 }
@@ -132,6 +134,8 @@ fn network_text(n: &NetworkSpec) -> String {
     }
     let ns = if n.pid > 0 {
         format!(" (netns of pid {})", n.pid)
+    } else if !n.container.is_empty() {
+        format!(" (netns of container {})", n.container)
     } else if !n.netns.is_empty() {
         format!(" (netns {})", n.netns)
     } else {
