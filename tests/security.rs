@@ -503,6 +503,7 @@ fn bad_input_battery_from_a_raw_client_changes_nothing() {
                 direction: String::new(),
                 netem: Some(n),
                 selection: None,
+                container: String::new(),
             })),
         }),
         duration_ms: 10_000,

@@ -18,6 +18,8 @@
 //!   EOPNOTSUPP from an old iproute2) count as missing.
 //! - `openssh`: OpenSSH's `ssh-keygen` (with `-Y verify`), `ssh-agent` and `ssh-add` are
 //!   on `PATH` (Debian's openssh-client; `tests/install-deps` installs it).
+//! - `podman`: real containers run here (podman with runc, busybox-static; a throwaway
+//!   container is started and removed, see [`crate::container`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,9 @@ pub fn try_probe(capability: &str) -> Result<(), Probe> {
             }
         }
         "netem" | "prio" | "tbf" | "u32" | "ifb" | "mirred" => cached(capability, probe_tc_kind),
+        "podman" => cached(capability, |_| {
+            crate::container::probe().map_err(Probe::missing)
+        }),
         "openssh" => {
             for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
                 // ssh-agent and ssh-add have no --version: a usage error still proves the

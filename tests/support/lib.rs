@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 pub mod agent;
 pub mod caps;
+pub mod container;
 pub mod fake_agent;
 pub mod interop;
 pub mod pki;

@@ -81,6 +81,7 @@ impl Cli {
                 ca: self.ca.clone().or_else(|| file.ca.clone()),
                 cert: self.cert.clone().or_else(|| file.cert.clone()),
                 key: self.key.clone().or_else(|| file.key.clone()),
+                server_name: None,
             },
         )
     }
@@ -225,6 +226,12 @@ ssh-agent) signs reports as well. faultctl prints the allowed_signers line that 
         #[arg(long)]
         force: bool,
     },
+    /// Make an inventory (for --inventory) of the agents a Kubernetes cluster runs.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  { kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json; kubectl get nodes -o json; } \\\n    | faultctl --ca ca.pem --cert gameday.pem --key gameday.key inventory from-kubectl > fleet.toml"
+    )]
+    Inventory(InventoryCommand),
     /// Work with drill reports.
     #[command(
         subcommand,
@@ -257,6 +264,40 @@ pub struct RunArgs {
     /// The signer's identity recorded in the report [default: the key's comment].
     #[arg(long, value_name = "WHO", requires = "signing")]
     pub sign_identity: Option<String>,
+}
+
+/// `faultctl inventory ...`.
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Read `kubectl get pods -o json` of faultd's DaemonSet (and `kubectl get nodes -o
+    /// json`, for labels) on stdin; print an inventory: one agent per node, at
+    /// https://NODE-IP:GRPC-PORT, labelled with its node's labels.
+    #[command(after_help = "\
+Examples:
+  { kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json
+    kubectl get nodes -o json; } \\
+    | faultctl --ca ca.pem --cert gameday.pem --key gameday.key inventory from-kubectl > fleet.toml
+  faultctl --inventory fleet.toml --select topology.kubernetes.io/zone=eu-west-1a status
+
+Pods that are not running and ready are left out (named on stderr). --ca, --cert and
+--key (made absolute) and the name of the agents' shared certificate go under
+[defaults]. docs/kubernetes.md has the whole set-up.")]
+    FromKubectl(FromKubectlArgs),
+}
+
+/// `faultctl inventory from-kubectl`.
+#[derive(Debug, Clone, Args)]
+pub struct FromKubectlArgs {
+    /// The agents' gRPC port, when the pods name no container port "grpc".
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// The name the agents' shared certificate carries (checked instead of the node IP)
+    /// [default: faultd.NAMESPACE.svc].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Keep only pods with this label [default: app.kubernetes.io/name=faultd].
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub pod_label: Option<String>,
 }
 
 /// `faultctl report ...`.

@@ -52,6 +52,9 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
             comment,
             force,
         } => return keygen(file, comment.as_deref(), *force, fmt, out),
+        Command::Inventory(super::InventoryCommand::FromKubectl(args)) => {
+            return from_kubectl(cli, args, out);
+        }
         Command::Report(ReportCommand::Verify {
             report,
             sig,
@@ -170,12 +173,69 @@ fn op_of(cmd: &Command) -> Result<Op, CtlError> {
             id: id.clone(),
             revert: *revert,
         },
-        Command::Watch { .. } | Command::Run(_) | Command::Keygen { .. } | Command::Report(_) => {
+        Command::Watch { .. }
+        | Command::Run(_)
+        | Command::Keygen { .. }
+        | Command::Report(_)
+        | Command::Inventory(_) => {
             return Err(CtlError::Usage(
-                "watch, run, keygen and report are not agent commands".into(),
+                "watch, run, keygen, report and inventory are not agent commands".into(),
             ));
         }
     })
+}
+
+/// `faultctl inventory from-kubectl`: reads stdin, writes the inventory to `out` (TOML,
+/// or JSON with `-o json`) and each warning to stderr.
+fn from_kubectl(
+    cli: &Cli,
+    args: &super::FromKubectlArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), crate::error::CtlError> {
+    use std::io::{IsTerminal, Read};
+    let usage = crate::error::CtlError::Usage;
+    let pod_label = match &args.pod_label {
+        None => None,
+        Some(t) => match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Some((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => {
+                return Err(usage(format!(
+                    "--pod-label {t:?} is not KEY=VALUE (e.g. app.kubernetes.io/name=faultd)"
+                )));
+            }
+        },
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(usage(
+            "inventory from-kubectl reads kubectl's JSON on stdin: pipe `kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json` into it".into(),
+        ));
+    }
+    let mut input = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut input)
+        .map_err(|e| usage(format!("cannot read stdin: {e}")))?;
+    let opts = crate::kubectl::Options {
+        port: args.port,
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+        server_name: args.server_name.clone(),
+        pod_label,
+    };
+    let c = crate::kubectl::convert(&input, &opts).map_err(|e| usage(e.to_string()))?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    match cli.output {
+        super::Output::Json => writeln!(out, "{}", c.json)?,
+        super::Output::Table => write!(out, "{}", c.toml)?,
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// A lease TTL flag.
