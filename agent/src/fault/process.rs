@@ -55,14 +55,21 @@ impl Selector {
             && self.container.is_none()
     }
 
-    /// Only a cgroup or only a unit: the selector names a whole group.
+    /// Only a cgroup, only a unit or only a container: the selector names a whole group.
     pub fn is_whole_group(&self) -> bool {
-        (self.cgroup.is_some() ^ self.unit.is_some())
+        [
+            self.cgroup.is_some(),
+            self.unit.is_some(),
+            self.container.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count()
+            == 1
             && self.pid.is_none()
             && self.name.is_none()
             && self.cmdline.is_none()
             && self.user.is_none()
-            && self.container.is_none()
     }
 
     /// In words: `pid 42, name "sleep"`.
@@ -396,9 +403,12 @@ pub fn plan_pause(p: &PauseSpec, host: &Host) -> Result<Plan, FaultError> {
             )));
         }
         let cgs = host.cgroups()?;
-        let group = match (&p.selector.cgroup, &p.selector.unit) {
-            (Some(c), _) => cgs.resolve(c.as_str()),
-            (_, Some(u)) => cgs.find_unit(u.as_str()),
+        let group = match (&p.selector.cgroup, &p.selector.unit, &plan.container) {
+            (Some(c), _, _) => cgs.resolve(c.as_str()),
+            (_, Some(u), _) => cgs.find_unit(u.as_str()),
+            // The container's group as /proc shows it (cgroup2 if it has one there, else
+            // the freezer's or the first v1 hierarchy's).
+            (_, _, Some(c)) => cgs.resolve(c.cgroup()),
             _ => unreachable!("is_whole_group"),
         }
         .map_err(|e| FaultError::NotFound(e.to_string()))?;
