@@ -841,10 +841,104 @@ mod tests {
     }
 
     #[test]
+    fn containers_are_taken_in_every_kind_and_shown_back() {
+        const ID: &str = "75bd73545e7023a79a68ca9c3590f63ef1397b86ab461edfab5e0a8456d68212";
+        let sel = pb::ProcessSelector {
+            container: Some(format!("containerd://{}", &ID[..12])),
+            ..Default::default()
+        };
+        let r = inject_request(&req(kill(sel), 0), "test".into()).unwrap();
+        let pb::fault_spec::Kind::Kill(k) = spec_pb(r.fault.spec()).kind.unwrap() else {
+            panic!("not a kill")
+        };
+        assert_eq!(k.selector.unwrap().container.as_deref(), Some(&ID[..12]));
+        // A network fault in a container: eth0 unless named; never with a netns or pid.
+        let net = |n: pb::NetworkSpec| {
+            req(
+                pb::fault_spec::Kind::Network(pb::NetworkSpec {
+                    netem: Some(pb::NetemSpec {
+                        delay_us: 10_000,
+                        ..Default::default()
+                    }),
+                    ..n
+                }),
+                1000,
+            )
+        };
+        let r = inject_request(
+            &net(pb::NetworkSpec {
+                container: ID.into(),
+                ..Default::default()
+            }),
+            "test".into(),
+        )
+        .unwrap();
+        let FaultSpec::Network(n) = r.fault.spec() else {
+            panic!("not a network fault")
+        };
+        assert_eq!(n.fault().iface, "eth0");
+        assert_eq!(n.container().map(|c| c.as_str()), Some(ID));
+        assert_eq!(n.to_proto().container, ID);
+        assert_eq!(
+            err(net(pb::NetworkSpec {
+                container: ID.into(),
+                pid: 42,
+                ..Default::default()
+            })),
+            "invalid spec.network.container: give a container, a netns or a pid, not more than one (got container and pid)"
+        );
+        assert_eq!(
+            err(net(pb::NetworkSpec {
+                container: "nginx".into(),
+                ..Default::default()
+            })),
+            "invalid spec.network.container: \"nginx\" is not a container id: 'n' is not a hex digit (container ids are 64 hex digits; a name is not accepted)"
+        );
+        // Stress placed in a container.
+        let cpu = |p: pb::StressPlacement| {
+            req(
+                pb::fault_spec::Kind::Cpu(pb::CpuSpec {
+                    percent: 10.0,
+                    placement: Some(p),
+                    ..Default::default()
+                }),
+                1000,
+            )
+        };
+        let r = inject_request(
+            &cpu(pb::StressPlacement {
+                container: ID[..12].into(),
+                ..Default::default()
+            }),
+            "test".into(),
+        )
+        .unwrap();
+        let FaultSpec::Cpu(c) = r.fault.spec() else {
+            panic!("not cpu")
+        };
+        assert!(matches!(&c.placement, Placement::Container(q) if q.as_str() == &ID[..12]));
+        assert_eq!(
+            err(cpu(pb::StressPlacement {
+                container: ID.into(),
+                pid: 3,
+                ..Default::default()
+            })),
+            "invalid spec.cpu.placement: give at most one of cgroup, unit, pid, container"
+        );
+        assert_eq!(
+            err(cpu(pb::StressPlacement {
+                container: "75bd7354".into(),
+                ..Default::default()
+            })),
+            "invalid spec.cpu.placement.container: \"75bd7354\" is 8 hex digits; give at least 12 (what `docker ps` shows) so that it names one container"
+        );
+    }
+
+    #[test]
     fn rejections_name_the_field() {
         assert_eq!(
             err(req(kill(pb::ProcessSelector::default()), 0)),
-            "invalid spec.kill.selector: empty selector: give at least one of pid, name, cmdline, cgroup, unit, user"
+            "invalid spec.kill.selector: empty selector: give at least one of pid, name, cmdline, cgroup, unit, user, container"
         );
         assert_eq!(
             err(pb::InjectRequest::default()),
