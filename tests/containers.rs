@@ -196,7 +196,12 @@ fn pause_by_container_freezes_its_cgroup_and_revert_thaws_it() {
     assert_eq!(out["container"]["id"], c.id.as_str(), "{out}");
     // The kernel's view: the group the plan names is frozen, and so are its processes.
     let desc = out["fault"]["description"].as_str().unwrap().to_string();
-    let dir = PathBuf::from(desc.strip_prefix("froze cgroup ").expect(&desc));
+    let (dir, who) = desc
+        .strip_prefix("froze cgroup ")
+        .and_then(|d| d.split_once(" in container "))
+        .expect(&desc);
+    assert_eq!(who, format!("{prefix} (podman)"), "{desc}");
+    let dir = PathBuf::from(dir);
     let frozen = || {
         let v1 = std::fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
         let v2 = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
@@ -218,6 +223,16 @@ fn pause_by_container_freezes_its_cgroup_and_revert_thaws_it() {
     assert_eq!(got["container"]["id"], c.id.as_str(), "{got}");
     let table = agent.ctl(&["get", &id]);
     assert!(String::from_utf8_lossy(&table.stdout).contains(&c.id));
+    // `status` lists it with the container in its description, and in its JSON.
+    let status = agent.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&format!("in container {prefix}")), "{text}");
+    let status = agent.ctl_json(&["status"]);
+    assert_eq!(
+        status["active"][0]["container"]["id"],
+        c.id.as_str(),
+        "{status}"
+    );
     for p in &pids {
         println!("pid {p} frozen: state {:?}", state(*p));
     }

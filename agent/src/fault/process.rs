@@ -360,6 +360,15 @@ fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, 
     })
 }
 
+/// ` in container 75bd73545e70 (podman)`, or nothing: the container a fault hit, for
+/// its description (what `faultctl status` and `list` show).
+fn in_container(c: &Option<Container>) -> String {
+    match c {
+        Some(c) => format!(" in container {} ({})", c.short_id(), c.runtime),
+        None => String::new(),
+    }
+}
+
 fn pid_list(ts: &[Target]) -> String {
     ts.iter()
         .map(|t| format!("{} ({})", t.info.pid, t.info.comm))
@@ -370,9 +379,10 @@ fn pid_list(ts: &[Target]) -> String {
 pub fn plan_kill(k: &KillSpec, host: &Host) -> Result<Plan, FaultError> {
     let mut plan = select(&k.selector, k.pick, host, "spec.kill")?;
     plan.description = format!(
-        "send {} to {}{}",
+        "send {} to {}{}{}",
         k.signal.as_str(),
         pid_list(&plan.targets),
+        in_container(&plan.container),
         match k.every {
             Some(e) => format!(
                 ", then again every {} re-resolving {}",
@@ -413,13 +423,18 @@ pub fn plan_pause(p: &PauseSpec, host: &Host) -> Result<Plan, FaultError> {
         }
         .map_err(|e| FaultError::NotFound(e.to_string()))?;
         plan.description = format!(
-            "freeze cgroup {} ({} processes)",
+            "freeze cgroup {} ({} processes){}",
             group.dir.display(),
-            plan.targets.len()
+            plan.targets.len(),
+            in_container(&plan.container)
         );
         plan.freeze = Some(group);
     } else {
-        plan.description = format!("SIGSTOP {}", pid_list(&plan.targets));
+        plan.description = format!(
+            "SIGSTOP {}{}",
+            pid_list(&plan.targets),
+            in_container(&plan.container)
+        );
     }
     Ok(plan)
 }
@@ -438,12 +453,13 @@ pub fn apply_kill(k: &KillSpec, plan: Plan, _host: &Host) -> Result<super::Appli
         return Err(FaultError::Failed(errors.join("; ")));
     }
     let description = format!(
-        "sent {} to {}",
+        "sent {} to {}{}",
         k.signal.as_str(),
         hit.iter()
             .map(|p| format!("{} ({})", p.pid, p.comm))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        in_container(&plan.container)
     );
     Ok(super::Applied {
         undo: if k.every.is_some() {
@@ -463,7 +479,11 @@ pub fn apply_pause(plan: Plan, host: &Host) -> Result<super::Applied, FaultError
             FaultError::Precondition(format!("cannot freeze {}: {e}", group.dir.display()))
         })?;
         return Ok(super::Applied {
-            description: format!("froze cgroup {}", frozen.dir.display()),
+            description: format!(
+                "froze cgroup {}{}",
+                frozen.dir.display(),
+                in_container(&plan.container)
+            ),
             undo: super::Undo::Thaw(frozen),
             targets,
         });
@@ -493,7 +513,11 @@ pub fn apply_pause(plan: Plan, host: &Host) -> Result<super::Applied, FaultError
         ));
     }
     Ok(super::Applied {
-        description: format!("stopped {}", pid_list(&stopped)),
+        description: format!(
+            "stopped {}{}",
+            pid_list(&stopped),
+            in_container(&plan.container)
+        ),
         targets: stopped.iter().map(|t| t.info.clone()).collect(),
         undo: super::Undo::Resume(stopped),
     })
