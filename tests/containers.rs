@@ -607,3 +607,77 @@ fn stress_runs_in_the_containers_cgroup_against_its_limit() {
     assert!(stress_workers(&c, "memory").is_empty());
     assert!(c.running());
 }
+
+#[test]
+fn a_container_removed_under_a_fault_leaves_the_fault_revertable_and_nothing_behind() {
+    require!("root", "podman");
+    // Frozen, then removed: podman kills it (runc thaws to deliver SIGKILL); the revert
+    // finds the group gone and counts it as reverted.
+    let mut c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
+    wait_procs(&c, 2);
+    let (agent, prefix) = agent_and_prefix(&c);
+    let out = agent.ctl_json(&["inject", "pause", "--container", &prefix, "--for", "60s"]);
+    let pause = fault_id(&out);
+    let freezer = v1_dir(&c, "freezer");
+    let started = std::time::Instant::now();
+    c.remove().unwrap();
+    println!(
+        "podman rm -f of a frozen container took {:?}",
+        started.elapsed()
+    );
+    let o = agent.ctl(&["revert", &pause]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = agent.ctl_json(&["get", &pause]);
+    assert_eq!(got["state"], "reverted", "{got}");
+    println!("pause: {}", got["end_reason"]);
+    assert!(
+        eventually(Duration::from_secs(5), || !freezer.exists()),
+        "{} left",
+        freezer.display()
+    );
+}
+
+#[test]
+fn a_container_removed_under_stress_ends_the_stress_and_leaves_no_group() {
+    require!("root", "podman");
+    if faultline_tests::caps::stress().is_err() || faultline_tests::caps::v1_mount("cpu").is_none()
+    {
+        faultline_tests::skip(
+            "containers::a_container_removed_under_stress_ends_the_stress_and_leaves_no_group",
+            faultline_tests::caps::stress_capability(),
+            "stress in v1 cgroups is what this test reads",
+        );
+        return;
+    }
+    let mut c = start(&["/bin/sleep", "300"]);
+    let (agent, prefix) = agent_and_prefix(&c);
+    let out = agent.ctl_json(&[
+        "inject",
+        "cpu",
+        "--percent",
+        "10",
+        "--container",
+        &prefix,
+        "--for",
+        "60s",
+    ]);
+    let id = fault_id(&out);
+    let cpu = v1_dir(&c, "cpu");
+    let memory = v1_dir(&c, "memory");
+    assert!(!stress_workers(&c, "cpu").is_empty());
+    c.remove().unwrap();
+    // The fault ends on its own (its workers died with the container) or by revert;
+    // either way no worker and no group is left, and the container's group goes.
+    let o = agent.ctl(&["revert", &id]);
+    println!("revert: {} {}", o.status, stderr(&o));
+    let got = agent.ctl_json(&["get", &id]);
+    println!("state {} reason {}", got["state"], got["end_reason"]);
+    assert_ne!(got["state"], "active", "{got}");
+    assert!(
+        eventually(Duration::from_secs(10), || !cpu.exists()
+            && !memory.exists()),
+        "{} left: {:?}",
+        cpu.display(),
+        std::fs::read_dir(&cpu).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+}

@@ -374,12 +374,18 @@ impl UndoRecord {
         match self {
             UndoRecord::Nothing => Ok(()),
             UndoRecord::Net { undo } => network::revert(undo).await.map(|_| ()),
-            UndoRecord::Stress { group } => host
-                .cgroups()?
-                .remove_owned(group, Duration::from_secs(10))
-                .map_err(|e| {
-                    FaultError::Failed(format!("cannot remove stress group {}: {e}", group.name))
-                }),
+            UndoRecord::Stress { group } => {
+                host.cgroups()?
+                    .remove_owned(group, Duration::from_secs(10))
+                    .map_err(|e| {
+                        FaultError::Failed(format!(
+                            "cannot remove stress group {}: {e}",
+                            group.name
+                        ))
+                    })?;
+                stress::release_exited_container(group);
+                Ok(())
+            }
             UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {

@@ -405,7 +405,41 @@ pub fn revert(r: &Running, host: &Host) -> Result<(), FaultError> {
         let _ = ch.kill();
         let _ = ch.wait();
     }
+    release_exited_container(&r.group);
     Ok(())
+}
+
+/// After a stress group inside a container's cgroup is removed: if that container has
+/// exited meanwhile, its runtime could not remove its group (ours was in it, and rmdir
+/// of a group with a child fails), so the empty group would be left behind because of
+/// us. Removes the container's group where it is empty (no process, no child group),
+/// as the runtime would have; a group of a running container always holds its first
+/// process, so it is never touched. Shell: `rmdir /sys/fs/cgroup/cpu/<container group>`.
+pub fn release_exited_container(group: &OwnedGroup) {
+    for g in &group.groups {
+        let Some(parent) = g.dir.parent() else {
+            continue;
+        };
+        // The parent must be the container's group itself, not a group inside it.
+        let path = parent.to_string_lossy();
+        if crate::sys::container::container_in_path(&path).is_none_or(|n| n.group != path) {
+            continue;
+        }
+        let empty = std::fs::read_to_string(parent.join("cgroup.procs"))
+            .is_ok_and(|p| p.trim().is_empty())
+            && std::fs::read_dir(parent)
+                .is_ok_and(|d| !d.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())));
+        if empty {
+            match std::fs::remove_dir(parent) {
+                Ok(()) => {
+                    tracing::info!(group = %parent.display(), "removed the empty group of an exited container (its runtime could not while faultline's stress group was in it)")
+                }
+                Err(e) => {
+                    tracing::warn!(group = %parent.display(), error = %e, "cannot remove the empty group of an exited container")
+                }
+            }
+        }
+    }
 }
 
 /// Why a running stress fault has failed on its own (a worker died: OOM-killed inside
