@@ -83,6 +83,15 @@ fn agent_and_prefix(c: &Container) -> (Agent, String) {
     (Agent::start(), c.id[..12].to_string())
 }
 
+/// A container running two `sleep`s (a shell's child and the shell become sleep),
+/// both seen; the real faultd; and the container's 12-digit prefix.
+fn two_sleeps() -> (Container, Agent, String) {
+    let c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
+    wait_procs(&c, 2);
+    let (agent, prefix) = agent_and_prefix(&c);
+    (c, agent, prefix)
+}
+
 /// A process's state letter (`S`, `T`, `D`...) from `/proc/PID/stat`.
 fn state(pid: i32) -> Option<char> {
     faultline_tests::agent::proc_state(pid)
@@ -118,9 +127,7 @@ fn v1_dir(c: &Container, controller: &str) -> PathBuf {
 #[test]
 fn dry_run_shows_the_container_and_changes_nothing() {
     require!("root", "podman");
-    let c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
-    wait_procs(&c, 2);
-    let (agent, prefix) = agent_and_prefix(&c);
+    let (c, agent, prefix) = two_sleeps();
     let out = agent.ctl_json(&[
         "inject",
         "pause",
@@ -188,9 +195,7 @@ fn dry_run_shows_the_container_and_changes_nothing() {
 #[test]
 fn pause_by_container_freezes_its_cgroup_and_revert_thaws_it() {
     require!("root", "podman");
-    let c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
-    wait_procs(&c, 2);
-    let (agent, prefix) = agent_and_prefix(&c);
+    let (c, agent, prefix) = two_sleeps();
     let out = agent.ctl_json(&["inject", "pause", "--container", &prefix, "--for", "60s"]);
     let id = fault_id(&out);
     assert_eq!(out["container"]["id"], c.id.as_str(), "{out}");
@@ -247,9 +252,7 @@ fn pause_by_container_freezes_its_cgroup_and_revert_thaws_it() {
 #[test]
 fn pause_of_some_processes_in_a_container_stops_them_with_sigstop() {
     require!("root", "podman");
-    let c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
-    wait_procs(&c, 2);
-    let (agent, prefix) = agent_and_prefix(&c);
+    let (c, agent, prefix) = two_sleeps();
     // With another selector, only the matches are stopped (SIGSTOP), one of two here.
     let out = agent.ctl_json(&[
         "inject",
@@ -283,10 +286,8 @@ fn pause_of_some_processes_in_a_container_stops_them_with_sigstop() {
 #[test]
 fn kill_by_container_kills_its_processes_and_not_conmon() {
     require!("root", "podman");
-    let c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
-    wait_procs(&c, 2);
+    let (c, agent, prefix) = two_sleeps();
     let conmon: i32 = c.inspect("{{.State.ConmonPid}}").unwrap().parse().unwrap();
-    let (agent, prefix) = agent_and_prefix(&c);
     let out = agent.ctl_json(&["inject", "kill", "--container", &prefix]);
     let hit: Vec<i32> = out["targets"]
         .as_array()
@@ -494,6 +495,20 @@ fn network_faults_enter_the_containers_namespace() {
     assert_eq!(qdiscs(&c), before);
 }
 
+/// Whether stress runs here in v1 cgroups (what the stress tests read); if not, a
+/// counted skip of `test`.
+fn v1_stress(test: &str) -> bool {
+    if faultline_tests::caps::stress().is_ok() && faultline_tests::caps::v1_mount("cpu").is_some() {
+        return true;
+    }
+    faultline_tests::skip(
+        test,
+        faultline_tests::caps::stress_capability(),
+        "stress in v1 cgroups is what this test reads",
+    );
+    false
+}
+
 /// The pids of a container's faultline stress group in `controller`'s hierarchy.
 fn stress_workers(c: &Container, controller: &str) -> Vec<i32> {
     let dir = v1_dir(c, controller);
@@ -513,13 +528,7 @@ fn stress_workers(c: &Container, controller: &str) -> Vec<i32> {
 #[test]
 fn stress_runs_in_the_containers_cgroup_against_its_limit() {
     require!("root", "podman");
-    if faultline_tests::caps::stress().is_err() || faultline_tests::caps::v1_mount("cpu").is_none()
-    {
-        faultline_tests::skip(
-            "containers::stress_runs_in_the_containers_cgroup_against_its_limit",
-            faultline_tests::caps::stress_capability(),
-            "stress in v1 cgroups is what this test reads",
-        );
+    if !v1_stress("containers::stress_runs_in_the_containers_cgroup_against_its_limit") {
         return;
     }
     sweep(TAG);
@@ -613,9 +622,7 @@ fn a_container_removed_under_a_fault_leaves_the_fault_revertable_and_nothing_beh
     require!("root", "podman");
     // Frozen, then removed: podman kills it (runc thaws to deliver SIGKILL); the revert
     // finds the group gone and counts it as reverted.
-    let mut c = start(&["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
-    wait_procs(&c, 2);
-    let (agent, prefix) = agent_and_prefix(&c);
+    let (mut c, agent, prefix) = two_sleeps();
     let out = agent.ctl_json(&["inject", "pause", "--container", &prefix, "--for", "60s"]);
     let pause = fault_id(&out);
     let freezer = v1_dir(&c, "freezer");
@@ -640,13 +647,9 @@ fn a_container_removed_under_a_fault_leaves_the_fault_revertable_and_nothing_beh
 #[test]
 fn a_container_removed_under_stress_ends_the_stress_and_leaves_no_group() {
     require!("root", "podman");
-    if faultline_tests::caps::stress().is_err() || faultline_tests::caps::v1_mount("cpu").is_none()
-    {
-        faultline_tests::skip(
-            "containers::a_container_removed_under_stress_ends_the_stress_and_leaves_no_group",
-            faultline_tests::caps::stress_capability(),
-            "stress in v1 cgroups is what this test reads",
-        );
+    if !v1_stress(
+        "containers::a_container_removed_under_stress_ends_the_stress_and_leaves_no_group",
+    ) {
         return;
     }
     let mut c = start(&["/bin/sleep", "300"]);
