@@ -667,6 +667,7 @@ fn a_container_removed_under_stress_ends_the_stress_and_leaves_no_group() {
     let id = fault_id(&out);
     let cpu = v1_dir(&c, "cpu");
     let memory = v1_dir(&c, "memory");
+    let cpuacct = v1_dir(&c, "cpuacct");
     assert!(!stress_workers(&c, "cpu").is_empty());
     c.remove().unwrap();
     // The fault ends on its own (its workers died with the container) or by revert;
@@ -678,7 +679,8 @@ fn a_container_removed_under_stress_ends_the_stress_and_leaves_no_group() {
     assert_ne!(got["state"], "active", "{got}");
     assert!(
         eventually(Duration::from_secs(10), || !cpu.exists()
-            && !memory.exists()),
+            && !memory.exists()
+            && !cpuacct.exists()),
         "{} left: {:?}",
         cpu.display(),
         std::fs::read_dir(&cpu).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
