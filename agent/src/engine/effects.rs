@@ -12,6 +12,7 @@ use crate::error::FaultError;
 use crate::fault::{self, FaultSpec, KillSpec, Undo, UndoRecord};
 use crate::host::Host;
 use crate::limits::Limits;
+use crate::sys::cgroup::Hierarchy;
 use crate::sys::container::Container;
 use crate::sys::proc::ProcInfo;
 
@@ -90,6 +91,11 @@ pub trait Effects: Send + Sync + 'static {
 
     /// Why a watched active fault has failed on its own, if it has.
     fn failure(&self, undo: &Self::Undo) -> Option<String>;
+
+    /// Why the container an active fault targets is gone, if it is (`target gone:
+    /// container ID stopped ...`), told from kernel state alone; the engine then
+    /// reverts the fault. Asked of every fault whose plan named a container.
+    fn target_gone(&self, container: &Container) -> Option<String>;
 
     /// One round of a repeating kill: resolve the selector, pass the count through
     /// `admit`, signal. Returns what it did.
@@ -217,6 +223,26 @@ impl Effects for HostEffects {
             Undo::Stress(r) => fault::stress::check_workers(r, &self.host),
             _ => None,
         }
+    }
+
+    fn target_gone(&self, c: &Container) -> Option<String> {
+        let cgroups = self.host.cgroups().ok()?;
+        // Its cgroup2 group, else its first group in a v1 hierarchy mounted here.
+        let (h, path) = c
+            .cgroups
+            .iter()
+            .filter(|(h, p)| cgroups.dir_of(h, p).is_some())
+            .min_by_key(|(h, _)| *h != Hierarchy::V2)?;
+        let why = match cgroups.procs_outside_owned(h, path) {
+            Ok(None) => format!("its cgroup {path} is removed"),
+            Ok(Some(pids)) if pids.is_empty() => format!("no process is left in its cgroup {path}"),
+            // Running, or nothing can be told: not gone.
+            Ok(Some(_)) | Err(_) => return None,
+        };
+        Some(format!(
+            "target gone: container {} stopped ({why})",
+            c.short_id()
+        ))
     }
 
     async fn kill_round(&self, spec: &KillSpec, admit: Admit) -> Result<String, FaultError> {

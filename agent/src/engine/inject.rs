@@ -211,7 +211,13 @@ impl<E: Effects> Engine<E> {
         let activated = self.reg().activate(&rec.id, rec.clone(), undo, undo_record);
         match activated {
             Activated::Active => {
-                let tasks = self.spawn_tasks(&rec.id, spec, req.fault.ttl(), watch);
+                let tasks = self.spawn_tasks(
+                    &rec.id,
+                    spec,
+                    req.fault.ttl(),
+                    watch,
+                    facts.container.clone(),
+                );
                 let orphaned = self.reg().attach_tasks(&rec.id, tasks);
                 // Ended already (an abort raced the activation): its end stops nothing
                 // of these, so stop them here.

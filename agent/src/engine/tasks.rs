@@ -1,6 +1,6 @@
 //! A fault's own tasks, started when it becomes active and aborted when it ends: the
 //! timer that expires it, a repeating kill's loop, and the watcher that ends a stress
-//! fault whose workers died.
+//! fault whose workers died, or a fault whose container is gone.
 
 use std::time::Duration;
 
@@ -12,8 +12,9 @@ use super::effects::Effects;
 use super::record::{EndReason, EventType};
 use super::registry::Lookup;
 use crate::fault::FaultSpec;
+use crate::sys::container::Container;
 
-/// How often a watched fault (stress workers) is checked.
+/// How often a watched fault (stress workers, a container) is checked.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 impl<E: Effects> Engine<E> {
@@ -23,6 +24,7 @@ impl<E: Effects> Engine<E> {
         spec: &FaultSpec,
         ttl: Option<Duration>,
         watch: bool,
+        container: Option<Container>,
     ) -> Vec<AbortHandle> {
         let mut tasks = Vec::new();
         if let Some(d) = ttl {
@@ -42,8 +44,8 @@ impl<E: Effects> Engine<E> {
         {
             tasks.push(self.spawn_kill_loop(id.to_string(), k.clone(), every));
         }
-        if watch {
-            tasks.push(self.spawn_watch(id.to_string()));
+        if watch || container.is_some() {
+            tasks.push(self.spawn_watch(id.to_string(), watch, container));
         }
         tasks
     }
@@ -73,21 +75,38 @@ impl<E: Effects> Engine<E> {
         .abort_handle()
     }
 
-    /// Ends the fault as failed, with why, once [`Effects::failure`] reports it.
-    fn spawn_watch(&self, id: String) -> AbortHandle {
+    /// Ends the fault as reverted once [`Effects::target_gone`] reports its container
+    /// gone (checked first: a container's stop may take stress workers inside it along),
+    /// or as failed, with why, once [`Effects::failure`] reports it (`workers`). Either
+    /// way through [`Engine::end`], so exactly one ending wins and the undo runs.
+    fn spawn_watch(&self, id: String, workers: bool, container: Option<Container>) -> AbortHandle {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(WATCH_EVERY).await;
-                let why = match me.reg().active_undo(&id) {
+                match me.reg().active_undo(&id) {
                     Lookup::Gone => return,
-                    Lookup::NotActive => None,
-                    Lookup::Active(undo) => me.effects().failure(undo),
-                };
-                if let Some(why) = why {
-                    let _ = me.end(&id, EndReason::Failed(why), true).await;
-                    return;
+                    Lookup::NotActive => continue,
+                    Lookup::Active(_) => {}
                 }
+                let gone = container.as_ref().and_then(|c| me.effects().target_gone(c));
+                let why = match gone {
+                    Some(why) => EndReason::Reverted(why),
+                    None if workers => {
+                        let failed = match me.reg().active_undo(&id) {
+                            Lookup::Active(undo) => me.effects().failure(undo),
+                            Lookup::Gone => return,
+                            Lookup::NotActive => None,
+                        };
+                        match failed {
+                            Some(why) => EndReason::Failed(why),
+                            None => continue,
+                        }
+                    }
+                    None => continue,
+                };
+                let _ = me.end(&id, why, true).await;
+                return;
             }
         })
         .abort_handle()

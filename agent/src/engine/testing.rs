@@ -16,6 +16,7 @@ use crate::error::FaultError;
 use crate::fault::stress::{CpuAmount, MemAmount};
 use crate::fault::{FaultSpec, KillSpec, Timed, UndoRecord};
 use crate::limits::Limits;
+use crate::sys::container::Container;
 use crate::sys::proc::ProcInfo;
 
 /// The fake's undo: the number of the apply it undoes.
@@ -58,6 +59,10 @@ pub struct Knobs {
     pub targets: usize,
     /// Applies whose workers have "died" (see [`Effects::failure`]).
     pub failing: HashSet<u64>,
+    /// The container every plan names (as `--container` would resolve it).
+    pub container: Option<Container>,
+    /// Containers (by id) that have "stopped" (see [`Effects::target_gone`]).
+    pub gone: HashSet<String>,
 }
 
 /// Effects that change nothing.
@@ -158,7 +163,7 @@ impl Effects for FakeEffects {
                 _ => None,
             },
             prospective: UndoRecord::Nothing,
-            container: None,
+            container: k.container,
         };
         Ok(Planned { plan: (), facts })
     }
@@ -219,6 +224,15 @@ impl Effects for FakeEffects {
             .failing
             .contains(&undo.0)
             .then(|| format!("fake worker of #{} died", undo.0))
+    }
+
+    fn target_gone(&self, container: &Container) -> Option<String> {
+        self.knobs
+            .lock()
+            .unwrap()
+            .gone
+            .contains(&container.id)
+            .then(|| format!("target gone: container {} stopped", container.short_id()))
     }
 
     async fn kill_round(&self, _spec: &KillSpec, admit: Admit) -> Result<String, FaultError> {

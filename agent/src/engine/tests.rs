@@ -322,6 +322,53 @@ async fn a_watched_fault_that_fails_on_its_own_ends_as_failed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_fault_whose_container_is_gone_ends_once_as_reverted() {
+    use crate::sys::cgroup::Hierarchy;
+    use crate::sys::container::{Container, Driver, Runtime};
+    let e = staging();
+    let id = "0123456789ab".repeat(5) + "0123";
+    e.effects().set(|k| {
+        k.container = Some(Container {
+            id: id.clone(),
+            runtime: Runtime::Podman,
+            driver: Driver::Cgroupfs,
+            pod_uid: None,
+            cgroups: vec![(Hierarchy::V2, format!("/libpod_parent/libpod-{id}"))],
+            procs: vec![(4242, "sleep".into())],
+            init: 4242,
+            netns: None,
+        })
+    });
+    let mut events = e.subscribe();
+    // A pause (no workers to watch) and a CPU stress (workers watched too).
+    let (p, c) = (inject(&e, pause(60)).await, inject(&e, cpu(10.0)).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(e.get(&p).unwrap().state, State::Active);
+    assert_eq!(e.get(&c).unwrap().state, State::Active);
+    // The container stops; the stress workers died with it: the gone target wins.
+    e.effects().set(|k| {
+        k.gone.insert(id.clone());
+        k.failing.insert(2);
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for f in [&p, &c] {
+        let r = e.get(f).unwrap();
+        assert_eq!(r.state, State::Reverted, "{f}");
+        assert_eq!(r.end_reason, "target gone: container 0123456789ab stopped");
+    }
+    assert_eq!(reverts(&e), vec![1, 2]);
+    // A revert now finds it ended; nothing more happens, however long we wait.
+    let _ = e.revert(&p, "late").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(reverts(&e), vec![1, 2]);
+    assert!(e.get(&p).unwrap().end_reason.starts_with("target gone"));
+    let ended: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|ev| ev.kind == EventType::Reverted)
+        .collect();
+    assert_eq!(ended.len(), 2, "one end event each: {ended:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_repeating_kill_runs_rounds_within_the_rate_and_stops_at_its_end() {
     let e = staging();
     e.effects().set(|k| k.targets = 2);

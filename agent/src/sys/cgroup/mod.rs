@@ -514,6 +514,54 @@ impl Cgroups {
         Ok(pids)
     }
 
+    /// The processes still in the group at hierarchy-relative `path` and its
+    /// descendants, leaving out faultline's own groups (stress workers placed inside
+    /// it); `None` when the group's directory is gone. How the agent tells that a
+    /// container has stopped, from kernel state alone. An error when the hierarchy is
+    /// not mounted here (nothing can be told). Shell: `find DIR -name cgroup.procs -not
+    /// -path '*/faultline-*' | xargs cat`.
+    pub fn procs_outside_owned(
+        &self,
+        hierarchy: &Hierarchy,
+        path: &str,
+    ) -> Result<Option<Vec<i32>>, CgroupError> {
+        let Some(dir) = self.dir_of(hierarchy, path) else {
+            return Err(CgroupError::NoHierarchy {
+                hierarchy: hierarchy.to_string(),
+                mode: self.mode(),
+                need: format!("a look at group {path}"),
+            });
+        };
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let mut pids = Vec::new();
+        for d in fs::walk_dirs(&dir, WALK_LIMIT)? {
+            let owned = d.strip_prefix(&dir).ok().is_some_and(|rel| {
+                rel.iter()
+                    .any(|c| c.to_string_lossy().starts_with(OWNED_PREFIX))
+            });
+            if owned {
+                continue;
+            }
+            match fs::read_pids(&d.join("cgroup.procs")) {
+                Ok(p) => pids.extend(p),
+                // Removed during the walk (the group itself too: the runtime removing it).
+                Err(CgroupError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    if d == dir {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(Some(pids))
+    }
+
     /// The group that freezing `cg` acts on: `cg` itself if its hierarchy can freeze it,
     /// else the same path in cgroup2 (with `cgroup.freeze`) or in the v1 freezer.
     pub fn freezable(&self, cg: &CgroupRef) -> Result<CgroupRef, CgroupError> {
