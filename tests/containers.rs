@@ -617,11 +617,38 @@ fn stress_runs_in_the_containers_cgroup_against_its_limit() {
     assert!(c.running());
 }
 
+/// Waits (up to 5 s) for fault `id` to end on its own, and checks that it ended as
+/// reverted because its container is gone; prints how long that took after `since`.
+fn ended_as_target_gone(agent: &Agent, id: &str, prefix: &str, since: std::time::Instant) {
+    let mut got = serde_json::Value::Null;
+    let ended = eventually(Duration::from_secs(5), || {
+        got = agent.ctl_json(&["get", id]);
+        got["state"] != "active"
+    });
+    assert!(ended, "still active 5 s after its container went: {got}");
+    println!(
+        "{id} ended {:?} after the container went: {} ({})",
+        since.elapsed(),
+        got["state"],
+        got["end_reason"]
+    );
+    assert_eq!(got["state"], "reverted", "{got}");
+    let why = got["end_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("target gone: container {prefix} stopped")),
+        "{why}"
+    );
+    // Ended once: a revert now finds it ended and changes nothing.
+    let o = agent.ctl(&["revert", id]);
+    let again = agent.ctl_json(&["get", id]);
+    assert_eq!(again["end_reason"], got["end_reason"], "{}", stderr(&o));
+}
+
 #[test]
-fn a_container_removed_under_a_fault_leaves_the_fault_revertable_and_nothing_behind() {
+fn a_container_removed_under_a_pause_ends_the_fault_as_target_gone_and_nothing_left() {
     require!("root", "podman");
-    // Frozen, then removed: podman kills it (runc thaws to deliver SIGKILL); the revert
-    // finds the group gone and counts it as reverted.
+    // Frozen, then removed: podman kills it (runc thaws to deliver SIGKILL); faultd sees
+    // the group gone and ends the fault as reverted on its own.
     let (mut c, agent, prefix) = two_sleeps();
     let out = agent.ctl_json(&["inject", "pause", "--container", &prefix, "--for", "60s"]);
     let pause = fault_id(&out);
@@ -632,23 +659,49 @@ fn a_container_removed_under_a_fault_leaves_the_fault_revertable_and_nothing_beh
         "podman rm -f of a frozen container took {:?}",
         started.elapsed()
     );
-    let o = agent.ctl(&["revert", &pause]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let got = agent.ctl_json(&["get", &pause]);
-    assert_eq!(got["state"], "reverted", "{got}");
-    println!("pause: {}", got["end_reason"]);
+    ended_as_target_gone(&agent, &pause, &prefix, started);
     assert!(
         eventually(Duration::from_secs(5), || !freezer.exists()),
         "{} left",
         freezer.display()
     );
+    let status = agent.ctl_json(&["status"]);
+    assert!(
+        status["active"].as_array().is_none_or(|a| a.is_empty()),
+        "{status}"
+    );
 }
 
 #[test]
-fn a_container_removed_under_stress_ends_the_stress_and_leaves_no_group() {
+fn a_container_stopped_under_a_pause_of_some_of_its_processes_ends_the_fault() {
+    require!("root", "podman");
+    // SIGSTOP of one process picked in the container, then `podman stop`: the fault
+    // ends as target gone, and the container is exited, not left stopped.
+    let (c, agent, prefix) = two_sleeps();
+    let out = agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--container",
+        &prefix,
+        "--name",
+        "sleep",
+        "--count",
+        "1",
+        "--for",
+        "60s",
+    ]);
+    let pause = fault_id(&out);
+    let started = std::time::Instant::now();
+    c.stop().unwrap();
+    ended_as_target_gone(&agent, &pause, &prefix, started);
+    assert_eq!(c.status().unwrap(), "exited");
+}
+
+#[test]
+fn a_container_removed_under_stress_ends_the_fault_as_target_gone_and_leaves_no_group() {
     require!("root", "podman");
     if !v1_stress(
-        "containers::a_container_removed_under_stress_ends_the_stress_and_leaves_no_group",
+        "containers::a_container_removed_under_stress_ends_the_fault_as_target_gone_and_leaves_no_group",
     ) {
         return;
     }
@@ -668,15 +721,18 @@ fn a_container_removed_under_stress_ends_the_stress_and_leaves_no_group() {
     let cpu = v1_dir(&c, "cpu");
     let memory = v1_dir(&c, "memory");
     let cpuacct = v1_dir(&c, "cpuacct");
-    assert!(!stress_workers(&c, "cpu").is_empty());
+    let workers = stress_workers(&c, "cpu");
+    assert!(!workers.is_empty());
+    let started = std::time::Instant::now();
     c.remove().unwrap();
-    // The fault ends on its own (its workers died with the container) or by revert;
-    // either way no worker and no group is left, and the container's group goes.
-    let o = agent.ctl(&["revert", &id]);
-    println!("revert: {} {}", o.status, stderr(&o));
-    let got = agent.ctl_json(&["get", &id]);
-    println!("state {} reason {}", got["state"], got["end_reason"]);
-    assert_ne!(got["state"], "active", "{got}");
+    // The fault ends on its own as reverted (target gone, not a worker failure, though
+    // its workers may die with the container): no worker and no group is left, and
+    // the container's group goes.
+    ended_as_target_gone(&agent, &id, &prefix, started);
+    assert!(
+        workers.iter().all(|p| state(*p).is_none()),
+        "a stress worker outlived the fault: {workers:?}"
+    );
     assert!(
         eventually(Duration::from_secs(10), || !cpu.exists()
             && !memory.exists()

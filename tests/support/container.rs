@@ -154,6 +154,12 @@ impl Container {
             .ok_or_else(|| format!("/proc/{}/cgroup does not name {}", self.pid, self.id))
     }
 
+    /// `podman stop -t 0`: kills the container now and keeps it (exited; removed when
+    /// dropped).
+    pub fn stop(&self) -> Result<(), String> {
+        podman(&["stop", "-t", "0", &self.name]).map(|_| ())
+    }
+
     /// `podman rm -f -t 0`: kills and removes the container now.
     pub fn remove(&mut self) -> Result<(), String> {
         let r = podman(&["rm", "-f", "-t", "0", &self.name]).map(|_| ());

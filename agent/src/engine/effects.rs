@@ -227,11 +227,12 @@ impl Effects for HostEffects {
 
     fn target_gone(&self, c: &Container) -> Option<String> {
         let cgroups = self.host.cgroups().ok()?;
-        // Its cgroup2 group, else its first group in a v1 hierarchy mounted here.
+        // Its own group (the path names its id: not a `/` of a hierarchy the runtime
+        // leaves alone), cgroup2 first, else the first in a v1 hierarchy mounted here.
         let (h, path) = c
             .cgroups
             .iter()
-            .filter(|(h, p)| cgroups.dir_of(h, p).is_some())
+            .filter(|(h, p)| p.contains(&c.id) && cgroups.dir_of(h, p).is_some())
             .min_by_key(|(h, _)| *h != Hierarchy::V2)?;
         let why = match cgroups.procs_outside_owned(h, path) {
             Ok(None) => format!("its cgroup {path} is removed"),

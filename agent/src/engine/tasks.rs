@@ -98,9 +98,18 @@ impl<E: Effects> Engine<E> {
                             Lookup::Gone => return,
                             Lookup::NotActive => None,
                         };
-                        match failed {
-                            Some(why) => EndReason::Failed(why),
-                            None => continue,
+                        match (failed, &container) {
+                            (None, _) => continue,
+                            (Some(why), None) => EndReason::Failed(why),
+                            // Workers that die with their container die a moment
+                            // before it is seen gone: one more look decides.
+                            (Some(why), Some(c)) => {
+                                tokio::time::sleep(WATCH_EVERY).await;
+                                match me.effects().target_gone(c) {
+                                    Some(gone) => EndReason::Reverted(gone),
+                                    None => EndReason::Failed(why),
+                                }
+                            }
                         }
                     }
                     None => continue,
