@@ -7,7 +7,7 @@
 //! | `inject.rs` | checks, plan, reserve, journal the intent, apply, activate |
 //! | `end.rs` | revert, expiry, abort and lease lapse all end a fault through one claim; recovery |
 //! | `lease.rs` | leases and the watcher that reverts a lapsed lease's faults |
-//! | `tasks.rs` | a fault's own tasks: its timer, a repeating kill's loop, a stress watcher |
+//! | `tasks.rs` | a fault's own tasks: its timer, a repeating kill's loop, a watcher (stress workers dead: failed; container gone: reverted) |
 //! | `journal.rs` | the on-disk journal |
 //! | `health.rs` | the health guard |
 //! | `testing.rs` | [`testing::FakeEffects`] and the lifecycle contract both effects pass |
