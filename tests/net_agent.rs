@@ -416,6 +416,14 @@ impl FakeContainer {
     fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }
+
+    /// Kills its process, as a runtime's stop does (the group stays until drop).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Drop for FakeContainer {
@@ -483,5 +491,53 @@ fn netem_by_container_id_lands_in_the_containers_namespace() {
     );
     let o = agent.ctl(&["revert", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(root(&p, &p.a).0, "noqueue");
+}
+
+#[test]
+fn netem_by_container_id_ends_as_target_gone_when_the_container_stops() {
+    require!("root", "netem", "cgroup2");
+    let agent = Agent::start();
+    let p = Pair::new();
+    let mut c = FakeContainer::start(&p);
+    let prefix = c.id[..12].to_string();
+    let out = agent.ctl_json(&[
+        "inject",
+        "net",
+        "--container",
+        &prefix,
+        "--iface",
+        &p.a,
+        "--delay",
+        "30ms",
+        "--for",
+        "60s",
+    ]);
+    let id = fault_id(&out);
+    assert_eq!(root(&p, &p.a).0, "netem");
+    // The container's process ends; its namespace lives on (pinned in /run/netns), so
+    // the undo has something to do: faultd must still remove its netem.
+    let started = std::time::Instant::now();
+    c.stop();
+    let mut got = serde_json::Value::Null;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            got = agent.ctl_json(&["get", &id]);
+            got["state"] != "active"
+        }),
+        "still active 5 s after its container stopped: {got}"
+    );
+    println!(
+        "ended {:?} after the stop: {} ({})",
+        started.elapsed(),
+        got["state"],
+        got["end_reason"]
+    );
+    assert_eq!(got["state"], "reverted", "{got}");
+    let why = got["end_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("target gone: container {prefix} stopped")),
+        "{why}"
+    );
     assert_eq!(root(&p, &p.a).0, "noqueue");
 }

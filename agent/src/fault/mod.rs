@@ -201,7 +201,10 @@ pub enum Undo {
     /// Thaw a frozen cgroup.
     Thaw(crate::sys::cgroup::CgroupRef),
     /// Remove what faultline added to an interface.
-    Net(Box<crate::sys::tc::Undo>),
+    /// With a container's namespace, the namespace file held open since the apply
+    /// (`network::Pin`): the undo still reaches it once the container's process is gone
+    /// (a pod's namespace outlives a container; the journal keeps only the path).
+    Net(Box<crate::sys::tc::Undo>, Option<network::Pin>),
     /// Kill the stress workers and remove their group.
     Stress(stress::Running),
 }
@@ -221,7 +224,7 @@ impl Undo {
                     .join(", ")
             ),
             Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
-            Undo::Net(u) => network::describe_undo(u),
+            Undo::Net(u, _) => network::describe_undo(u),
             Undo::Stress(r) => format!(
                 "kill the workers in cgroup {} and remove it",
                 r.group
@@ -239,7 +242,7 @@ impl Undo {
     pub async fn revert(self, host: &Arc<Host>) -> Result<Option<String>, FaultError> {
         match self {
             Undo::Nothing | Undo::StopLoop => Ok(None),
-            Undo::Net(u) => network::revert(&u).await,
+            Undo::Net(u, pin) => network::revert_pinned(&u, pin.as_ref()).await,
             Undo::Stress(r) => {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
@@ -357,7 +360,7 @@ impl Undo {
                 procs: ts.iter().map(|t| ProcId::of(&t.info)).collect(),
             },
             Undo::Thaw(cg) => thaw_record(cg),
-            Undo::Net(u) => UndoRecord::Net {
+            Undo::Net(u, _) => UndoRecord::Net {
                 undo: (**u).clone(),
             },
             Undo::Stress(r) => UndoRecord::Stress {

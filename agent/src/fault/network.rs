@@ -321,6 +321,12 @@ pub async fn apply(spec: &NetworkSpec, plan: Plan) -> Result<Applied, FaultError
             "{target} is no longer the one planned (its process exited): nothing was changed"
         )));
     }
+    // Hold a container's namespace open, checked to be the planned one, before it
+    // changes (see `Pin`).
+    let pin = match &plan.netns {
+        Some((_, planned)) if spec.container.is_some() => Pin::open(&target, planned),
+        _ => None,
+    };
     let undo = tc.apply(&spec.fault).await.map_err(net_error)?;
     Ok(Applied {
         description: format!(
@@ -334,9 +340,48 @@ pub async fn apply(spec: &NetworkSpec, plan: Plan) -> Result<Applied, FaultError
                 String::new()
             }
         ),
-        undo: Undo::Net(Box::new(undo)),
+        undo: Undo::Net(Box::new(undo), pin),
         targets: Vec::new(),
     })
+}
+
+/// A container's network namespace, held open by the agent while its fault is active,
+/// so that the undo can still enter it after the container's process (the path the
+/// journal keeps, `/proc/PID/ns/net`) has exited: a pod's namespace outlives any one
+/// container, and netem must not be left in it. Closed when the undo is dropped.
+#[derive(Debug)]
+pub struct Pin(std::fs::File);
+
+impl Pin {
+    /// Opens `target`'s namespace file if it is still the namespace `planned`.
+    fn open(target: &NetnsTarget, planned: &crate::sys::netns::NetnsId) -> Option<Pin> {
+        use std::os::unix::fs::MetadataExt;
+        let f = target.open().ok()?;
+        let m = f.metadata().ok()?;
+        ((m.dev(), m.ino()) == *planned).then_some(Pin(f))
+    }
+
+    /// The held namespace, by this process's descriptor: the same namespace (and
+    /// identity) as at apply time for as long as the pin lives.
+    fn target(&self) -> NetnsTarget {
+        use std::os::fd::AsRawFd;
+        NetnsTarget::Path(format!("/proc/self/fd/{}", self.0.as_raw_fd()).into())
+    }
+}
+
+/// [`revert`], through the held namespace when there is one.
+pub async fn revert_pinned(
+    undo: &tc::Undo,
+    pin: Option<&Pin>,
+) -> Result<Option<String>, FaultError> {
+    match pin {
+        None => revert(undo).await,
+        Some(p) => {
+            let mut u = undo.clone();
+            u.netns = p.target();
+            revert(&u).await
+        }
+    }
 }
 
 /// Removes what faultline added. `Ok(Some(why))` when there was nothing left to undo
