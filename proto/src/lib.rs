@@ -1,6 +1,7 @@
 //! faultline's gRPC API, `faultline.v1`, generated from `proto/faultline/v1/agent.proto`,
 //! and the few helpers that the agent and the controller must agree on (durations, the
-//! JSON mapping of the messages in [`json`]).
+//! JSON mapping of the messages in [`json`], the probes' HTTP GET in [`http`] and the
+//! Prometheus condition in [`prometheus`]).
 //!
 //! The generated code lives in [`v1`]; `faultctl` depends on this crate only.
 
@@ -11,7 +12,9 @@ pub mod v1 {
     tonic::include_proto!("faultline.v1");
 }
 
+pub mod http;
 pub mod json;
+pub mod prometheus;
 pub mod units;
 
 /// The default Unix socket path of `faultd`.
