@@ -168,7 +168,7 @@ impl InstantQuery {
 pub fn judge(series: &[Series], bounds: &Bounds) -> (Option<f64>, Result<(), String>) {
     for s in series {
         if let Err(e) = bounds.check(s.value) {
-            let e = if series.len() > 1 || !s.labels.is_empty() {
+            let e = if series.len() > 1 {
                 format!("{e} ({}, {} series)", nonempty(&s.labels), series.len())
             } else {
                 e
