@@ -9,6 +9,8 @@
 //! - `cgroup-v1-cpu-memory`: v1 cpu and memory hierarchies are mounted (v1 stress groups).
 //! - `netem`, `prio`, `tbf`, `u32`, `ifb`: the kernel has that qdisc / classifier / link
 //!   (probed in a throwaway network namespace, never in the root one).
+//! - `prometheus`, `chromium`: Debian's Prometheus server / Chromium is installed and
+//!   runs (`--version`); tests/install-deps installs both.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,7 +66,31 @@ pub fn probe(capability: &str) -> Result<(), String> {
             }
         }
         "netem" | "prio" | "tbf" | "u32" | "ifb" => cached(capability, probe_tc_kind),
+        "prometheus" => cached(capability, |_| {
+            runs(&crate::prom_server::binary(), "prometheus")
+        }),
+        "chromium" => cached(capability, |_| runs(&crate::chromium::binary(), "chromium")),
         other => Err(format!("unknown capability {other:?} (a bug in the test)")),
+    }
+}
+
+/// Whether `bin --version` runs and exits 0 (`package` names the Debian package).
+fn runs(bin: &Path, package: &str) -> Result<(), String> {
+    if !bin.is_file() {
+        return Err(format!(
+            "{} is not installed (Debian's {package} package: tests/install-deps installs it)",
+            bin.display()
+        ));
+    }
+    match Command::new(bin).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "`{} --version` failed ({}): {}",
+            bin.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run {}: {e}", bin.display())),
     }
 }
 
