@@ -89,7 +89,14 @@ impl Drop for GroupGuard {
                     }
                 }
             }
-            if std::fs::remove_dir(&self.dir).is_ok() || start.elapsed() > Duration::from_secs(5) {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                faultline_tests::leftover(format!(
+                    "cgroup {} not removed within 5 s",
+                    self.dir.display()
+                ));
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -241,7 +241,7 @@ steps:
 }
 
 #[test]
-fn sigkill_to_faultctl_mid_run_makes_every_agent_revert_within_the_lease_ttl() {
+fn sigkill_to_faultctl_mid_run_makes_every_agent_revert_within_the_lease_ttl_plus_1s() {
     let fleet = Fleet::start(2);
     let tags: Vec<String> = (0..2).map(|_| unique_name("flv")).collect();
     let victims: Vec<Victim> = tags.iter().map(|t| Victim::sleep(t)).collect();
@@ -266,17 +266,19 @@ steps:
             t1 = tags[1],
         ),
     );
-    let mut child = fleet
-        .command(&[
-            "run",
-            scenario.to_str().unwrap(),
-            "--report-dir",
-            fleet.path("reports").to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        fleet
+            .command(&[
+                "run",
+                scenario.to_str().unwrap(),
+                "--report-dir",
+                fleet.path("reports").to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         eventually(Duration::from_secs(15), || stopped(&victims[0])
             && stopped(&victims[1])),
@@ -294,6 +296,12 @@ steps:
     let took = t.elapsed();
     eprintln!("agents reverted {took:?} after SIGKILL to faultctl (lease ttl 4s)");
     assert!(back, "the agents did not revert after the lease lapsed");
+    // The last renewal came before the kill, so the lease lapses less than 4 s after it;
+    // 1 s more for the revert and this poll.
+    assert!(
+        took <= Duration::from_secs(5),
+        "the agents reverted {took:?} after faultctl died: more than the 4 s lease TTL + 1 s"
+    );
     for i in 0..2 {
         // The process resumes a moment before the fault's ended record is filed.
         assert!(eventually(Duration::from_secs(5), || fleet
@@ -505,17 +513,19 @@ steps:
         ),
     );
     let reports = fleet.path("reports");
-    let child = fleet
-        .command(&[
-            "run",
-            scenario.to_str().unwrap(),
-            "--report-dir",
-            reports.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = faultline_tests::agent::KillOnDrop::new(
+        fleet
+            .command(&[
+                "run",
+                scenario.to_str().unwrap(),
+                "--report-dir",
+                reports.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         eventually(Duration::from_secs(15), || stopped(&victims[0])
             && stopped(&victims[1])),
@@ -526,7 +536,7 @@ steps:
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = child.into_inner().wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // Reverted by faultctl itself, long before the 30s lease TTL could.
     assert!(

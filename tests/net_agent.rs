@@ -331,12 +331,14 @@ fn pid_selects_the_process_network_namespace() {
     require!("root", "netem");
     let agent = Agent::start();
     let p = Pair::new();
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &p.ns.name])
-        .arg(faultline_tests::agent::sleep_binary())
-        .arg("600")
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &p.ns.name])
+            .arg(faultline_tests::agent::sleep_binary())
+            .arg("600")
+            .spawn()
+            .unwrap(),
+    );
     let pid = child.id();
     // Wait until the child has entered the namespace.
     let ns_ino = std::fs::metadata(format!("/run/netns/{}", p.ns.name)).map(|m| {

@@ -355,7 +355,7 @@ async fn netem_and_prio_work_or_name_the_missing_module() {
     .to_string();
     assert_eq!(
         err_text,
-        "this kernel has no sch_netem (needed for install a netem root qdisc): load it with `modprobe sch_netem` or use a kernel that has it"
+        "this kernel has no sch_netem (needed to install a netem root qdisc): load it with `modprobe sch_netem` or use a kernel that has it"
     );
 
     let sel_fault = NetFault {
@@ -473,10 +473,12 @@ async fn revert_restores_and_vanished_targets_count_as_reverted() {
 async fn pid_target_acts_in_the_process_namespace() {
     require!("root");
     let p = Pair::new();
-    let mut child = std::process::Command::new(common::program("ip"))
-        .args(["netns", "exec", &p.ns.name, "sleep", "30"])
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        std::process::Command::new(common::program("ip"))
+            .args(["netns", "exec", &p.ns.name, "sleep", "30"])
+            .spawn()
+            .unwrap(),
+    );
     // `ip netns exec` execs the command in place: wait until the pid is in the namespace.
     let want = p.ns.target().identity().unwrap();
     let pid = NetnsTarget::Pid(child.id());

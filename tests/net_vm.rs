@@ -491,10 +491,12 @@ async fn pid_namespace_fault_stays_there() {
     need_tc!("netem");
     let target = Link::new();
     let other = Link::new();
-    let mut child = std::process::Command::new(common::program("ip"))
-        .args(["netns", "exec", &target.left.name, "sleep", "60"])
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        std::process::Command::new(common::program("ip"))
+            .args(["netns", "exec", &target.left.name, "sleep", "60"])
+            .spawn()
+            .unwrap(),
+    );
     let want = target.left.target().identity().unwrap();
     let pid = NetnsTarget::Pid(child.id());
     for _ in 0..400 {

@@ -39,10 +39,12 @@ fn kill_by_name_with_signal() {
     let agent = Agent::start();
     let dir = tempfile::tempdir().unwrap();
     let (path, name) = unique_sleep(dir.path(), "flk");
-    let mut child = std::process::Command::new(&path)
-        .arg("600")
-        .spawn()
-        .unwrap();
+    let mut child = faultline_tests::agent::KillOnDrop::new(
+        std::process::Command::new(&path)
+            .arg("600")
+            .spawn()
+            .unwrap(),
+    );
     assert!(eventually(Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
             .map(|c| c.trim() == name)
@@ -183,6 +185,178 @@ fn pid1_is_refused() {
     assert_eq!(proc_state(1).map(|s| s != 'Z'), Some(true));
 }
 
+/// A process of a copied `sleep` named `name` (its comm), killed on drop.
+fn named_sleep(dir: &std::path::Path, name: &str) -> faultline_tests::agent::KillOnDrop {
+    let p = dir.join(name);
+    std::fs::copy(faultline_tests::agent::sleep_binary(), &p).unwrap();
+    let child = faultline_tests::agent::KillOnDrop::new(
+        std::process::Command::new(&p).arg("600").spawn().unwrap(),
+    );
+    let comm = format!("/proc/{}/comm", child.id());
+    assert!(eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == name)
+    }));
+    child
+}
+
+/// Nested cgroups of the test's own in the v2 hierarchy (present on both tiers); removed
+/// deepest first on drop, or the test fails. Drop the processes in them first.
+struct Nested {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Nested {
+    /// `/<unique>/<leaf>`; returns the guard and the leaf's directory.
+    fn new(leaf: &str) -> (Nested, std::path::PathBuf) {
+        let root = faultline_tests::caps::v2_mount().expect("a cgroup2 mount");
+        let top = root.join(faultline_tests::unique_name("fltprot-"));
+        let leaf = top.join(leaf);
+        std::fs::create_dir(&top).unwrap();
+        std::fs::create_dir(&leaf).unwrap();
+        (
+            Nested {
+                dirs: vec![leaf.clone(), top],
+            },
+            leaf,
+        )
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let gone = eventually(Duration::from_secs(5), || {
+                std::fs::remove_dir(d).is_ok() || !d.exists()
+            });
+            if !gone {
+                faultline_tests::leftover(format!("cgroup {}", d.display()));
+            }
+        }
+    }
+}
+
+/// Asserts that `faultctl ARGS` is refused by policy (exit 3) with `why` in the message.
+fn refused(agent: &Agent, args: &[&str], why: &str) {
+    let out = agent.ctl(args);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "faultctl {args:?} must be refused: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(why),
+        "faultctl {args:?}: the refusal names {why:?}: {}",
+        stderr(&out)
+    );
+}
+
+/// README: kernel threads, `sshd`, protected units and cgroups are never selected, by
+/// pid, by name or as part of a whole group, with the real selection over /proc.
+#[test]
+fn kernel_threads_sshd_protected_units_and_cgroups_are_never_selected() {
+    require!("root", "cgroup2");
+    let agent = Agent::start();
+    // A kernel thread: kthreadd, and every process named like it.
+    let kthreadd = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "kthreadd")
+        })
+        .expect("kthreadd runs");
+    refused(
+        &agent,
+        &[
+            "inject",
+            "pause",
+            "--pid",
+            &kthreadd.to_string(),
+            "--for",
+            "5s",
+        ],
+        "kernel thread",
+    );
+    refused(
+        &agent,
+        &["inject", "kill", "--name", "kthreadd"],
+        "kernel thread",
+    );
+
+    // sshd, by its comm: by pid and by name.
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = named_sleep(dir.path(), "sshd");
+    let pid = sshd.id().to_string();
+    refused(
+        &agent,
+        &["inject", "pause", "--pid", &pid, "--for", "5s"],
+        "protected process \"sshd\"",
+    );
+    refused(
+        &agent,
+        &["inject", "kill", "--name", "sshd"],
+        "protected process \"sshd\"",
+    );
+    assert_eq!(proc_state(sshd.id() as i32), Some('S'), "sshd untouched");
+
+    // A process in a cgroup of a protected unit (a path component sshd.service): by name
+    // and as the whole group.
+    let (unit, unit_dir) = Nested::new("sshd.service");
+    let name = faultline_tests::unique_name("flu");
+    let in_unit = named_sleep(dir.path(), &name);
+    std::fs::write(unit_dir.join("cgroup.procs"), in_unit.id().to_string()).unwrap();
+    refused(
+        &agent,
+        &["inject", "kill", "--name", &name],
+        "in protected unit sshd.service",
+    );
+    refused(
+        &agent,
+        &[
+            "inject",
+            "pause",
+            "--cgroup",
+            &unit_dir.display().to_string(),
+            "--for",
+            "5s",
+        ],
+        "protected unit sshd.service",
+    );
+    assert_eq!(proc_state(in_unit.id() as i32), Some('S'), "untouched");
+    drop(in_unit);
+    drop(unit);
+
+    // A process under a cgroup the limits file protects.
+    let (lab, lab_dir) = Nested::new("lab");
+    let protected = format!(
+        "/{}",
+        lab_dir
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    );
+    let agent = Agent::start_with(faultline_tests::agent::AgentOptions {
+        limits: Some(format!(
+            "[process]\nprotected_cgroups = [\"{protected}\"]\n"
+        )),
+        ..Default::default()
+    });
+    let name = faultline_tests::unique_name("flc");
+    let in_cg = named_sleep(dir.path(), &name);
+    std::fs::write(lab_dir.join("cgroup.procs"), in_cg.id().to_string()).unwrap();
+    refused(
+        &agent,
+        &["inject", "kill", "--name", &name],
+        &format!("in protected cgroup {protected}"),
+    );
+    assert_eq!(proc_state(in_cg.id() as i32), Some('S'), "untouched");
+    drop(in_cg);
+    drop(lab);
+}
+
 #[test]
 fn dry_run_lists_targets_and_touches_nothing() {
     require!("root");
@@ -277,6 +451,7 @@ fn every_kills_a_respawning_target_repeatedly() {
         .ctl(&["inject", "kill", "--name", &name, "--dry-run"])
         .status
         .success()));
+    let n0 = count();
     let out = agent.ctl_json(&[
         "inject", "kill", "--name", &name, "--every", "1s", "--for", "3500ms",
     ]);
@@ -288,9 +463,20 @@ fn every_kills_a_respawning_target_repeatedly() {
         ),
         "kill loop expires"
     );
-    let n = count();
-    // The first kill plus one per second for 3.5 s: the worker started at least 4 times.
-    assert!(n >= 4, "worker restarted {n} times, expected >= 4");
+    // The first kill plus one per second for 3.5 s (at 0, 1, 2 and 3 s): four kills,
+    // each followed by a restart, and no fifth once the fault has expired.
+    let restarts = || count() - n0;
+    assert!(
+        eventually(Duration::from_secs(5), || restarts() >= 4),
+        "the worker was restarted {} times during the kill loop, expected 4 (one per kill)",
+        restarts()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        restarts(),
+        4,
+        "4 kills (at 0, 1, 2, 3 s of a 3.5 s loop), each restarting the worker once"
+    );
 }
 
 #[test]
@@ -411,12 +597,17 @@ impl Drop for TestGroup {
         let _ = std::fs::write(self.dir.join("cgroup.freeze"), "0");
         let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
         self.kids.clear();
-        let _ = eventually(Duration::from_secs(5), || {
+        let empty = eventually(Duration::from_secs(5), || {
             std::fs::read_to_string(self.dir.join("cgroup.procs"))
                 .map(|s| s.trim().is_empty())
                 .unwrap_or(true)
         });
-        let _ = std::fs::remove_dir(&self.dir);
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            faultline_tests::leftover(format!(
+                "cgroup {} (empty within 5 s: {empty}): rmdir: {e}",
+                self.dir.display()
+            ));
+        }
     }
 }
 

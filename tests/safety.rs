@@ -74,15 +74,17 @@ fn inject_hold_renews_and_sigkill_of_faultctl_reverts_within_ttl_plus_1s() {
     require!("root");
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-hold");
-    let mut ctl = Command::new(faultline_tests::bin("faultctl"))
-        .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
-        .arg(v.pid().to_string())
-        .args(["--for", "5m", "--hold", "--hold-ttl", "2s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut ctl = faultline_tests::agent::KillOnDrop::new(
+        Command::new(faultline_tests::bin("faultctl"))
+            .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
+            .arg(v.pid().to_string())
+            .args(["--for", "5m", "--hold", "--hold-ttl", "2s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         eventually(Duration::from_secs(10), || v.state() == Some('T')),
         "never paused:\n{}",
@@ -110,21 +112,23 @@ fn inject_hold_ctrl_c_reverts() {
     require!("root");
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-hold-int");
-    let ctl = Command::new(faultline_tests::bin("faultctl"))
-        .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
-        .arg(v.pid().to_string())
-        .args(["--for", "5m", "--hold"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ctl = faultline_tests::agent::KillOnDrop::new(
+        Command::new(faultline_tests::bin("faultctl"))
+            .args(["--agent", &agent.uri(), "inject", "pause", "--pid"])
+            .arg(v.pid().to_string())
+            .args(["--for", "5m", "--hold"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     if !eventually(Duration::from_secs(10), || v.state() == Some('T')) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(ctl.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let out = ctl.wait_with_output().unwrap();
+        let out = ctl.into_inner().wait_with_output().unwrap();
         panic!(
             "never paused (state {:?}):\nstdout: {}\nstderr: {}\nagent:\n{}",
             v.state(),
@@ -138,7 +142,7 @@ fn inject_hold_ctrl_c_reverts() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let out = ctl.wait_with_output().unwrap();
+    let out = ctl.into_inner().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(v.state(), Some('S'), "{}", text(&out.stdout));
     assert!(
@@ -365,39 +369,77 @@ fn cleanup_reverts_a_crashed_agents_faults_and_refuses_under_a_live_one() {
     assert!(text(&out.stdout).contains("node clean (0 actions)"));
 }
 
-/// A freezer cgroup of the test's own with one sleeping process; removed on drop.
+/// Which freezer the crash loop's group uses: v1 `freezer.state` where a v1 freezer is
+/// mounted (the hybrid host), else v2 `cgroup.freeze`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Freezer {
+    V1,
+    V2,
+}
+
+/// A freezer cgroup of the test's own with one sleeping process; thawed, emptied and
+/// removed on drop, or the test fails.
 struct Group {
     dir: PathBuf,
+    freezer: Freezer,
     kid: Option<Victim>,
 }
 
 impl Group {
-    fn new(mount: &Path) -> Group {
+    fn new(freezer: Freezer) -> Group {
+        let mount = match freezer {
+            Freezer::V1 => faultline_tests::caps::v1_mount("freezer"),
+            Freezer::V2 => faultline_tests::caps::v2_mount(),
+        }
+        .expect("the freezer hierarchy is mounted");
         let dir = mount.join(faultline_tests::unique_name("faultline-test-crash-"));
         std::fs::create_dir(&dir).unwrap();
         let kid = Victim::sleep("faultline-crash-frozen");
         std::fs::write(dir.join("cgroup.procs"), kid.pid().to_string()).unwrap();
         Group {
             dir,
+            freezer,
             kid: Some(kid),
         }
     }
 
+    /// Frozen or freezing: any trace of a freeze left.
     fn frozen(&self) -> bool {
-        read_trim(&self.dir.join("freezer.state")) != "THAWED"
+        match self.freezer {
+            Freezer::V1 => read_trim(&self.dir.join("freezer.state")) != "THAWED",
+            Freezer::V2 => read_trim(&self.dir.join("cgroup.freeze")) != "0",
+        }
+    }
+
+    /// Fully frozen, as the kernel reports it.
+    fn frozen_in_kernel(&self) -> bool {
+        match self.freezer {
+            Freezer::V1 => read_trim(&self.dir.join("freezer.state")) == "FROZEN",
+            Freezer::V2 => std::fs::read_to_string(self.dir.join("cgroup.events"))
+                .is_ok_and(|e| e.lines().any(|l| l == "frozen 1")),
+        }
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+        let _ = match self.freezer {
+            Freezer::V1 => std::fs::write(self.dir.join("freezer.state"), "THAWED"),
+            Freezer::V2 => std::fs::write(self.dir.join("cgroup.freeze"), "0"),
+        };
         self.kid = None;
-        let _ = eventually(Duration::from_secs(5), || {
+        let empty = eventually(Duration::from_secs(5), || {
             std::fs::read_to_string(self.dir.join("cgroup.procs"))
                 .map(|s| s.trim().is_empty())
                 .unwrap_or(true)
         });
-        let _ = std::fs::remove_dir(&self.dir);
+        if !empty || std::fs::remove_dir(&self.dir).is_err() {
+            faultline_tests::leftover(format!(
+                "cgroup {} (processes: {})",
+                self.dir.display(),
+                read_trim(&self.dir.join("cgroup.procs"))
+            ));
+        }
     }
 }
 
@@ -409,24 +451,121 @@ fn pseudo_random(n: u64) -> u64 {
     (t ^ (t >> 7)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % n
 }
 
-/// 50 times: start faultd, inject a pause, a kill loop and a cgroup freeze, SIGKILL it
-/// at a random moment (every fifth round exactly between the journal write and the
-/// kernel change), start it again: the node is clean by the time it listens.
-#[test]
-fn crash_loop_50_times_leaves_nothing_behind() {
-    require!("root");
-    let freezer = faultline_tests::caps::v1_mount("freezer");
-    if freezer.is_none() {
-        eprintln!("crash loop: no v1 freezer here; the cgroup freeze part is left out");
+/// The fault kinds the crash loop checks in the kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Pause,
+    Freeze,
+    Stress,
+    Net,
+}
+
+/// How a round of the crash loop ends the agent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Crash {
+    /// Every inject at once; SIGKILL once every fault is visible in the kernel.
+    Live,
+    /// Every inject at once; SIGKILL 0-120 ms after the faultctl processes start.
+    Random,
+    /// One inject of this kind; the agent aborts itself between the journal write and
+    /// the kernel change (`FAULTLINE_TEST_CRASH_AFTER_JOURNAL`).
+    AfterJournal(Kind),
+    /// One inject of this kind; the agent aborts itself right after the kernel change,
+    /// before the undo is journalled (`FAULTLINE_TEST_CRASH_AFTER_APPLY`).
+    AfterApply(Kind),
+}
+
+/// Rounds: `FAULTLINE_CRASH_ROUNDS`, default 50 (the VM tier runs 20: a round costs
+/// about 10 s in the emulated guest against 0.2 s on the host).
+fn rounds() -> usize {
+    std::env::var("FAULTLINE_CRASH_ROUNDS")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("FAULTLINE_CRASH_ROUNDS={v:?} is not a number"))
+        })
+        .unwrap_or(50)
+}
+
+/// In every 10 rounds: 0, 2, 4, 6 live; 1, 7 random; 3, 8 after the journal; 5, 9 after
+/// the kernel change. The hook rounds of each sort take the kinds in turn, so 20 rounds
+/// cover 4 kinds with each hook.
+fn crash_of(round: usize, kinds: &[Kind]) -> Crash {
+    let block = round / 10 * 2;
+    let kind = |n: usize| kinds[(block + n) % kinds.len()];
+    match round % 10 {
+        3 => Crash::AfterJournal(kind(0)),
+        8 => Crash::AfterJournal(kind(1)),
+        5 => Crash::AfterApply(kind(0)),
+        9 => Crash::AfterApply(kind(1)),
+        1 | 7 => Crash::Random,
+        _ => Crash::Live,
     }
-    // The network part runs only where the kernel has netem (the VM tier).
-    let pair = match &net_common::kernel().netem {
-        Ok(()) => Some(net_common::Pair::new()),
+}
+
+/// 50 times (see [`rounds`]): start faultd, inject a pause, a kill loop, a cgroup freeze,
+/// CPU stress and a netem delay (each kind where the kernel has it: a counted skip
+/// otherwise), SIGKILL it (of 50 rounds: 20 once every fault is visible in the kernel, 10
+/// at a random moment, 10 between the journal write and the kernel change, 10 right after
+/// the kernel change), start it again: the node is clean by the time it listens. Each
+/// kind must have been live in the kernel at the crash in every round that waits for it,
+/// and in every after-the-kernel-change round of its kind.
+#[test]
+fn crash_loop_leaves_nothing_behind() {
+    require!("root");
+    const TEST: &str = "safety::crash_loop_leaves_nothing_behind";
+    let rounds = rounds();
+    let mut kinds = vec![Kind::Pause];
+    let freezer = if faultline_tests::caps::v1_mount("freezer").is_some() {
+        Some(Freezer::V1)
+    } else if faultline_tests::probe("cgroup2-freeze").is_ok() {
+        Some(Freezer::V2)
+    } else {
+        let cap = if faultline_tests::caps::v2_mount().is_some() {
+            "cgroup2-freeze"
+        } else {
+            "cgroup-v1-freezer"
+        };
+        faultline_tests::skip(TEST, cap, "no freezer: the cgroup freeze part is left out");
+        None
+    };
+    if freezer.is_some() {
+        kinds.push(Kind::Freeze);
+    }
+    // CPU stress where the host has a cgroup hierarchy for it; its group is named after
+    // this state dir's agent instance, so leftovers are found in cgroupfs.
+    let stress_root = match faultline_tests::caps::stress() {
+        Ok(()) if faultline_tests::probe("cgroup2-controllers").is_ok() => {
+            faultline_tests::caps::v2_mount()
+        }
+        Ok(()) => faultline_tests::caps::v1_mount("cpu"),
         Err(why) => {
-            eprintln!("crash loop: no network fault here ({why}); the rest runs");
+            faultline_tests::skip(
+                TEST,
+                faultline_tests::caps::stress_capability(),
+                &format!("{why}: the stress part is left out"),
+            );
             None
         }
     };
+    if stress_root.is_some() {
+        kinds.push(Kind::Stress);
+    }
+    // The network part runs only where the kernel has netem (the VM tier).
+    let pair = match faultline_tests::probe("netem") {
+        Ok(()) => Some(net_common::Pair::new()),
+        Err(why) => {
+            faultline_tests::skip(
+                TEST,
+                "netem",
+                &format!("{why}: the network part is left out"),
+            );
+            None
+        }
+    };
+    if pair.is_some() {
+        kinds.push(Kind::Net);
+    }
     let ours = |p: &net_common::Pair| {
         p.ns.qdiscs_json(&p.a)
             .as_array()
@@ -435,15 +574,9 @@ fn crash_loop_50_times_leaves_nothing_behind() {
             .any(|q| q["handle"].as_str().unwrap_or("").starts_with("fa17:"))
     };
     let state = tempfile::tempdir().unwrap();
-    // CPU stress where the host has a cgroup hierarchy for it; its group is named after
-    // this state dir's agent instance, so leftovers are found in cgroupfs.
-    let stress_root = if faultline_tests::probe("cgroup2-controllers").is_ok() {
-        faultline_tests::caps::v2_mount()
-    } else if faultline_tests::caps::v1_mount("memory").is_some() {
-        faultline_tests::caps::v1_mount("cpu")
-    } else {
-        None
-    };
+    // Every agent of the loop starts in one v2 group (where stress needs v2), so a
+    // restarted agent finds its predecessor's stress groups.
+    let home = faultline_tests::agent::CgroupHome::if_needed();
     let stress_prefix = {
         let mut h = faultline_agent::host::Host::for_tests();
         h.set_instance(state.path());
@@ -466,127 +599,182 @@ fn crash_loop_50_times_leaves_nothing_behind() {
         }
         found
     };
-    if stress_root.is_none() {
-        eprintln!("crash loop: no cgroup hierarchy for stress here; the rest runs");
-    }
+    // A stress group with its workers in it.
+    let stress_running = |root: &Path| {
+        stress_left(root)
+            .iter()
+            .any(|g| !read_trim(&g.join("cgroup.procs")).is_empty())
+    };
     let limits = format!("{STAGING}[process]\nmax_kills_per_minute = 1000\n");
     let mut worst = Duration::ZERO;
-    let mut hook_rounds = 0;
-    // Rounds where the crash left a fault in place for recovery to undo.
-    let (mut stress_live, mut paused_live) = (0, 0);
-    for round in 0..50 {
-        let hook = round % 5 == 4;
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    // Rounds where the crash left a fault of that kind in the kernel for recovery to undo.
+    let mut live: std::collections::BTreeMap<String, usize> = Default::default();
+    let started = Instant::now();
+    for round in 0..rounds {
+        let crash = crash_of(round, &kinds);
+        eprintln!(
+            "crash loop: round {round} ({crash:?}) at {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        *counts.entry(format!("{crash:?}")).or_default() += 1;
+        let env = match crash {
+            Crash::AfterJournal(_) => vec![(
+                faultline_agent::engine::CRASH_AFTER_JOURNAL_ENV.to_string(),
+                "1".to_string(),
+            )],
+            Crash::AfterApply(_) => vec![(
+                faultline_agent::engine::CRASH_AFTER_APPLY_ENV.to_string(),
+                "1".to_string(),
+            )],
+            _ => vec![],
+        };
         let mut agent = Agent::start_with(AgentOptions {
             limits: Some(limits.clone()),
             state_dir: Some(state.path().to_path_buf()),
-            env: if hook {
-                vec![("FAULTLINE_TEST_CRASH_AFTER_JOURNAL".into(), "1".into())]
-            } else {
-                vec![]
-            },
+            env,
+            home: home.clone(),
             ..Default::default()
         });
         let paused = Victim::sleep("faultline-crash-pause");
         let looped = Victim::sleep("faultline-crash-loop");
-        let group = freezer.as_deref().map(Group::new);
+        let group = freezer.map(Group::new);
         let uri = agent.uri();
-        let mut cmds: Vec<Vec<String>> = vec![
-            vec![
-                "inject".into(),
-                "pause".into(),
-                "--pid".into(),
-                paused.pid().to_string(),
-                "--for".into(),
-                "5m".into(),
-            ],
-            vec![
-                "inject".into(),
-                "kill".into(),
-                "--pid".into(),
-                looped.pid().to_string(),
-                "--signal".into(),
-                "CONT".into(),
-                "--every".into(),
-                "1s".into(),
-                "--for".into(),
-                "1m".into(),
-            ],
-        ];
-        if stress_root.is_some() {
-            cmds.push(vec![
-                "inject".into(),
-                "cpu".into(),
-                "--percent".into(),
-                "5".into(),
-                "--for".into(),
-                "30s".into(),
-            ]);
-        }
-        if let Some(p) = &pair {
-            cmds.push(vec![
-                "inject".into(),
-                "net".into(),
-                "--netns".into(),
-                p.ns.name.clone(),
-                "--iface".into(),
-                p.a.clone(),
-                "--delay".into(),
-                "10ms".into(),
-                "--for".into(),
-                "5m".into(),
-            ]);
-        }
-        if let Some(g) = &group {
-            cmds.push(vec![
-                "inject".into(),
-                "pause".into(),
-                "--cgroup".into(),
-                g.dir.display().to_string(),
-                "--for".into(),
-                "5m".into(),
-            ]);
-        }
-        let spawned: Vec<std::process::Child> = cmds
+        let inject = |kind: Option<Kind>| -> Vec<String> {
+            let v: Vec<String> = match kind {
+                Some(Kind::Pause) => vec![
+                    "pause".into(),
+                    "--pid".into(),
+                    paused.pid().to_string(),
+                    "--for".into(),
+                    "5m".into(),
+                ],
+                None => vec![
+                    "kill".into(),
+                    "--pid".into(),
+                    looped.pid().to_string(),
+                    "--signal".into(),
+                    "CONT".into(),
+                    "--every".into(),
+                    "1s".into(),
+                    "--for".into(),
+                    "1m".into(),
+                ],
+                Some(Kind::Stress) => vec![
+                    "cpu".into(),
+                    "--percent".into(),
+                    "5".into(),
+                    "--for".into(),
+                    "30s".into(),
+                ],
+                Some(Kind::Net) => {
+                    let p = pair.as_ref().unwrap();
+                    vec![
+                        "net".into(),
+                        "--netns".into(),
+                        p.ns.name.clone(),
+                        "--iface".into(),
+                        p.a.clone(),
+                        "--delay".into(),
+                        "10ms".into(),
+                        "--for".into(),
+                        "5m".into(),
+                    ]
+                }
+                Some(Kind::Freeze) => vec![
+                    "pause".into(),
+                    "--cgroup".into(),
+                    group.as_ref().unwrap().dir.display().to_string(),
+                    "--for".into(),
+                    "5m".into(),
+                ],
+            };
+            std::iter::once("inject".to_string()).chain(v).collect()
+        };
+        let cmds: Vec<Vec<String>> = match crash {
+            Crash::AfterJournal(k) | Crash::AfterApply(k) => vec![inject(Some(k))],
+            Crash::Live | Crash::Random => std::iter::once(None)
+                .chain(kinds.iter().copied().map(Some))
+                .map(inject)
+                .collect(),
+        };
+        let is_live = |k: Kind| match k {
+            Kind::Pause => paused.state() == Some('T'),
+            Kind::Freeze => group.as_ref().is_some_and(|g| g.frozen_in_kernel()),
+            // The group: its workers die with the agent (parent-death signal).
+            Kind::Stress => stress_root
+                .as_deref()
+                .is_some_and(|r| !stress_left(r).is_empty()),
+            Kind::Net => pair.as_ref().is_some_and(ours),
+        };
+        let _spawned: Vec<faultline_tests::agent::KillOnDrop> = cmds
             .iter()
             .map(|a| {
-                Command::new(faultline_tests::bin("faultctl"))
-                    .args(["--agent", &uri])
-                    .args(a)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                faultline_tests::agent::KillOnDrop::new(
+                    Command::new(faultline_tests::bin("faultctl"))
+                        .args(["--agent", &uri])
+                        .args(a)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                )
             })
             .collect();
-        if hook {
-            // The first inject aborts the agent right after its journal write.
-            assert!(
-                eventually(Duration::from_secs(10), || !agent.alive()),
-                "the crash hook did not fire:\n{}",
-                agent.log_text()
-            );
-            hook_rounds += 1;
-        } else {
-            std::thread::sleep(Duration::from_millis(pseudo_random(120)));
+        match crash {
+            Crash::AfterJournal(_) | Crash::AfterApply(_) => {
+                // The inject aborts the agent.
+                assert!(
+                    eventually(Duration::from_secs(20), || !agent.alive()),
+                    "round {round}: the crash hook did not fire:\n{}",
+                    agent.log_text()
+                );
+            }
+            Crash::Live => {
+                assert!(
+                    eventually(Duration::from_secs(30), || kinds
+                        .iter()
+                        .all(|&k| is_live(k))
+                        && stress_root.as_deref().is_none_or(stress_running)),
+                    "round {round}: not every fault became visible in the kernel within 30 s: {:?}\n{}",
+                    kinds.iter().map(|&k| (k, is_live(k))).collect::<Vec<_>>(),
+                    agent.log_text()
+                );
+            }
+            Crash::Random => std::thread::sleep(Duration::from_millis(pseudo_random(120))),
         }
         agent.crash_if_alive();
-        if stress_root
-            .as_deref()
-            .is_some_and(|r| !stress_left(r).is_empty())
-        {
-            stress_live += 1;
+        let now_live: Vec<Kind> = kinds.iter().copied().filter(|&k| is_live(k)).collect();
+        match crash {
+            Crash::AfterJournal(k) => assert!(
+                !now_live.contains(&k),
+                "round {round}: a crash before the kernel change left {k:?} live"
+            ),
+            Crash::AfterApply(k) => {
+                assert!(
+                    now_live.contains(&k),
+                    "round {round}: a crash right after the kernel change left no {k:?} in the kernel:\n{}",
+                    agent.log_text()
+                );
+                *live.entry(format!("{k:?} after apply")).or_default() += 1;
+            }
+            Crash::Live | Crash::Random => {
+                let when = if crash == Crash::Live {
+                    ""
+                } else {
+                    " at random"
+                };
+                for k in &now_live {
+                    *live.entry(format!("{k:?}{when}")).or_default() += 1;
+                }
+            }
         }
-        if paused.state() == Some('T') {
-            paused_live += 1;
-        }
-        for mut c in spawned {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop(_spawned);
         let again = Agent::start_with(AgentOptions {
             limits: Some(limits.clone()),
             state_dir: Some(state.path().to_path_buf()),
+            home: home.clone(),
             ..Default::default()
         });
         let t0 = Instant::now();
@@ -607,7 +795,7 @@ fn crash_loop_50_times_leaves_nothing_behind() {
         worst = worst.max(took);
         assert!(
             clean,
-            "round {round}: not clean 1 s after restart: pause {:?}, loop {:?}, group frozen {:?}, our qdisc {:?}, stress groups {:?}\nfirst agent:\n{}\nsecond agent:\n{}",
+            "round {round} ({crash:?}): not clean 1 s after restart: pause {:?}, loop {:?}, group frozen {:?}, our qdisc {:?}, stress groups {:?}\nfirst agent:\n{}\nsecond agent:\n{}",
             paused.state(),
             looped.state(),
             group.as_ref().map(|g| g.frozen()),
@@ -619,8 +807,18 @@ fn crash_loop_50_times_leaves_nothing_behind() {
         drop(again);
     }
     eprintln!(
-        "crash loop: 50 rounds ({hook_rounds} crashed between journal and kernel; the crash left a paused process in {paused_live}, a stress group in {stress_live}), clean each time; worst wait after listening {worst:?}"
+        "crash loop: {rounds} rounds {counts:?}, kinds {kinds:?}; rounds with a fault live in the kernel at the crash: {live:?}; clean each time; worst wait after listening {worst:?}"
     );
+    let live_rounds = (0..rounds)
+        .filter(|&r| crash_of(r, &kinds) == Crash::Live)
+        .count();
+    for k in &kinds {
+        let n = live.get(&format!("{k:?}")).copied().unwrap_or(0);
+        assert!(
+            n >= live_rounds,
+            "{k:?} was live in the kernel at the crash in {n} of the {live_rounds} rounds that wait for it: {live:?}"
+        );
+    }
 }
 
 #[test]
@@ -629,22 +827,24 @@ fn watch_hold_lease_binds_faults_and_lapses_when_watch_is_killed() {
     use std::io::BufRead;
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-watch-hold");
-    let mut watch = Command::new(faultline_tests::bin("faultctl"))
-        .args([
-            "--agent",
-            &agent.uri(),
-            "-o",
-            "json",
-            "watch",
-            "--hold",
-            "--ttl",
-            "2s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = faultline_tests::agent::KillOnDrop::new(
+        Command::new(faultline_tests::bin("faultctl"))
+            .args([
+                "--agent",
+                &agent.uri(),
+                "-o",
+                "json",
+                "watch",
+                "--hold",
+                "--ttl",
+                "2s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut first = String::new();
     // Kept open: the watch prints the inject event later and must not hit EPIPE.
     let mut events = std::io::BufReader::new(watch.stdout.take().unwrap());

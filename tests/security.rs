@@ -2,6 +2,9 @@
 //! the audit log (one line per RPC, on disk before the reply), metrics moving with the
 //! faults, and a bad-input battery from a raw tonic client. TCP only on 127.0.0.1.
 
+#[path = "net_common/mod.rs"]
+mod net_common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -479,12 +482,15 @@ fn bad_input_battery_from_a_raw_client_changes_nothing() {
         duration_ms: ms,
         ..Default::default()
     };
+    // Network faults aim at `lo` of a namespace of the test's own, never the root
+    // namespace's: should one be accepted by mistake, it lands there.
+    let ns = net_common::Netns::new();
     let net = |n: pb::NetemSpec, iface: &str| pb::InjectRequest {
         spec: Some(pb::FaultSpec {
             kind: Some(pb::fault_spec::Kind::Network(pb::NetworkSpec {
                 iface: iface.into(),
-                netns: String::new(),
-                pid,
+                netns: ns.name.clone(),
+                pid: 0,
                 direction: String::new(),
                 netem: Some(n),
                 selection: None,
@@ -740,4 +746,124 @@ fn bad_input_battery_from_a_raw_client_changes_nothing() {
     });
     assert_eq!(v.state(), Some('S'), "the victim was never touched");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// docs/security.md: "faultd reopens the file on SIGHUP" (logrotate's `postrotate`). An
+/// RPC after the move but before the signal still lands in the moved file (the open
+/// descriptor); after SIGHUP the next one starts a new `audit.log`.
+#[test]
+fn sighup_reopens_the_audit_log_after_rotation() {
+    require!("root");
+    let agent = Agent::start();
+    agent.ctl_json(&["status"]);
+    let log = agent.state_dir().join("audit.log");
+    let rotated = agent.state_dir().join("audit.log.1");
+    let before = audit_lines(&agent.state_dir()).len();
+    assert!(before >= 1, "the status call is audited");
+    std::fs::rename(&log, &rotated).unwrap();
+    agent.ctl_json(&["list"]);
+    assert!(
+        !log.exists(),
+        "without SIGHUP the agent keeps writing the moved file"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || agent
+            .log_text()
+            .contains("audit log reopened")),
+        "no reopen logged:\n{}",
+        agent.log_text()
+    );
+    agent.ctl_json(&["limits"]);
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = audit_lines(&agent.state_dir());
+    assert_eq!(
+        old.lines().count(),
+        before + 1,
+        "the moved file has the lines up to the signal: {old}"
+    );
+    assert!(old.contains("List"), "{old}");
+    assert_eq!(new.len(), 1, "the new file has the one call after: {new:?}");
+    assert!(new[0].to_string().contains("Limits"), "{new:?}");
+    assert!(agent.ctl(&["status"]).status.success(), "faultd carries on");
+}
+
+/// docs/security.md lists `faultline_lease_lapses_total` and
+/// `faultline_health_aborts_total`: a lease that lapses and a health probe that fails
+/// move them on /metrics.
+#[test]
+fn metrics_count_lease_lapses_and_health_aborts() {
+    require!("root");
+    let port = free_port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let agent = Agent::start_with(AgentOptions {
+        config: Some(format!("metrics_listen = \"127.0.0.1:{port}\"\n")),
+        limits: Some(format!(
+            "profile = \"staging\"\n[health]\ninterval = \"200ms\"\n[[health.probe]]\ntcp = \"{addr}\"\ntimeout = \"500ms\"\nfailures = 2\n"
+        )),
+        ..Default::default()
+    });
+    let lapses = "faultline_lease_lapses_total";
+    let aborts = "faultline_health_aborts_total";
+    let m0 = scrape(port);
+    assert_eq!(
+        (metric(&m0, lapses), metric(&m0, aborts)),
+        (0.0, 0.0),
+        "{m0}"
+    );
+    assert!(m0.contains(lapses) && m0.contains(aborts), "{m0}");
+
+    let v = Victim::sleep("faultline-sec-lapse");
+    let out = agent.ctl(&["lease", "open", "--ttl", "1s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        faultline_tests::agent::stderr(&out)
+    );
+    let lease = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "5m",
+        "--lease",
+        &lease,
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || metric(&scrape(port), lapses)
+            == 1.0),
+        "{}",
+        scrape(port)
+    );
+    assert_eq!(v.state(), Some('S'), "the lapse reverted the pause");
+    assert_eq!(metric(&scrape(port), aborts), 0.0, "healthy so far");
+
+    drop(listener);
+    let v2 = Victim::sleep("faultline-sec-health");
+    agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v2.pid().to_string(),
+        "--for",
+        "5m",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || metric(&scrape(port), aborts)
+            >= 1.0),
+        "{}",
+        scrape(port)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || v2.state() == Some('S')),
+        "the health guard reverted the pause"
+    );
+    assert_eq!(metric(&scrape(port), lapses), 1.0);
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::fault::Percent;
 use toml::Spanned;
 
 /// Where limits are read from when `--limits` is not given.
@@ -136,10 +138,7 @@ impl MemThreshold {
                 .trim()
                 .parse()
                 .map_err(|_| format!("{s:?} is not a percentage (e.g. \"5%\")"))?;
-            if !(0.0..=100.0).contains(&v) {
-                return Err(format!("{v} is not a percentage in 0..=100"));
-            }
-            return Ok(MemThreshold::Percent(v));
+            return Ok(MemThreshold::Percent(Percent::probability(v)?));
         }
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
@@ -234,6 +233,134 @@ pub struct StressLimits {
 }
 
 impl Limits {
+    /// Every setting in force as `(key, value)`, one per key of the limits file
+    /// (`network.max_jitter`, `cpu.max_concurrent`, `health.probe`...), in the file's
+    /// order, unset ones included: what `faultd check-config` prints. The fields are
+    /// destructured without `..`, so a new limit does not compile until it is listed.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        use faultline_proto::units::{format_duration as d, format_rate};
+        let Limits {
+            profile,
+            source: _,
+            max_duration,
+            max_concurrent_faults,
+            require_lease,
+            max_lease_ttl,
+            process,
+            network,
+            cpu,
+            memory,
+            health,
+        } = self;
+        let ProcessLimits {
+            max_kills_per_minute,
+            protected_processes,
+            protected_units,
+            protected_cgroups,
+            max_concurrent: process_max,
+        } = process;
+        let NetworkLimits {
+            max_delay,
+            max_jitter,
+            max_loss_percent,
+            max_duplicate_percent,
+            max_corrupt_percent,
+            max_reorder_percent,
+            min_rate_bits,
+            protected_interfaces,
+            max_concurrent: network_max,
+        } = network;
+        let HealthLimits {
+            interval,
+            min_mem_available,
+            max_psi_cpu_some_avg10,
+            max_psi_memory_some_avg10,
+            max_psi_io_some_avg10,
+            probes,
+        } = health;
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let cap = |c: &Option<u32>| match c {
+            Some(n) => n.to_string(),
+            None => "(unset: only max_concurrent_faults)".to_string(),
+        };
+        let pct = |p: &f64| format!("{p}%");
+        let off = |v: Option<String>| v.unwrap_or_else(|| "(off)".to_string());
+        let mut out: Vec<(String, String)> = [
+            ("profile", profile.clone()),
+            ("max_duration", d(*max_duration)),
+            ("max_concurrent_faults", max_concurrent_faults.to_string()),
+            ("require_lease", require_lease.to_string()),
+            ("max_lease_ttl", d(*max_lease_ttl)),
+            (
+                "process.max_kills_per_minute",
+                max_kills_per_minute.to_string(),
+            ),
+            ("process.protected_processes", list(protected_processes)),
+            ("process.protected_units", list(protected_units)),
+            ("process.protected_cgroups", list(protected_cgroups)),
+            ("process.max_concurrent", cap(process_max)),
+            ("network.max_delay", d(*max_delay)),
+            ("network.max_jitter", d(*max_jitter)),
+            ("network.max_loss_percent", pct(max_loss_percent)),
+            ("network.max_duplicate_percent", pct(max_duplicate_percent)),
+            ("network.max_corrupt_percent", pct(max_corrupt_percent)),
+            ("network.max_reorder_percent", pct(max_reorder_percent)),
+            ("network.min_rate", format_rate(*min_rate_bits)),
+            ("network.protected_interfaces", list(protected_interfaces)),
+            ("network.max_concurrent", cap(network_max)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (section, l) in [("cpu", cpu), ("memory", memory)] {
+            let StressLimits {
+                max_percent,
+                max_duration,
+                max_concurrent,
+            } = l;
+            out.push((format!("{section}.max_percent"), pct(max_percent)));
+            out.push((format!("{section}.max_duration"), d(*max_duration)));
+            out.push((format!("{section}.max_concurrent"), cap(max_concurrent)));
+        }
+        out.push(("health.interval".into(), d(*interval)));
+        out.push((
+            "health.min_mem_available".into(),
+            off(min_mem_available.map(|m| m.to_string())),
+        ));
+        for (key, v) in [
+            ("health.max_psi_cpu_some_avg10", max_psi_cpu_some_avg10),
+            (
+                "health.max_psi_memory_some_avg10",
+                max_psi_memory_some_avg10,
+            ),
+            ("health.max_psi_io_some_avg10", max_psi_io_some_avg10),
+        ] {
+            out.push((key.into(), off(v.as_ref().map(pct))));
+        }
+        if probes.is_empty() {
+            out.push(("health.probe".into(), "(none)".to_string()));
+        }
+        for p in probes {
+            out.push((
+                "health.probe".into(),
+                format!(
+                    "{}, trips after {} failure{} (timeout {})",
+                    p.check,
+                    p.failures,
+                    if p.failures == 1 { "" } else { "s" },
+                    d(p.timeout)
+                ),
+            ));
+        }
+        out
+    }
+
     /// The embedded `production` profile: the conservative default.
     pub fn production() -> Limits {
         Limits {
@@ -360,15 +487,8 @@ impl Limits {
         let pct =
             |v: &Option<Spanned<f64>>, field: &str, out: &mut f64| -> Result<(), LimitsError> {
                 if let Some(s) = v {
-                    let p = *s.get_ref();
-                    if !(0.0..=100.0).contains(&p) || p.is_nan() {
-                        return Err(bad(
-                            s.span(),
-                            field,
-                            format!("{p} is not a percentage in 0..=100"),
-                        ));
-                    }
-                    *out = p;
+                    *out =
+                        Percent::probability(*s.get_ref()).map_err(|m| bad(s.span(), field, m))?;
                 }
                 Ok(())
             };
@@ -525,15 +645,7 @@ fn parse_health(
         ),
     ] {
         if let Some(s) = v {
-            let p = *s.get_ref();
-            if !(0.0..=100.0).contains(&p) || p.is_nan() {
-                return Err(bad(
-                    s.span(),
-                    name,
-                    format!("{p} is not a percentage in 0..=100"),
-                ));
-            }
-            *o = Some(p);
+            *o = Some(Percent::probability(*s.get_ref()).map_err(|m| bad(s.span(), name, m))?);
         }
     }
     for (i, p) in h.probe.iter().enumerate() {
@@ -835,6 +947,57 @@ pub(crate) mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Every key the shipped limits file names (set, commented out, or in an example)
+    /// has its row in `settings()`, so `check-config` drops none.
+    #[test]
+    fn settings_show_every_key_of_the_limits_file() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../systemd/limits.toml"
+        ))
+        .unwrap();
+        let key = regex::Regex::new(r"([a-z_0-9]+) = ").unwrap();
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            let t = line.trim_start_matches(['#', ' ']);
+            if let Some(name) = t.strip_prefix("[[").and_then(|t| t.strip_suffix("]]")) {
+                section = name.to_string();
+                continue;
+            }
+            if let Some(name) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            for c in key.captures_iter(t) {
+                let k = match section.as_str() {
+                    "" => c[1].to_string(),
+                    "health.probe" => "health.probe".to_string(),
+                    s => format!("{s}.{}", &c[1]),
+                };
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        assert!(keys.len() >= 30, "found the file's keys: {keys:?}");
+        for l in [Limits::production(), Limits::staging()] {
+            let shown: Vec<String> = l.settings().into_iter().map(|(k, _)| k).collect();
+            for k in &keys {
+                assert!(shown.contains(k), "{k} is not shown: {shown:?}");
+            }
+        }
+        let rows = Limits::staging().settings();
+        let get = |k: &str| rows.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        assert_eq!(get("network.max_jitter"), "500ms");
+        assert_eq!(get("network.max_duplicate_percent"), "5%");
+        assert_eq!(get("network.min_rate"), "100kbit");
+        assert_eq!(
+            get("cpu.max_concurrent"),
+            "(unset: only max_concurrent_faults)"
+        );
     }
 
     #[test]

@@ -8,24 +8,35 @@ use faultline_agent::config::Config;
 use faultline_agent::limits::Limits;
 use faultline_agent::server;
 
+/// Examples and files, every line shorter than 80 columns so that no command wraps.
+const HELP_AFTER: &str = "\
+Examples:
+  # embedded defaults, socket /run/faultline/faultd.sock:
+  sudo faultd
+  sudo faultd --socket /tmp/f.sock --state-dir /tmp/faultd-state
+  sudo faultd --limits /etc/faultline/limits.toml
+  # validate both files and print every setting in force:
+  faultd check-config --limits ./limits.toml
+  # no faultd running: revert what the journal holds, sweep leftovers:
+  sudo faultd cleanup --state-dir /var/lib/faultline
+
+Files:
+  /etc/faultline/faultd.toml  config: socket, state_dir, operator_groups,
+                              limits, log, listen (mutual TLS), roles
+  /etc/faultline/limits.toml  blast-radius limits; owned by root and not
+                              writable by group or others
+
+On SIGTERM or SIGINT faultd reverts every active fault before it exits.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "faultd",
     version,
-    about = "faultline agent: injects faults (process kill/pause; network and stress to come) into this node, within the node's own limits",
+    about = "faultline agent: injects faults into this node (process kill and pause, network \
+             delay/loss/corruption with netem, CPU and memory stress in cgroups), within the \
+             node's own limits",
     long_about = None,
-    after_help = "\
-Examples:
-  sudo faultd                                   # embedded defaults, socket /run/faultline/faultd.sock
-  sudo faultd --socket /tmp/f.sock --state-dir /tmp/faultd-state
-  sudo faultd --limits /etc/faultline/limits.toml
-  faultd check-config --limits ./limits.toml    # validate both files, print the effective limits
-
-Files:
-  /etc/faultline/faultd.toml   agent config (socket, state_dir, operator_groups, limits, log)
-  /etc/faultline/limits.toml   blast-radius limits; must be owned by root, not group/world-writable
-
-On SIGTERM or SIGINT faultd reverts every active fault before it exits."
+    after_help = HELP_AFTER
 )]
 struct Cli {
     /// Config file [default: /etc/faultline/faultd.toml if present, else embedded defaults].
@@ -107,7 +118,6 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Limits)> {
 }
 
 fn print_effective(config: &Config, limits: &Limits) {
-    use faultline_proto::units::format_duration as d;
     println!("config: {}", config.source);
     println!("  socket          {}", config.socket.display());
     println!("  state_dir       {}", config.state_dir.display());
@@ -128,56 +138,10 @@ fn print_effective(config: &Config, limits: &Limits) {
         }
     );
     println!("limits: {} (profile {})", limits.source, limits.profile);
-    println!("  max_duration               {}", d(limits.max_duration));
-    println!(
-        "  max_concurrent_faults      {}",
-        limits.max_concurrent_faults
-    );
-    println!(
-        "  process.max_kills_per_minute {}",
-        limits.process.max_kills_per_minute
-    );
-    println!(
-        "  process.protected_processes  {}",
-        limits.process.protected_processes.join(", ")
-    );
-    println!(
-        "  process.protected_units      {}",
-        limits.process.protected_units.join(", ")
-    );
-    println!(
-        "  process.protected_cgroups    {}",
-        limits.process.protected_cgroups.join(", ")
-    );
-    println!(
-        "  network.max_delay          {}",
-        d(limits.network.max_delay)
-    );
-    println!(
-        "  network.max_loss_percent   {}",
-        limits.network.max_loss_percent
-    );
-    println!(
-        "  cpu.max_percent            {} (for at most {})",
-        limits.cpu.max_percent,
-        d(limits.cpu.max_duration)
-    );
-    println!(
-        "  memory.max_percent         {} (for at most {})",
-        limits.memory.max_percent,
-        d(limits.memory.max_duration)
-    );
-    let health = limits.health.describe();
-    if health.is_empty() {
-        println!("  health guard               off (no [health] conditions)");
-    } else {
-        println!(
-            "  health guard               every {}, abort when:",
-            d(limits.health.interval)
-        );
-        for h in health {
-            println!("    {h}");
-        }
+    let rows = limits.settings();
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in rows {
+        println!("  {key:<width$}  {value}");
     }
 }
 
@@ -298,6 +262,33 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("faultd: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// At 80 columns nothing wraps: every example command stays on one line, and the
+    /// summary names every fault kind faultd has (no "to come").
+    #[test]
+    fn help_is_current_and_examples_do_not_wrap() {
+        for line in HELP_AFTER.lines() {
+            assert!(line.len() < 80, "{} columns: {line:?}", line.len());
+        }
+        let help = Cli::command().term_width(80).render_help().to_string();
+        for cmd in [
+            "  sudo faultd --socket /tmp/f.sock --state-dir /tmp/faultd-state\n",
+            "  faultd check-config --limits ./limits.toml\n",
+            "  sudo faultd cleanup --state-dir /var/lib/faultline\n",
+        ] {
+            assert!(help.contains(cmd), "{cmd:?} is cut in:\n{help}");
+        }
+        assert!(!help.contains("to come"), "{help}");
+        for kind in ["kill", "pause", "network", "CPU", "memory"] {
+            assert!(help.contains(kind), "{kind} missing:\n{help}");
         }
     }
 }

@@ -306,15 +306,18 @@ mod tests {
         use crate::sys::tc::ops::{Direction, NetFault};
         let mut netem = crate::sys::tc::Netem::default();
         f(&mut netem);
-        FaultSpec::Network(crate::fault::network::NetworkSpec {
-            target: crate::sys::netns::NetnsTarget::Current,
-            fault: NetFault {
-                iface: "veth-test".into(),
-                direction: Direction::Egress,
-                netem,
-                selection: Default::default(),
-            },
-        })
+        FaultSpec::Network(
+            crate::fault::network::NetworkSpec::new(
+                crate::sys::netns::NetnsTarget::Current,
+                NetFault {
+                    iface: "veth-test".into(),
+                    direction: Direction::Egress,
+                    netem,
+                    selection: Default::default(),
+                },
+            )
+            .unwrap(),
+        )
     }
 
     fn delay(ms: u64, jitter_ms: u64) -> FaultSpec {
@@ -432,6 +435,13 @@ mod tests {
                 "network.max_reorder_percent",
                 spec_check(
                     net(|n| {
+                        // Reordering needs a delay (the spec refuses it without one).
+                        n.delay = Some(crate::sys::tc::Delay {
+                            latency: Duration::from_millis(10),
+                            jitter: Duration::ZERO,
+                            correlation: crate::sys::tc::Percent::ZERO,
+                            distribution: crate::sys::tc::Distribution::Uniform,
+                        });
                         n.reorder = Some(crate::sys::tc::Reorder {
                             probability: crate::sys::tc::Percent::new(5.0).unwrap(),
                             correlation: crate::sys::tc::Percent::ZERO,
@@ -442,6 +452,13 @@ mod tests {
                 ),
                 spec_check(
                     net(|n| {
+                        // Reordering needs a delay (the spec refuses it without one).
+                        n.delay = Some(crate::sys::tc::Delay {
+                            latency: Duration::from_millis(10),
+                            jitter: Duration::ZERO,
+                            correlation: crate::sys::tc::Percent::ZERO,
+                            distribution: crate::sys::tc::Distribution::Uniform,
+                        });
                         n.reorder = Some(crate::sys::tc::Reorder {
                             probability: crate::sys::tc::Percent::new(5.01).unwrap(),
                             correlation: crate::sys::tc::Percent::ZERO,

@@ -51,47 +51,7 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
         },
         Err(e) => (false, e.to_string()),
     };
-    let (net_ok, net_detail) = match &host.net {
-        Ok(k) => {
-            let parts = [
-                ("netem", &k.netem),
-                ("prio", &k.prio),
-                ("u32", &k.u32),
-                ("mirred", &k.mirred),
-                ("ifb", &k.ifb),
-            ];
-            let have: Vec<&str> = parts
-                .iter()
-                .filter(|(_, r)| r.is_ok())
-                .map(|(n, _)| *n)
-                .collect();
-            let missing: Vec<String> = parts
-                .iter()
-                .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
-                .collect();
-            let mut d = format!(
-                "kernel has {}",
-                if have.is_empty() {
-                    "none".to_string()
-                } else {
-                    have.join(", ")
-                }
-            );
-            if !missing.is_empty() {
-                d.push_str(&format!("; missing {}", missing.join("; ")));
-            }
-            if k.netem.is_err() {
-                d = format!("no sch_netem in this kernel ({d})");
-            } else if k.prio.is_err() || k.u32.is_err() {
-                d.push_str(" (traffic selection needs prio and u32)");
-            }
-            (k.netem.is_ok(), d)
-        }
-        Err(e) => (
-            false,
-            format!("cannot probe the kernel's traffic control: {e}"),
-        ),
-    };
+    let (net_ok, net_detail) = network(&host.net);
     vec![
         pb::KindSupport {
             kind: pb::FaultKind::Kill as i32,
@@ -119,4 +79,115 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
             detail: stress.1,
         },
     ]
+}
+
+/// Whether network faults work here, and what the kernel has: each fact once (the
+/// missing module's own message says what it is needed for and how to load it).
+fn network(probe: &Result<crate::sys::tc::KernelSupport, String>) -> (bool, String) {
+    let k = match probe {
+        Ok(k) => k,
+        Err(e) => {
+            return (
+                false,
+                format!("cannot probe the kernel's traffic control: {e}"),
+            );
+        }
+    };
+    let parts = [
+        ("netem", &k.netem),
+        ("prio", &k.prio),
+        ("u32", &k.u32),
+        ("mirred", &k.mirred),
+        ("ifb", &k.ifb),
+    ];
+    let have: Vec<&str> = parts
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(n, _)| *n)
+        .collect();
+    let have = if have.is_empty() {
+        "none of netem, prio, u32, mirred, ifb".to_string()
+    } else {
+        have.join(", ")
+    };
+    let missing = |skip: &str| -> Vec<String> {
+        parts
+            .iter()
+            .filter(|(n, _)| *n != skip)
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
+            .collect()
+    };
+    match &k.netem {
+        Err(e) => {
+            let mut d = format!("{e}; the kernel has {have}");
+            let others = missing("netem");
+            if !others.is_empty() {
+                d.push_str(&format!("; also missing {}", others.join("; ")));
+            }
+            (false, d)
+        }
+        Ok(()) => {
+            let mut d = format!("kernel has {have}");
+            let others = missing("netem");
+            if !others.is_empty() {
+                d.push_str(&format!("; missing {}", others.join("; ")));
+            }
+            if k.prio.is_err() || k.u32.is_err() {
+                d.push_str(" (traffic selection needs prio and u32)");
+            }
+            (true, d)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::tc::{KernelSupport, NetError};
+
+    fn gone(module: &str, what: &str) -> Result<(), String> {
+        Err(NetError::MissingKernelModule {
+            module: module.into(),
+            what: what.into(),
+        }
+        .to_string())
+    }
+
+    fn all() -> KernelSupport {
+        KernelSupport {
+            netem: Ok(()),
+            prio: Ok(()),
+            tbf: Ok(()),
+            u32: Ok(()),
+            mirred: Ok(()),
+            ifb: Ok(()),
+            missing: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_missing_netem_is_said_once() {
+        let k = KernelSupport {
+            netem: gone("sch_netem", "install a netem root qdisc"),
+            prio: gone("sch_prio", "install a prio root qdisc"),
+            ..all()
+        };
+        let (ok, d) = network(&Ok(k));
+        assert!(!ok);
+        assert_eq!(
+            d,
+            "this kernel has no sch_netem (needed to install a netem root qdisc): load it with \
+             `modprobe sch_netem` or use a kernel that has it; the kernel has u32, mirred, ifb; \
+             also missing prio: this kernel has no sch_prio (needed to install a prio root \
+             qdisc): load it with `modprobe sch_prio` or use a kernel that has it"
+        );
+        assert_eq!(
+            d.matches("sch_netem").count(),
+            2,
+            "named, and how to load it"
+        );
+        let (ok, d) = network(&Ok(all()));
+        assert!(ok);
+        assert_eq!(d, "kernel has netem, prio, u32, mirred, ifb");
+    }
 }

@@ -106,7 +106,14 @@ impl Netns {
 
     pub fn delete(&mut self) {
         if !self.name.is_empty() {
-            let _ = try_run(&["ip", "netns", "del", &self.name]);
+            let out = try_run(&["ip", "netns", "del", &self.name]);
+            if !out.status.success() {
+                faultline_tests::leftover(format!(
+                    "network namespace {}: ip netns del: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
             self.name.clear();
         }
     }
@@ -200,31 +207,10 @@ pub fn kernel() -> &'static KernelSupport {
     })
 }
 
-/// Like `faultline_tests::need`, falling back to faultline's own kernel probe for the
-/// tc capabilities (netem, prio, tbf, u32, ifb, mirred) while tests/support/caps.rs
-/// does not know them yet.
+/// `faultline_tests::need`: the tc capabilities (netem, prio, tbf, u32, ifb, mirred)
+/// are probed by tests/support/caps.rs with iproute2, never by faultline's own code.
 pub fn need(test: &str, cap: &str) -> bool {
-    match faultline_tests::probe(cap) {
-        Err(w) if w.starts_with("unknown capability") => {}
-        _ => return faultline_tests::need(test, cap),
-    }
-    let k = kernel();
-    let r = match cap {
-        "netem" => &k.netem,
-        "prio" => &k.prio,
-        "tbf" => &k.tbf,
-        "u32" => &k.u32,
-        "mirred" => &k.mirred,
-        "ifb" => &k.ifb,
-        other => panic!("unknown capability {other:?} (a bug in the test)"),
-    };
-    match r {
-        Ok(()) => true,
-        Err(why) => {
-            faultline_tests::skip(test, cap, why);
-            false
-        }
-    }
+    faultline_tests::need(test, cap)
 }
 
 /// `need_tc!("netem", "prio")` at the top of a test.

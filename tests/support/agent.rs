@@ -1,8 +1,16 @@
 //! A real `faultd` on a temporary socket and state dir, and the real `faultctl` pointed
 //! at it.
+//!
+//! Where the agent's stress groups live in cgroup v2 (its root offers cpu and memory),
+//! faultd makes its own group a parent for them: it moves every process of that group
+//! into a leaf and enables controllers in the group and its ancestors. Started straight
+//! from a test, its group would be the test runner's. So on such a host every agent here
+//! starts inside a v2 group of the test's own ([`CgroupHome`]), removed when dropped, and
+//! the root's `cgroup.subtree_control` is put back as it was ([`RootControllers`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running `faultd`, stopped with SIGTERM (and reaped) when dropped.
@@ -11,6 +19,140 @@ pub struct Agent {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// The v2 group it was started in (dropped after the agent: fields drop after
+    /// `Drop::drop` has stopped it).
+    pub home: Option<Arc<CgroupHome>>,
+}
+
+/// Enables the cpu and memory controllers in the cgroup2 root's `cgroup.subtree_control`
+/// while any holder lives, and disables again, when the last holder goes, those it had to
+/// enable: tests leave the root as they found it. Process-wide (tests run on threads).
+pub struct RootControllers {
+    root: PathBuf,
+}
+
+static ROOT_CONTROLLERS: Mutex<(usize, Vec<String>)> = Mutex::new((0, Vec::new()));
+
+impl RootControllers {
+    pub fn acquire() -> RootControllers {
+        let root = crate::caps::v2_mount().expect("a cgroup2 hierarchy is mounted");
+        let mut g = ROOT_CONTROLLERS.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            let file = root.join("cgroup.subtree_control");
+            let on = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+            for c in ["cpu", "memory"] {
+                if !on.split_whitespace().any(|x| x == c) {
+                    std::fs::write(&file, format!("+{c}"))
+                        .unwrap_or_else(|e| panic!("echo +{c} > {}: {e}", file.display()));
+                    g.1.push(c.to_string());
+                }
+            }
+        }
+        g.0 += 1;
+        RootControllers { root }
+    }
+}
+
+impl Drop for RootControllers {
+    fn drop(&mut self) {
+        let mut g = ROOT_CONTROLLERS.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            let file = self.root.join("cgroup.subtree_control");
+            for c in std::mem::take(&mut g.1) {
+                if let Err(e) = std::fs::write(&file, format!("-{c}")) {
+                    crate::leftover(format!(
+                        "the {c} controller the tests enabled in {} (echo -{c}: {e})",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A cgroup v2 group of the test's own directly under the root (`fltagent-…`, a name no
+/// sweep of faultline's touches) for agents to start in; on drop, kills whatever is still
+/// inside (`cgroup.kill`), removes it and everything below, and fails the test if it
+/// cannot. Share one between agents that must see each other's stress groups (the crash
+/// loop's restarts).
+pub struct CgroupHome {
+    pub dir: PathBuf,
+    _root: RootControllers,
+}
+
+impl CgroupHome {
+    /// A home if this host needs one (stress on cgroup v2), else `None`.
+    pub fn if_needed() -> Option<Arc<CgroupHome>> {
+        crate::probe("cgroup2-controllers")
+            .is_ok()
+            .then(|| Arc::new(CgroupHome::new()))
+    }
+
+    pub fn new() -> CgroupHome {
+        let root = RootControllers::acquire();
+        let dir = root.root.join(crate::unique_name("fltagent-"));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let home = CgroupHome { dir, _root: root };
+        std::fs::create_dir(home.leaf())
+            .unwrap_or_else(|e| panic!("mkdir {}: {e}", home.leaf().display()));
+        home
+    }
+
+    /// Where agents start: the leaf faultd would move itself into (`AGENT_LEAF`), so
+    /// that the home itself stays free of processes and a restarted agent can join
+    /// after the first enabled controllers in the home.
+    pub fn leaf(&self) -> PathBuf {
+        self.dir.join(faultline_agent::sys::cgroup::AGENT_LEAF)
+    }
+
+    /// Every group at and below the home, deepest first.
+    fn groups(&self) -> Vec<PathBuf> {
+        let mut all = vec![self.dir.clone()];
+        let mut i = 0;
+        while i < all.len() {
+            for e in std::fs::read_dir(&all[i]).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    all.push(e.path());
+                }
+            }
+            i += 1;
+        }
+        all.reverse();
+        all
+    }
+}
+
+impl Default for CgroupHome {
+    fn default() -> Self {
+        CgroupHome::new()
+    }
+}
+
+impl Drop for CgroupHome {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
+        let mut left = Vec::new();
+        for g in self.groups() {
+            let gone = eventually(Duration::from_secs(5), || {
+                std::fs::remove_dir(&g).is_ok() || !g.exists()
+            });
+            if !gone {
+                left.push(format!(
+                    "{} (processes: {})",
+                    g.display(),
+                    read_trim(&g.join("cgroup.procs")).replace('\n', " ")
+                ));
+            }
+        }
+        if !left.is_empty() {
+            crate::leftover(format!(
+                "cgroups not removed within 5 s: {}",
+                left.join(", ")
+            ));
+        }
+    }
 }
 
 /// How to start an agent.
@@ -28,6 +170,8 @@ pub struct AgentOptions {
     /// Extra environment variables (e.g. the test-only
     /// `FAULTLINE_TEST_CRASH_AFTER_JOURNAL=1`).
     pub env: Vec<(String, String)>,
+    /// Start in this v2 group (see [`CgroupHome`]); None: a fresh one if the host needs it.
+    pub home: Option<Arc<CgroupHome>>,
 }
 
 impl Agent {
@@ -51,7 +195,20 @@ impl Agent {
             .expect("tempdir");
         let socket = dir.path().join("run/faultd.sock");
         let log = dir.path().join("faultd.log");
-        let mut cmd = Command::new(crate::bin("faultd"));
+        let home = opts.home.clone().or_else(CgroupHome::if_needed);
+        let mut cmd = match &home {
+            // Joins the home before exec, so faultd's first look at its own group (the
+            // recovery sweep at start) already sees the home.
+            Some(h) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+                    .arg(h.leaf())
+                    .arg(crate::bin("faultd"));
+                c
+            }
+            None => Command::new(crate::bin("faultd")),
+        };
         cmd.arg("--socket")
             .arg(&socket)
             .arg("--state-dir")
@@ -91,13 +248,16 @@ impl Agent {
             dir,
             socket,
             log,
+            home,
         };
         a.wait_ready();
         a
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // 30 s: a restart first recovers (reverts, removes stress groups), which is slow
+        // in an emulated guest on a loaded host.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
@@ -114,8 +274,12 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let pid = self.pid();
         panic!(
-            "faultd did not listen on {} within 10 s:\n{}",
+            "faultd (pid {pid}, state {:?}, wchan {:?}, cgroup {:?}) did not listen on {} within 30 s:\n{}",
+            proc_state(pid),
+            read_trim(Path::new(&format!("/proc/{pid}/wchan"))),
+            read_trim(Path::new(&format!("/proc/{pid}/cgroup"))),
             self.socket.display(),
             self.log_text()
         );
@@ -353,4 +517,41 @@ pub fn read_trim(p: &Path) -> String {
     std::fs::read_to_string(p)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, however the test ends (a
+/// failed assert included). Derefs to the `Child`; [`KillOnDrop::into_inner`] disarms it.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(c: Child) -> KillOnDrop {
+        KillOnDrop(Some(c))
+    }
+
+    /// The child, no longer killed on drop (e.g. for `wait_with_output`).
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("a child")
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a child")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -9,9 +9,16 @@
 //! as passed and the tier runner subtracts it into the "skipped" figure.
 //!
 //! A tier that exists to run some capability sets `FAULTLINE_REQUIRE` to a comma list
-//! of capability names (the VM tier sets `netem,prio,cgroup2-controllers`): a test
-//! that would skip for one of those fails instead, so a skip can never hide a tier's
-//! reason to exist.
+//! of capability names (the VM tier sets every network kind and cgroup2 capability; CI's
+//! host tier the cgroup capabilities of the host's cgroup mode): a test that would skip
+//! for one of those fails instead, so a skip can never hide a tier's reason to exist.
+//! A probe that breaks (rather than hearing the kernel say "unknown kind") fails the
+//! test: see [`caps`].
+//!
+//! # Leftovers
+//!
+//! Cleanup guards that cannot remove what their test made call [`leftover`], which fails
+//! the test: a namespace, cgroup or process left behind is a bug, not a warning.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -55,13 +62,26 @@ pub fn skip(test: &str, capability: &str, why: &str) {
         panic!("{line} (but this tier requires {capability}: FAULTLINE_REQUIRE)");
     }
     eprintln!("{line}");
-    if let Ok(path) = std::env::var("FAULTLINE_SKIP_LOG")
-        && let Ok(mut f) = std::fs::OpenOptions::new()
+    if let Ok(path) = std::env::var("FAULTLINE_SKIP_LOG") {
+        // A skip the runner cannot count would be counted as a pass: fail instead.
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)
-    {
-        let _ = writeln!(f, "{line}");
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .unwrap_or_else(|e| panic!("cannot record the skip in {path}: {e}"));
+    }
+}
+
+/// A cleanup guard could not remove `what`: fails the test (panics), or, if the thread
+/// is already panicking (a second panic would abort the whole binary), says so on stderr
+/// next to the first failure.
+pub fn leftover(what: impl std::fmt::Display) {
+    let line = format!("LEFTOVER: {what}");
+    if std::thread::panicking() {
+        eprintln!("{line}");
+    } else {
+        panic!("{line}");
     }
 }
 

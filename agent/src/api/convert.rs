@@ -11,7 +11,8 @@ use crate::error::FaultError;
 use crate::fault::process::parse_signal;
 use crate::fault::stress::{CpuAmount, MemAmount, Placement};
 use crate::fault::{
-    CpuSpec, FaultSpec, KillSpec, Kind, MemSpec, NetworkSpec, PauseSpec, Pick, Selector,
+    CgroupPath, CpuSpec, FaultSpec, KillSpec, Kind, MemSpec, NetworkSpec, PauseSpec, Percent, Pick,
+    Selector, Timed, UnitName,
 };
 use crate::sys::netns::NetnsTarget;
 use crate::sys::proc::ProcInfo;
@@ -75,24 +76,12 @@ fn selector(s: Option<&pb::ProcessSelector>, field: &str) -> Result<Selector, Fa
         }
         None => None,
     };
-    let cgroup = nonempty(&s.cgroup, "cgroup")?;
-    if let Some(c) = &cgroup
-        && (!c.starts_with('/') || c.split('/').any(|p| p == ".."))
-    {
-        return Err(FaultError::invalid(
-            f("cgroup"),
-            format!("{c:?} must be an absolute path without \"..\" (e.g. /system.slice/x.service)"),
-        ));
-    }
-    let unit = nonempty(&s.unit, "unit")?;
-    if let Some(u) = &unit
-        && (u.contains('/') || !u.contains('.'))
-    {
-        return Err(FaultError::invalid(
-            f("unit"),
-            format!("{u:?} is not a unit name (e.g. nginx.service)"),
-        ));
-    }
+    let cgroup = nonempty(&s.cgroup, "cgroup")?
+        .map(|c| CgroupPath::parse(&c).map_err(|m| FaultError::invalid(f("cgroup"), m)))
+        .transpose()?;
+    let unit = nonempty(&s.unit, "unit")?
+        .map(|u| UnitName::parse(&u).map_err(|m| FaultError::invalid(f("unit"), m)))
+        .transpose()?;
     let user = match nonempty(&s.user, "user")? {
         Some(u) => Some(resolve_user(&u).map_err(|m| FaultError::invalid(f("user"), m))?),
         None => None,
@@ -133,16 +122,9 @@ fn pick(p: Option<&pb::Pick>, field: &str) -> Result<Pick, FaultError> {
             "must be at least 1",
         )),
         Some(pb::pick::Mode::Count(n)) => Ok(Pick::Count(*n)),
-        Some(pb::pick::Mode::Percent(p)) => {
-            if !p.is_finite() || *p <= 0.0 || *p > 100.0 {
-                Err(FaultError::invalid(
-                    format!("{field}.percent"),
-                    format!("{p} is not in (0, 100]"),
-                ))
-            } else {
-                Ok(Pick::Percent(*p))
-            }
-        }
+        Some(pb::pick::Mode::Percent(p)) => Percent::share(*p)
+            .map(Pick::Percent)
+            .map_err(|m| FaultError::invalid(format!("{field}.percent"), m)),
     }
 }
 
@@ -163,12 +145,6 @@ pub fn inject_request(
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             };
-            if every.is_some() && req.duration_ms == 0 {
-                return Err(FaultError::invalid(
-                    "duration_ms",
-                    "a repeating kill (every_ms) needs a duration (--for) to bound the loop",
-                ));
-            }
             FaultSpec::Kill(KillSpec {
                 selector: selector(k.selector.as_ref(), "spec.kill.selector")?,
                 pick: pick(k.pick.as_ref(), "spec.kill.pick")?,
@@ -189,19 +165,7 @@ pub fn inject_request(
         Some(pb::fault_spec::Kind::Cpu(c)) => FaultSpec::Cpu(cpu(c)?),
         Some(pb::fault_spec::Kind::Memory(m)) => FaultSpec::Memory(memory(m)?),
     };
-    let duration = match req.duration_ms {
-        0 if spec.lasts() => {
-            return Err(FaultError::invalid(
-                "duration_ms",
-                format!(
-                    "a {} fault needs a duration greater than zero (--for)",
-                    spec.kind().name()
-                ),
-            ));
-        }
-        0 => None,
-        ms => Some(Duration::from_millis(ms)),
-    };
+    let fault = Timed::new(spec, Some(Duration::from_millis(req.duration_ms)))?;
     if req.labels.len() > MAX_LABELS {
         return Err(FaultError::invalid(
             "labels",
@@ -223,8 +187,7 @@ pub fn inject_request(
         }
     }
     Ok(engine::InjectRequest {
-        spec,
-        duration,
+        fault,
         labels: req.labels.clone(),
         dry_run: req.dry_run,
         requested_by,
@@ -253,8 +216,8 @@ fn selector_pb(s: &Selector) -> pb::ProcessSelector {
         pid: s.pid,
         name: s.name.clone(),
         cmdline: s.cmdline.as_ref().map(|r| r.as_str().to_string()),
-        cgroup: s.cgroup.clone(),
-        unit: s.unit.clone(),
+        cgroup: s.cgroup.as_ref().map(|c| c.to_string()),
+        unit: s.unit.as_ref().map(|u| u.to_string()),
         user: s.user.as_ref().map(|(u, _)| u.clone()),
     }
 }
@@ -264,7 +227,7 @@ fn pick_pb(p: Pick) -> pb::Pick {
         mode: Some(match p {
             Pick::All => pb::pick::Mode::All(true),
             Pick::Count(n) => pb::pick::Mode::Count(n),
-            Pick::Percent(p) => pb::pick::Mode::Percent(p),
+            Pick::Percent(p) => pb::pick::Mode::Percent(p.get()),
         }),
     }
 }
@@ -283,10 +246,10 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                 selector: Some(selector_pb(&p.selector)),
                 pick: Some(pick_pb(p.pick)),
             }),
-            FaultSpec::Network(n) => pb::fault_spec::Kind::Network(network_pb(n)),
+            FaultSpec::Network(n) => pb::fault_spec::Kind::Network(n.to_proto()),
             FaultSpec::Cpu(c) => pb::fault_spec::Kind::Cpu(pb::CpuSpec {
                 percent: match c.amount {
-                    CpuAmount::Share(p) => p,
+                    CpuAmount::Share(p) => p.get(),
                     CpuAmount::Cores { .. } => 0.0,
                 },
                 cores: match c.amount {
@@ -294,7 +257,7 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                     CpuAmount::Share(_) => 0,
                 },
                 load: match c.amount {
-                    CpuAmount::Cores { load, .. } => load,
+                    CpuAmount::Cores { load, .. } => load.get(),
                     CpuAmount::Share(_) => 0.0,
                 },
                 placement: Some(placement_pb(&c.placement)),
@@ -305,7 +268,7 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                     MemAmount::Percent(_) => 0,
                 },
                 percent: match m.amount {
-                    MemAmount::Percent(p) => p,
+                    MemAmount::Percent(p) => p.get(),
                     MemAmount::Bytes(_) => 0.0,
                 },
                 ramp_ms: m.ramp.as_millis() as u64,
@@ -315,16 +278,12 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
     }
 }
 
+/// A netem probability; 0 means not set.
 fn percent(v: f64, field: &str) -> Result<Option<tc::Percent>, FaultError> {
     if v == 0.0 {
         return Ok(None);
     }
-    if !v.is_finite() || !(0.0..=100.0).contains(&v) {
-        return Err(FaultError::invalid(
-            field,
-            format!("{v} is not a percentage in 0..=100"),
-        ));
-    }
+    let v = Percent::probability(v).map_err(|m| FaultError::invalid(field, m))?;
     Ok(tc::Percent::new(v))
 }
 
@@ -494,7 +453,6 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             "no netem parameter given: set at least one of delay, loss, duplicate, corrupt, reorder, rate",
         ));
     }
-    netem.validate().map_err(crate::fault::network::net_error)?;
     let sel = n.selection.clone().unwrap_or_default();
     let sf = |x: &str| format!("{F}.selection.{x}");
     let cidrs = |v: &[String], name: &str| -> Result<Vec<tc::Cidr>, FaultError> {
@@ -534,18 +492,15 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             "ports need a protocol (tcp or udp): port offsets are only meaningful within one",
         ));
     }
-    selection
-        .matches()
-        .map_err(crate::fault::network::net_error)?;
-    Ok(NetworkSpec {
+    NetworkSpec::new(
         target,
-        fault: tc::NetFault {
+        tc::NetFault {
             iface: iface.to_string(),
             direction,
             netem,
             selection,
         },
-    })
+    )
 }
 
 fn placement(p: Option<&pb::StressPlacement>, field: &str) -> Result<Placement, FaultError> {
@@ -563,22 +518,14 @@ fn placement(p: Option<&pb::StressPlacement>, field: &str) -> Result<Placement, 
         ));
     }
     if !p.cgroup.is_empty() {
-        if !p.cgroup.starts_with('/') || p.cgroup.split('/').any(|c| c == "..") {
-            return Err(FaultError::invalid(
-                format!("{field}.cgroup"),
-                format!("{:?} must be an absolute path without \"..\"", p.cgroup),
-            ));
-        }
-        return Ok(Placement::Cgroup(p.cgroup.clone()));
+        return CgroupPath::parse(&p.cgroup)
+            .map(Placement::Cgroup)
+            .map_err(|m| FaultError::invalid(format!("{field}.cgroup"), m));
     }
     if !p.unit.is_empty() {
-        if p.unit.contains('/') || !p.unit.contains('.') {
-            return Err(FaultError::invalid(
-                format!("{field}.unit"),
-                format!("{:?} is not a unit name (e.g. nginx.service)", p.unit),
-            ));
-        }
-        return Ok(Placement::Unit(p.unit.clone()));
+        return UnitName::parse(&p.unit)
+            .map(Placement::Unit)
+            .map_err(|m| FaultError::invalid(format!("{field}.unit"), m));
     }
     if p.pid < 0 {
         return Err(FaultError::invalid(
@@ -597,11 +544,11 @@ fn placement_pb(p: &Placement) -> pb::StressPlacement {
     match p {
         Placement::Own => pb::StressPlacement::default(),
         Placement::Cgroup(c) => pb::StressPlacement {
-            cgroup: c.clone(),
+            cgroup: c.to_string(),
             ..Default::default()
         },
         Placement::Unit(u) => pb::StressPlacement {
-            unit: u.clone(),
+            unit: u.to_string(),
             ..Default::default()
         },
         Placement::Pid(pid) => pb::StressPlacement {
@@ -611,14 +558,8 @@ fn placement_pb(p: &Placement) -> pb::StressPlacement {
     }
 }
 
-fn in_percent(v: f64, field: &str) -> Result<f64, FaultError> {
-    if !v.is_finite() || v <= 0.0 || v > 100.0 {
-        return Err(FaultError::invalid(
-            field,
-            format!("{v} is not in (0, 100]"),
-        ));
-    }
-    Ok(v)
+fn in_percent(v: f64, field: &str) -> Result<Percent, FaultError> {
+    Percent::share(v).map_err(|m| FaultError::invalid(field, m))
 }
 
 fn cpu(c: &pb::CpuSpec) -> Result<CpuSpec, FaultError> {
@@ -677,84 +618,6 @@ fn memory(m: &pb::MemorySpec) -> Result<MemSpec, FaultError> {
         ramp: Duration::from_millis(m.ramp_ms),
         placement: placement(m.placement.as_ref(), "spec.memory.placement")?,
     })
-}
-
-fn network_pb(n: &NetworkSpec) -> pb::NetworkSpec {
-    let e = &n.fault.netem;
-    let p = |x: tc::Percent| x.as_percent();
-    let mut m = pb::NetemSpec {
-        limit: e.limit,
-        ..Default::default()
-    };
-    if let Some(d) = &e.delay {
-        m.delay_us = d.latency.as_micros() as u64;
-        m.jitter_us = d.jitter.as_micros() as u64;
-        m.delay_correlation = p(d.correlation);
-        m.distribution = d.distribution.name().to_string();
-    }
-    match &e.loss {
-        Some(tc::Loss::Random(c)) => {
-            m.loss_percent = p(c.probability);
-            m.loss_correlation = p(c.correlation);
-        }
-        Some(tc::Loss::GilbertElliott(g)) => {
-            m.loss_gemodel = Some(pb::GilbertElliott {
-                p: p(g.p),
-                r: p(g.r),
-                loss_bad: p(g.loss_bad),
-                loss_good: p(g.loss_good),
-            });
-        }
-        _ => {}
-    }
-    if let Some(c) = &e.duplicate {
-        m.duplicate_percent = p(c.probability);
-        m.duplicate_correlation = p(c.correlation);
-    }
-    if let Some(c) = &e.corrupt {
-        m.corrupt_percent = p(c.probability);
-        m.corrupt_correlation = p(c.correlation);
-    }
-    if let Some(r) = &e.reorder {
-        m.reorder_percent = p(r.probability);
-        m.reorder_correlation = p(r.correlation);
-        m.gap = r.gap;
-    }
-    if let Some(r) = &e.rate {
-        m.rate_bits_per_sec = r.bytes_per_sec * 8;
-    }
-    let s = &n.fault.selection;
-    let ports = |r: &Option<tc::PortRange>| match r {
-        Some(r) if r.first == r.last => r.first.to_string(),
-        Some(r) => format!("{}-{}", r.first, r.last),
-        None => String::new(),
-    };
-    let (netns, pid) = match &n.target {
-        NetnsTarget::Current => (String::new(), 0),
-        NetnsTarget::Named(x) => (x.clone(), 0),
-        NetnsTarget::Path(x) => (x.display().to_string(), 0),
-        NetnsTarget::Pid(p) => (String::new(), *p as i32),
-    };
-    pb::NetworkSpec {
-        iface: n.fault.iface.clone(),
-        netns,
-        pid,
-        direction: match n.fault.direction {
-            tc::Direction::Egress => "egress".into(),
-            tc::Direction::Ingress => "ingress".into(),
-        },
-        netem: Some(m),
-        selection: Some(pb::TrafficSelector {
-            dst: s.dst.iter().map(|c| c.to_string()).collect(),
-            src: s.src.iter().map(|c| c.to_string()).collect(),
-            dport: ports(&s.dport),
-            sport: ports(&s.sport),
-            protocol: s
-                .protocol
-                .map(|p| format!("{p:?}").to_lowercase())
-                .unwrap_or_default(),
-        }),
-    }
 }
 
 pub fn target(p: &ProcInfo) -> pb::ProcessTarget {
@@ -984,7 +847,7 @@ mod tests {
             0,
         );
         let d = inject_request(&r, "t".into()).unwrap();
-        let back = spec_pb(&d.spec);
+        let back = spec_pb(d.fault.spec());
         match back.kind.unwrap() {
             pb::fault_spec::Kind::Kill(k) => {
                 assert_eq!(k.signal, "KILL");

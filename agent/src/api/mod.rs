@@ -3,9 +3,12 @@
 //! proto -> domain conversion, and the one mapping from [`FaultError`] to gRPC status.
 
 pub mod convert;
+#[cfg(test)]
+mod tests;
 
 use std::pin::Pin;
 
+use faultline_proto::text;
 use faultline_proto::v1 as pb;
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -81,7 +84,13 @@ pub struct Authorizer {
     via: String,
     /// TLS identity -> role.
     roles: std::collections::HashMap<String, Role>,
+    /// uid -> user name, looked up at most once a minute per uid (a lookup reads
+    /// /etc/nsswitch.conf and /etc/passwd: most of a Status call's own time).
+    names: Arc<std::sync::Mutex<std::collections::HashMap<u32, (String, std::time::Instant)>>>,
 }
+
+/// How long a uid's name is reused before it is looked up again.
+const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Authorizer {
     pub fn new(operator_groups: &[String], via: String) -> Authorizer {
@@ -99,6 +108,7 @@ impl Authorizer {
             groups,
             via,
             roles: Default::default(),
+            names: Default::default(),
         }
     }
 
@@ -155,11 +165,7 @@ impl Authorizer {
         };
         let uid = cred.uid();
         let pid = cred.pid();
-        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| "?".into());
+        let name = self.user_name(uid);
         let operator = uid == 0 || self.in_groups(cred.gid(), pid);
         let peer = format!(
             "{}{}",
@@ -182,6 +188,24 @@ impl Authorizer {
                 Role::Viewer
             }),
         }
+    }
+
+    /// The user name of `uid` (`?` if it has none), from a short-lived cache.
+    fn user_name(&self, uid: u32) -> String {
+        let now = std::time::Instant::now();
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((name, at)) = names.get(&uid)
+            && now.duration_since(*at) < NAME_TTL
+        {
+            return name.clone();
+        }
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| "?".into());
+        names.insert(uid, (name.clone(), now));
+        name
     }
 
     fn in_groups(&self, gid: u32, pid: Option<i32>) -> bool {
@@ -331,6 +355,9 @@ pub struct AgentService {
     auth: Authorizer,
     audit: Option<Arc<AuditLog>>,
     metrics: Option<Metrics>,
+    /// What this host supports per kind, worked out on the first `Status` (it reads
+    /// procfs and cgroupfs; the kernel's modules were probed at start) and kept.
+    kinds: Arc<std::sync::OnceLock<Vec<pb::KindSupport>>>,
 }
 
 impl AgentService {
@@ -340,6 +367,7 @@ impl AgentService {
             auth,
             audit: None,
             metrics: None,
+            kinds: Default::default(),
         }
     }
 
@@ -462,19 +490,21 @@ impl AgentService {
 /// (16 KiB in hyper) the client would see an h2 protocol error instead of the reason.
 const MAX_ERROR_MESSAGE: usize = 1024;
 
+/// How much of the caller's text an audit summary keeps (bytes, cut at a character
+/// boundary by [`text::bounded`]): ids and lease holders, reasons, the spec's text.
+const MAX_ID_SUMMARY: usize = 128;
+const MAX_REASON_SUMMARY: usize = 256;
+const MAX_SPEC_SUMMARY: usize = 512;
+
 fn bounded(st: Status) -> Status {
     if st.message().len() <= MAX_ERROR_MESSAGE {
         return st;
-    }
-    let mut end = MAX_ERROR_MESSAGE;
-    while !st.message().is_char_boundary(end) {
-        end -= 1;
     }
     Status::new(
         st.code(),
         format!(
             "{}... ({} bytes; message truncated)",
-            &st.message()[..end],
+            text::prefix(st.message(), MAX_ERROR_MESSAGE),
             st.message().len()
         ),
     )
@@ -499,11 +529,7 @@ fn inject_summary(r: &pb::InjectRequest) -> String {
     let spec = r
         .spec
         .as_ref()
-        .map(|s| {
-            let mut t = format!("{s:?}");
-            t.truncate(512);
-            t
-        })
+        .map(|s| text::bounded(&format!("{s:?}"), MAX_SPEC_SUMMARY))
         .unwrap_or_else(|| "-".into());
     kv(&[
         ("dry_run", r.dry_run.to_string()),
@@ -526,9 +552,7 @@ fn revert_results(results: Vec<crate::engine::RevertResult>) -> Vec<pb::RevertRe
 }
 
 fn id_summary(id: &str) -> String {
-    let mut id = id.to_string();
-    id.truncate(128);
-    kv(&[("id", id)])
+    kv(&[("id", text::bounded(id, MAX_ID_SUMMARY))])
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -610,9 +634,11 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::RevertRequest>,
     ) -> Result<Response<pb::RevertResponse>, Status> {
         let summary = |r: &pb::RevertRequest| {
-            let mut reason = r.reason.clone();
-            reason.truncate(256);
-            format!("{} {}", id_summary(&r.id), kv(&[("reason", reason)]))
+            format!(
+                "{} {}",
+                id_summary(&r.id),
+                kv(&[("reason", text::bounded(&r.reason, MAX_REASON_SUMMARY))])
+            )
         };
         self.audited(
             "Revert",
@@ -644,9 +670,7 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::RevertAllRequest>,
     ) -> Result<Response<pb::RevertAllResponse>, Status> {
         let summary = |r: &pb::RevertAllRequest| {
-            let mut reason = r.reason.clone();
-            reason.truncate(256);
-            kv(&[("reason", reason)])
+            kv(&[("reason", text::bounded(&r.reason, MAX_REASON_SUMMARY))])
         };
         self.audited(
             "RevertAll",
@@ -687,7 +711,10 @@ impl pb::agent_server::Agent for AgentService {
                     kernel_release: host.kernel_release.clone(),
                     hostname: host.hostname.clone(),
                     cgroup_mode: host.cgroup_mode(),
-                    kinds: crate::support::kinds(host),
+                    kinds: self
+                        .kinds
+                        .get_or_init(|| crate::support::kinds(host))
+                        .clone(),
                     active: self.engine.list(false).iter().map(convert::fault).collect(),
                     started_at_ms: self
                         .engine
@@ -722,9 +749,10 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::OpenLeaseRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
         let summary = |r: &pb::OpenLeaseRequest| {
-            let mut holder = r.holder.clone();
-            holder.truncate(128);
-            kv(&[("ttl_ms", r.ttl_ms.to_string()), ("holder", holder)])
+            kv(&[
+                ("ttl_ms", r.ttl_ms.to_string()),
+                ("holder", text::bounded(&r.holder, MAX_ID_SUMMARY)),
+            ])
         };
         self.audited(
             "OpenLease",

@@ -8,6 +8,7 @@
 pub mod network;
 pub mod process;
 pub mod stress;
+pub mod values;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub use network::NetworkSpec;
 pub use process::{KillSpec, PauseSpec, Pick, Selector};
 pub use stress::{CpuSpec, MemSpec};
+pub use values::{CgroupPath, Percent, Timed, UnitName};
 
 use crate::error::FaultError;
 use crate::host::Host;
@@ -79,7 +81,7 @@ impl FaultSpec {
     /// Resolves the targets; changes nothing. Process work runs on the blocking pool.
     pub async fn plan(&self, host: &Arc<Host>) -> Result<Plan, FaultError> {
         match self {
-            FaultSpec::Network(n) => network::plan(n).await,
+            FaultSpec::Network(n) => network::plan(n, host).await,
             other => {
                 let (spec, host) = (other.clone(), host.clone());
                 blocking(move || match &spec {
@@ -223,7 +225,9 @@ impl Undo {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
             }
-            Undo::Resume(ts) => blocking(move || process::resume(&ts).map(|()| None)).await,
+            // SIGCONT through a pidfd never blocks: no trip through the blocking pool
+            // (an abort of 100 pauses would otherwise start a hundred threads).
+            Undo::Resume(ts) => process::resume(&ts).map(|()| None),
             Undo::Thaw(cg) => {
                 let host = host.clone();
                 blocking(move || {
@@ -310,8 +314,8 @@ impl Plan {
             // Until applied, the exact undo is unknown; the sweep of faultline's tagged
             // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
             (FaultSpec::Network(n), _) => UndoRecord::NetPending {
-                netns: n.target.clone(),
-                iface: n.fault.iface.clone(),
+                netns: n.target().clone(),
+                iface: n.fault().iface.clone(),
             },
             (FaultSpec::Pause(_), Some(cg)) => thaw_record(cg),
             (FaultSpec::Pause(_), None) => UndoRecord::Resume {
@@ -409,12 +413,4 @@ impl UndoRecord {
             }
         }
     }
-}
-
-/// A fault's duration, checked against the limits by `policy`.
-pub fn check_duration(d: Duration, field: &str) -> Result<(), FaultError> {
-    if d.is_zero() {
-        return Err(FaultError::invalid(field, "must be greater than zero"));
-    }
-    Ok(())
 }

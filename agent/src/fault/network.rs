@@ -9,19 +9,50 @@
 
 use std::time::Duration;
 
+use faultline_proto::describe;
 use faultline_proto::units::{format_duration, format_rate};
+use faultline_proto::v1 as pb;
 
 use super::{Applied, Plan, Undo};
 use crate::error::FaultError;
+use crate::host::Host;
 use crate::limits::Limits;
 use crate::sys::netns::NetnsTarget;
-use crate::sys::tc::{self, Direction, Loss, NetError, NetFault, Netem, RootKind, Tc};
+use crate::sys::tc::{self, Direction, Loss, NetError, NetFault, RootKind, Tc};
 
-/// A validated network fault.
+/// A validated network fault: its netem parameters and traffic selection passed
+/// [`tc::Netem::validate`] and [`tc::Selection::matches`] when it was made, the one place
+/// the domain checks them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkSpec {
-    pub target: NetnsTarget,
-    pub fault: NetFault,
+    target: NetnsTarget,
+    fault: NetFault,
+}
+
+impl NetworkSpec {
+    /// Refuses what iproute2 or the kernel would, naming the parameter
+    /// (`spec.network.netem.<parameter>`).
+    pub fn new(target: NetnsTarget, fault: NetFault) -> Result<NetworkSpec, FaultError> {
+        fault.netem.validate().map_err(net_error)?;
+        fault.selection.matches().map_err(net_error)?;
+        Ok(NetworkSpec { target, fault })
+    }
+
+    /// The namespace it applies in.
+    pub fn target(&self) -> &NetnsTarget {
+        &self.target
+    }
+
+    /// The interface, direction, netem parameters and selection.
+    pub fn fault(&self) -> &NetFault {
+        &self.fault
+    }
+
+    /// As the API writes it (defaults filled in): what `Get` shows, and what the
+    /// shared describer ([`faultline_proto::describe`]) puts in words.
+    pub fn to_proto(&self) -> pb::NetworkSpec {
+        to_proto(self)
+    }
 }
 
 /// Maps the tc layer's errors onto what a caller can do about them.
@@ -144,70 +175,6 @@ pub fn check(
     Ok(())
 }
 
-/// netem's parameters in tc's words: `delay 50ms 10ms 25% distribution normal loss 1%`.
-pub fn describe_netem(e: &Netem) -> String {
-    let mut out = Vec::new();
-    if let Some(d) = &e.delay {
-        let mut s = format!("delay {}", format_duration(d.latency));
-        if !d.jitter.is_zero() {
-            s.push_str(&format!(" {}", format_duration(d.jitter)));
-            if !d.correlation.is_zero() {
-                s.push_str(&format!(" {}%", pct(d.correlation)));
-            }
-            if d.distribution != tc::Distribution::Uniform {
-                s.push_str(&format!(" distribution {}", d.distribution.name()));
-            }
-        }
-        out.push(s);
-    }
-    match &e.loss {
-        Some(Loss::Random(c)) => out.push(chance("loss", c)),
-        Some(Loss::GilbertElliott(g)) => out.push(format!(
-            "loss gemodel {}% {}% {}% {}%",
-            pct(g.p),
-            pct(g.r),
-            pct(g.loss_bad),
-            pct(g.loss_good)
-        )),
-        Some(Loss::FourState(_)) => out.push("loss state (4-state model)".into()),
-        None => {}
-    }
-    if let Some(c) = &e.duplicate {
-        out.push(chance("duplicate", c));
-    }
-    if let Some(c) = &e.corrupt {
-        out.push(chance("corrupt", c));
-    }
-    if let Some(r) = &e.reorder {
-        let mut s = format!("reorder {}%", pct(r.probability));
-        if !r.correlation.is_zero() {
-            s.push_str(&format!(" {}%", pct(r.correlation)));
-        }
-        if r.gap > 0 {
-            s.push_str(&format!(" gap {}", r.gap));
-        }
-        out.push(s);
-    }
-    if let Some(r) = &e.rate {
-        out.push(format!(
-            "rate {}",
-            format_rate(r.bytes_per_sec.saturating_mul(8))
-        ));
-    }
-    if e.limit != Netem::default().limit {
-        out.push(format!("limit {}", e.limit));
-    }
-    out.join(" ")
-}
-
-fn chance(word: &str, c: &tc::Chance) -> String {
-    if c.correlation.is_zero() {
-        format!("{word} {}%", pct(c.probability))
-    } else {
-        format!("{word} {}% {}%", pct(c.probability), pct(c.correlation))
-    }
-}
-
 fn where_(spec: &NetworkSpec) -> String {
     let dir = match spec.fault.direction {
         Direction::Egress => "egress",
@@ -216,58 +183,12 @@ fn where_(spec: &NetworkSpec) -> String {
     format!("{} {dir} in {}", spec.fault.iface, spec.target)
 }
 
-fn selection_text(spec: &NetworkSpec) -> String {
-    let s = &spec.fault.selection;
-    let mut parts = Vec::new();
-    if !s.dst.is_empty() {
-        parts.push(format!(
-            "dst {}",
-            s.dst
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
-    }
-    if !s.src.is_empty() {
-        parts.push(format!(
-            "src {}",
-            s.src
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
-    }
-    let ports = |p: &tc::PortRange| {
-        if p.first == p.last {
-            p.first.to_string()
-        } else {
-            format!("{}-{}", p.first, p.last)
-        }
-    };
-    if let Some(p) = &s.dport {
-        parts.push(format!("dport {}", ports(p)));
-    }
-    if let Some(p) = &s.sport {
-        parts.push(format!("sport {}", ports(p)));
-    }
-    if let Some(p) = &s.protocol {
-        parts.push(format!("protocol {p:?}").to_lowercase());
-    }
-    if parts.is_empty() {
-        "all traffic".into()
-    } else {
-        parts.join(" ")
-    }
-}
-
-/// Resolves the target and checks it can take the fault; changes nothing.
-pub async fn plan(spec: &NetworkSpec) -> Result<Plan, FaultError> {
+/// Resolves the target and checks it can take the fault, with every check the apply
+/// would fail on (the namespace, the interface, the root qdisc, the kernel's modules as
+/// probed at start); changes nothing. This is all a dry run does.
+pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
     let tc = Tc::connect(&spec.target).await.map_err(net_error)?;
     let ifindex = tc.ifindex(&spec.fault.iface).await.map_err(net_error)?;
-    spec.fault.netem.validate().map_err(net_error)?;
-    spec.fault.selection.matches().map_err(net_error)?;
     let root = match spec.fault.direction {
         Direction::Egress => match tc.root_kind(ifindex).await.map_err(net_error)? {
             RootKind::KernelDefault(k) => k,
@@ -285,6 +206,11 @@ pub async fn plan(spec: &NetworkSpec) -> Result<Plan, FaultError> {
         },
         Direction::Ingress => "ingress redirect to an IFB device".to_string(),
     };
+    // The same FailedPrecondition the apply would end with (no sch_netem, say). If the
+    // start-up probe could not run, the apply is the check.
+    if let Ok(k) = &host.net {
+        k.check(&spec.fault).map_err(net_error)?;
+    }
     let id = spec
         .target
         .identity()
@@ -293,11 +219,12 @@ pub async fn plan(spec: &NetworkSpec) -> Result<Plan, FaultError> {
         Direction::Egress => "egress",
         Direction::Ingress => "ingress",
     };
+    let wire = spec.to_proto();
     let description = format!(
         "netem {} on {} (replacing {root}) for {}",
-        describe_netem(&spec.fault.netem),
+        describe::netem(&wire.netem.unwrap_or_default()),
         where_(spec),
-        selection_text(spec)
+        describe::selection(&wire.selection.unwrap_or_default())
     );
     Ok(Plan {
         targets: Vec::new(),
@@ -355,6 +282,84 @@ pub fn describe_undo(u: &tc::Undo) -> String {
         ));
     }
     s
+}
+
+fn to_proto(n: &NetworkSpec) -> pb::NetworkSpec {
+    let e = &n.fault.netem;
+    let p = |x: tc::Percent| x.as_percent();
+    let mut m = pb::NetemSpec {
+        limit: e.limit,
+        ..Default::default()
+    };
+    if let Some(d) = &e.delay {
+        m.delay_us = d.latency.as_micros() as u64;
+        m.jitter_us = d.jitter.as_micros() as u64;
+        m.delay_correlation = p(d.correlation);
+        m.distribution = d.distribution.name().to_string();
+    }
+    match &e.loss {
+        Some(tc::Loss::Random(c)) => {
+            m.loss_percent = p(c.probability);
+            m.loss_correlation = p(c.correlation);
+        }
+        Some(tc::Loss::GilbertElliott(g)) => {
+            m.loss_gemodel = Some(pb::GilbertElliott {
+                p: p(g.p),
+                r: p(g.r),
+                loss_bad: p(g.loss_bad),
+                loss_good: p(g.loss_good),
+            });
+        }
+        _ => {}
+    }
+    if let Some(c) = &e.duplicate {
+        m.duplicate_percent = p(c.probability);
+        m.duplicate_correlation = p(c.correlation);
+    }
+    if let Some(c) = &e.corrupt {
+        m.corrupt_percent = p(c.probability);
+        m.corrupt_correlation = p(c.correlation);
+    }
+    if let Some(r) = &e.reorder {
+        m.reorder_percent = p(r.probability);
+        m.reorder_correlation = p(r.correlation);
+        m.gap = r.gap;
+    }
+    if let Some(r) = &e.rate {
+        m.rate_bits_per_sec = r.bytes_per_sec * 8;
+    }
+    let s = &n.fault.selection;
+    let ports = |r: &Option<tc::PortRange>| match r {
+        Some(r) if r.first == r.last => r.first.to_string(),
+        Some(r) => format!("{}-{}", r.first, r.last),
+        None => String::new(),
+    };
+    let (netns, pid) = match &n.target {
+        NetnsTarget::Current => (String::new(), 0),
+        NetnsTarget::Named(x) => (x.clone(), 0),
+        NetnsTarget::Path(x) => (x.display().to_string(), 0),
+        NetnsTarget::Pid(p) => (String::new(), *p as i32),
+    };
+    pb::NetworkSpec {
+        iface: n.fault.iface.clone(),
+        netns,
+        pid,
+        direction: match n.fault.direction {
+            tc::Direction::Egress => "egress".into(),
+            tc::Direction::Ingress => "ingress".into(),
+        },
+        netem: Some(m),
+        selection: Some(pb::TrafficSelector {
+            dst: s.dst.iter().map(|c| c.to_string()).collect(),
+            src: s.src.iter().map(|c| c.to_string()).collect(),
+            dport: ports(&s.dport),
+            sport: ports(&s.sport),
+            protocol: s
+                .protocol
+                .map(|p| format!("{p:?}").to_lowercase())
+                .unwrap_or_default(),
+        }),
+    }
 }
 
 /// A duration from microseconds, for conversions.

@@ -12,6 +12,7 @@ use rand::seq::IndexedRandom;
 use regex::Regex;
 
 use super::Plan;
+use super::values::{CgroupPath, Percent, UnitName};
 use crate::error::FaultError;
 use crate::host::Host;
 use crate::sys::proc::{self, Delivery, PidFd, ProcInfo};
@@ -22,8 +23,8 @@ pub struct Selector {
     pub pid: Option<i32>,
     pub name: Option<String>,
     pub cmdline: Option<Regex>,
-    pub cgroup: Option<String>,
-    pub unit: Option<String>,
+    pub cgroup: Option<CgroupPath>,
+    pub unit: Option<UnitName>,
     /// The user as given, and the uid it resolved to.
     pub user: Option<(String, u32)>,
 }
@@ -95,7 +96,7 @@ impl Selector {
 pub enum Pick {
     All,
     Count(u32),
-    Percent(f64),
+    Percent(Percent),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,13 +213,13 @@ fn candidates(sel: &Selector, host: &Host) -> Result<Vec<ProcInfo>, FaultError> 
     let group = if let Some(c) = &sel.cgroup {
         Some(
             host.cgroups()?
-                .resolve(c)
+                .resolve(c.as_str())
                 .map_err(|e| FaultError::NotFound(e.to_string()))?,
         )
     } else if let Some(u) = &sel.unit {
         Some(
             host.cgroups()?
-                .find_unit(u)
+                .find_unit(u.as_str())
                 .map_err(|e| FaultError::NotFound(e.to_string()))?,
         )
     } else {
@@ -287,7 +288,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
     let want = match pick {
         Pick::All => n,
         Pick::Count(c) => (c as usize).min(n),
-        Pick::Percent(p) => ((n as f64 * p / 100.0).ceil() as usize).clamp(1, n),
+        Pick::Percent(p) => ((n as f64 * p.get() / 100.0).ceil() as usize).clamp(1, n),
     };
     let mut rng = rand::rng();
     let chosen: Vec<i32> = eligible
@@ -365,8 +366,8 @@ pub fn plan_pause(p: &PauseSpec, host: &Host) -> Result<Plan, FaultError> {
         }
         let cgs = host.cgroups()?;
         let group = match (&p.selector.cgroup, &p.selector.unit) {
-            (Some(c), _) => cgs.resolve(c),
-            (_, Some(u)) => cgs.find_unit(u),
+            (Some(c), _) => cgs.resolve(c.as_str()),
+            (_, Some(u)) => cgs.find_unit(u.as_str()),
             _ => unreachable!("is_whole_group"),
         }
         .map_err(|e| FaultError::NotFound(e.to_string()))?;
@@ -496,7 +497,7 @@ mod tests {
     #[test]
     fn whole_group_is_cgroup_or_unit_alone() {
         let mut s = Selector {
-            cgroup: Some("/x".into()),
+            cgroup: Some(CgroupPath::parse("/x").unwrap()),
             ..Default::default()
         };
         assert!(s.is_whole_group());
@@ -572,9 +573,9 @@ mod tests {
         let p = select(&sel, Pick::Count(3), &host).unwrap();
         assert_eq!(p.targets.len(), 3);
         assert_eq!(p.excluded.len(), 1);
-        let p = select(&sel, Pick::Percent(50.0), &host).unwrap();
+        let p = select(&sel, Pick::Percent(Percent::share(50.0).unwrap()), &host).unwrap();
         assert_eq!(p.targets.len(), 2);
-        let p = select(&sel, Pick::Percent(1.0), &host).unwrap();
+        let p = select(&sel, Pick::Percent(Percent::share(1.0).unwrap()), &host).unwrap();
         assert_eq!(p.targets.len(), 1);
         let p = select(&sel, Pick::All, &host).unwrap();
         assert_eq!(p.targets.len(), 4);

@@ -11,6 +11,7 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::values::{CgroupPath, Percent, UnitName};
 use super::{Applied, Plan, Undo};
 use crate::error::FaultError;
 use crate::host::Host;
@@ -22,17 +23,17 @@ use crate::sys::stress::{self, WorkerCommand};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Placement {
     Own,
-    Cgroup(String),
-    Unit(String),
+    Cgroup(CgroupPath),
+    Unit(UnitName),
     Pid(i32),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CpuAmount {
     /// Percent of the capacity (the node's, or the target cgroup's CPU limit).
-    Share(f64),
+    Share(Percent),
     /// N workers each at P % duty cycle.
-    Cores { cores: u32, load: f64 },
+    Cores { cores: u32, load: Percent },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +46,7 @@ pub struct CpuSpec {
 pub enum MemAmount {
     Bytes(u64),
     /// Percent of MemTotal, or of the target cgroup's memory limit.
-    Percent(f64),
+    Percent(Percent),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,8 +89,8 @@ fn target_path(c: &Cgroups, p: &Placement) -> Result<Option<String>, FaultError>
     let nf = |e: crate::sys::cgroup::CgroupError| FaultError::NotFound(e.to_string());
     Ok(match p {
         Placement::Own => None,
-        Placement::Cgroup(path) => Some(c.resolve(path).map_err(nf)?.path),
-        Placement::Unit(u) => Some(c.find_unit(u).map_err(nf)?.path),
+        Placement::Cgroup(path) => Some(c.resolve(path.as_str()).map_err(nf)?.path),
+        Placement::Unit(u) => Some(c.find_unit(u.as_str()).map_err(nf)?.path),
         Placement::Pid(pid) => {
             let h = if c.v2_root().is_some() && c.mode() != crate::sys::cgroup::CgroupMode::Hybrid {
                 Hierarchy::V2
@@ -175,8 +176,8 @@ pub fn plan_cpu(s: &CpuSpec, host: &Host) -> Result<(Plan, StressPlan), FaultErr
         None => (node, format!("of the node ({node} CPUs)")),
     };
     let p = match s.amount {
-        CpuAmount::Share(pct) => stress::plan_cpu_share(pct, capacity),
-        CpuAmount::Cores { cores, load } => stress::plan_cpu_cores(cores, load),
+        CpuAmount::Share(pct) => stress::plan_cpu_share(pct.get(), capacity),
+        CpuAmount::Cores { cores, load } => stress::plan_cpu_cores(cores, load.get()),
     };
     let cpus_used = p.cap.cpus().unwrap_or(0.0);
     let node_percent = cpus_used / node * 100.0;
@@ -214,7 +215,7 @@ pub fn plan_mem(s: &MemSpec, host: &Host) -> Result<(Plan, StressPlan), FaultErr
     let base = target_limits(c, &target).memory_max.filter(|m| *m < total);
     let size = match s.amount {
         MemAmount::Bytes(b) => b,
-        MemAmount::Percent(p) => (p / 100.0 * base.unwrap_or(total) as f64) as u64,
+        MemAmount::Percent(p) => (p.get() / 100.0 * base.unwrap_or(total) as f64) as u64,
     };
     if size == 0 {
         return Err(FaultError::invalid(

@@ -2,9 +2,7 @@
 //! fault kind in [`spec_text`].
 
 use faultline_proto::units::format_ms;
-use faultline_proto::v1::{
-    FaultSpec, NetemSpec, NetworkSpec, Pick, ProcessSelector, StressPlacement, fault_spec, pick,
-};
+use faultline_proto::v1::{FaultSpec, Pick, ProcessSelector, StressPlacement, fault_spec, pick};
 
 use super::or_dash;
 
@@ -74,7 +72,7 @@ pub fn spec_text(spec: Option<&FaultSpec>) -> String {
                 .unwrap_or_else(|| "(none)".into()),
             pick_text(p.pick.as_ref())
         ),
-        Some(fault_spec::Kind::Network(n)) => network_text(n),
+        Some(fault_spec::Kind::Network(n)) => faultline_proto::describe::network(n),
         Some(fault_spec::Kind::Cpu(c)) => format!(
             "cpu {}{}",
             if c.cores > 0 {
@@ -108,98 +106,4 @@ fn placement_text(p: Option<&StressPlacement>) -> String {
         Some(p) if p.pid > 0 => format!(" in the cgroup of pid {}", p.pid),
         _ => String::new(),
     }
-}
-
-/// A network spec in tc's words: `network eth0 egress: delay 50ms loss 1%; dst 10.0.0.0/8`.
-fn network_text(n: &NetworkSpec) -> String {
-    let netem = n.netem.as_ref().map(netem_text).unwrap_or_default();
-    let s = n.selection.clone().unwrap_or_default();
-    let mut sel = Vec::new();
-    for c in &s.dst {
-        sel.push(format!("dst {c}"));
-    }
-    for c in &s.src {
-        sel.push(format!("src {c}"));
-    }
-    for (v, w) in [
-        (&s.protocol, "protocol"),
-        (&s.dport, "dport"),
-        (&s.sport, "sport"),
-    ] {
-        if !v.is_empty() {
-            sel.push(format!("{w} {v}"));
-        }
-    }
-    let ns = if n.pid > 0 {
-        format!(" (netns of pid {})", n.pid)
-    } else if !n.netns.is_empty() {
-        format!(" (netns {})", n.netns)
-    } else {
-        String::new()
-    };
-    format!(
-        "network {}{ns} {}: {}; {}",
-        n.iface,
-        if n.direction.is_empty() {
-            "egress"
-        } else {
-            &n.direction
-        },
-        netem,
-        if sel.is_empty() {
-            "all traffic".to_string()
-        } else {
-            sel.join(" ")
-        }
-    )
-}
-
-fn fmt_us(us: u64) -> String {
-    if us.is_multiple_of(1000) {
-        format_ms(us / 1000)
-    } else {
-        format!("{us}us")
-    }
-}
-
-/// netem's parameters in tc's words: `delay 50ms 10ms normal loss 1% rate 10Mbit`.
-///
-/// The controller's only description of netem (the agent describes what it applied in
-/// `Fault.description`).
-pub fn netem_text(e: &NetemSpec) -> String {
-    let mut p = Vec::new();
-    if e.delay_us > 0 {
-        let mut d = format!("delay {}", fmt_us(e.delay_us));
-        if e.jitter_us > 0 {
-            d.push_str(&format!(" {}", fmt_us(e.jitter_us)));
-        }
-        if !e.distribution.is_empty() && e.distribution != "uniform" {
-            d.push_str(&format!(" {}", e.distribution));
-        }
-        p.push(d);
-    }
-    if let Some(g) = &e.loss_gemodel {
-        p.push(format!(
-            "loss gemodel {}% {}% {}% {}%",
-            g.p, g.r, g.loss_bad, g.loss_good
-        ));
-    } else if e.loss_percent > 0.0 {
-        p.push(format!("loss {}%", e.loss_percent));
-    }
-    for (v, w) in [
-        (e.duplicate_percent, "duplicate"),
-        (e.corrupt_percent, "corrupt"),
-        (e.reorder_percent, "reorder"),
-    ] {
-        if v > 0.0 {
-            p.push(format!("{w} {v}%"));
-        }
-    }
-    if e.rate_bits_per_sec > 0 {
-        p.push(format!(
-            "rate {}",
-            faultline_proto::units::format_rate(e.rate_bits_per_sec)
-        ));
-    }
-    p.join(" ")
 }

@@ -31,7 +31,7 @@ pub enum NetError {
 
     /// The running kernel lacks the module that provides `kind`.
     #[error(
-        "this kernel has no {module} (needed for {what}): load it with `modprobe {module}` or use a kernel that has it"
+        "this kernel has no {module} (needed to {what}): load it with `modprobe {module}` or use a kernel that has it"
     )]
     MissingKernelModule { module: String, what: String },
 

@@ -144,6 +144,53 @@ pub struct KernelSupport {
     pub u32: Result<(), String>,
     pub mirred: Result<(), String>,
     pub ifb: Result<(), String>,
+    /// The modules the probe found missing (`sch_netem`, `sch_prio`, `cls_u32`,
+    /// `act_mirred`, `ifb`, `sch_ingress`): the kernel answered that the kind is unknown.
+    pub missing: Vec<String>,
+}
+
+impl KernelSupport {
+    /// The first module `fault` needs that this kernel lacks, as the error applying it
+    /// would end with ([`Tc::apply`] takes the same steps in the same order), so a dry
+    /// run can fail the way the inject would without touching anything.
+    pub fn check(&self, fault: &NetFault) -> Result<(), NetError> {
+        let need = |module: &str, what: &str| {
+            if self.missing.iter().any(|m| m == module) {
+                Err(NetError::MissingKernelModule {
+                    module: module.into(),
+                    what: what.into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        if fault.direction == Direction::Ingress {
+            need("ifb", "create an IFB device for ingress shaping")?;
+        }
+        if fault.selection.is_empty() {
+            need("sch_netem", "install a netem root qdisc")?;
+        } else {
+            need("sch_prio", "install a prio root qdisc")?;
+            need("sch_netem", "install netem on the prio fault band")?;
+            need("cls_u32", "add a u32 filter")?;
+        }
+        if fault.direction == Direction::Ingress {
+            need("sch_ingress", "add an ingress qdisc")?;
+            need("cls_u32", "add a u32 filter")?;
+            need("act_mirred", "redirect ingress traffic to an IFB device")?;
+        }
+        Ok(())
+    }
+}
+
+/// A probe's outcome for [`KernelSupport`]: the text, and a missing module noted.
+fn probed(r: Result<(), NetError>, missing: &mut Vec<String>) -> Result<(), String> {
+    if let Err(NetError::MissingKernelModule { module, .. }) = &r
+        && !missing.contains(module)
+    {
+        missing.push(module.clone());
+    }
+    r.map_err(|e| e.to_string())
 }
 
 /// A failed request: the kernel's errno, or a socket-level failure.
@@ -897,8 +944,11 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
     tc.create_veth("flprobe0", "flprobe1").await?;
     let v0 = tc.ifindex("flprobe0").await?;
     let v1 = tc.ifindex("flprobe1").await?;
-    let why = |r: Result<(), NetError>| r.map_err(|e| e.to_string());
-    let netem = why(tc.replace_root_netem(v0, &Netem::default()).await);
+    let mut missing = Vec::new();
+    let netem = probed(
+        tc.replace_root_netem(v0, &Netem::default()).await,
+        &mut missing,
+    );
     let _ = tc.delete_root(v0).await;
     let prio_opts = Prio::with_fault_band().encode()?;
     let prio_msg = msg::new_qdisc(
@@ -909,12 +959,14 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
         "prio",
         Some(prio_opts),
     );
-    let prio = why(tc
-        .new_qdisc(prio_msg, "prio", "install a prio root qdisc")
-        .await);
+    let prio = probed(
+        tc.new_qdisc(prio_msg, "prio", "install a prio root qdisc")
+            .await,
+        &mut missing,
+    );
     let _ = tc.delete_root(v0).await;
-    let tbf = why(tc
-        .replace_root_tbf(
+    let tbf = probed(
+        tc.replace_root_tbf(
             v0,
             &Tbf {
                 bytes_per_sec: 125_000,
@@ -924,9 +976,12 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
                 mpu: 0,
             },
         )
-        .await);
+        .await,
+        &mut missing,
+    );
     let _ = tc.delete_root(v0).await;
-    let (u32r, mirred) = match tc.add_ingress(v0).await {
+    let ingress = tc.add_ingress(v0).await;
+    let (u32r, mirred) = match probed(ingress, &mut missing) {
         Err(e) => (
             Err(format!("no ingress qdisc to attach it to: {e}")),
             Err("not probed: no ingress qdisc".to_string()),
@@ -944,7 +999,8 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
                 ))
                 .await
                 .map(|_| ())
-                .map_err(|f| fail("add a u32 filter", Some("u32"), f).to_string());
+                .map_err(|f| fail("add a u32 filter", Some("u32"), f));
+            let u = probed(u, &mut missing);
             let m = tc
                 .request(msg::new_u32_filter(
                     Mode::Add,
@@ -956,14 +1012,12 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
                 ))
                 .await
                 .map(|_| ())
-                .map_err(|f| fail("add a mirred redirect", Some("mirred"), f).to_string());
+                .map_err(|f| fail("add a mirred redirect", Some("mirred"), f));
+            let m = probed(m, &mut missing);
             (u, m)
         }
     };
-    let ifb = match tc.create_ifb("flprobeifb").await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    };
+    let ifb = probed(tc.create_ifb("flprobeifb").await.map(|_| ()), &mut missing);
     Ok(KernelSupport {
         netem,
         prio,
@@ -971,6 +1025,7 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
         u32: u32r,
         mirred,
         ifb,
+        missing,
     })
 }
 
@@ -1108,4 +1163,82 @@ pub fn decode_dump_message(buf: &[u8]) -> Result<Decoded, String> {
         }
         _ => Decoded::Other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn support(missing: &[&str]) -> KernelSupport {
+        let r = |m: &str| {
+            if missing.contains(&m) {
+                Err(format!("no {m}"))
+            } else {
+                Ok(())
+            }
+        };
+        KernelSupport {
+            netem: r("sch_netem"),
+            prio: r("sch_prio"),
+            tbf: Ok(()),
+            u32: r("cls_u32"),
+            mirred: r("act_mirred"),
+            ifb: r("ifb"),
+            missing: missing.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn fault(direction: Direction, selected: bool) -> NetFault {
+        let mut selection = Selection::default();
+        if selected {
+            selection.dst = vec!["10.0.0.0/8".parse().unwrap()];
+        }
+        NetFault {
+            iface: "veth0".into(),
+            direction,
+            netem: Netem::default(),
+            selection,
+        }
+    }
+
+    fn first_missing(k: &KernelSupport, f: &NetFault) -> Option<String> {
+        match k.check(f) {
+            Ok(()) => None,
+            Err(NetError::MissingKernelModule { module, .. }) => Some(module),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn kernel_check_names_the_first_module_the_apply_would_miss() {
+        let none = support(&[]);
+        for d in [Direction::Egress, Direction::Ingress] {
+            for sel in [false, true] {
+                assert_eq!(first_missing(&none, &fault(d, sel)), None);
+            }
+        }
+        let k = support(&["sch_netem", "sch_prio"]);
+        let plain = fault(Direction::Egress, false);
+        assert_eq!(first_missing(&k, &plain).as_deref(), Some("sch_netem"));
+        assert_eq!(
+            k.check(&plain).unwrap_err().to_string(),
+            "this kernel has no sch_netem (needed to install a netem root qdisc): load it with `modprobe sch_netem` or use a kernel that has it"
+        );
+        // With a selection the prio root goes in first, as in `Tc::apply`.
+        assert_eq!(
+            first_missing(&k, &fault(Direction::Egress, true)).as_deref(),
+            Some("sch_prio")
+        );
+        let k = support(&["ifb", "act_mirred"]);
+        assert_eq!(
+            first_missing(&k, &fault(Direction::Ingress, false)).as_deref(),
+            Some("ifb")
+        );
+        assert_eq!(first_missing(&k, &fault(Direction::Egress, true)), None);
+        let k = support(&["act_mirred"]);
+        assert_eq!(
+            first_missing(&k, &fault(Direction::Ingress, false)).as_deref(),
+            Some("act_mirred")
+        );
+    }
 }
