@@ -255,3 +255,54 @@ steps:
     assert!(!reports.exists(), "a report was written");
     assert!(fleet.all_faults(0).is_empty(), "the agent was touched");
 }
+
+/// faultd's own health guard with a Prometheus probe (`[[health.probe]] prometheus =
+/// ...`): it leaves the fault alone while the exporter's value is at `max`, and aborts it
+/// by itself (no faultctl involved) once the value goes over, naming the value.
+#[test]
+fn the_agents_health_guard_aborts_its_faults_when_a_prometheus_value_crosses_max() {
+    require!("prometheus", "root");
+    let gauge = format!("slo_{}_errors", unique_name("h"));
+    let exporter = Exporter::start(&gauge, 1.0);
+    let prom = PromServer::start(&[("exporter", exporter.target())], "250ms");
+    prom.wait_for(&gauge, 1.0, Duration::from_secs(20));
+    let agent = faultline_tests::agent::Agent::start_with(faultline_tests::agent::AgentOptions {
+        limits: Some(format!(
+            "profile = \"staging\"\n[health]\ninterval = \"200ms\"\n\
+             [[health.probe]]\nprometheus = {{ url = \"{}\", query = \"{gauge}\", max = 2 }}\n\
+             timeout = \"1s\"\nfailures = 2\n",
+            prom.url()
+        )),
+        ..Default::default()
+    });
+    let v = Victim::sleep(&unique_name("prh"));
+    agent.ctl_json(&[
+        "inject",
+        "pause",
+        "--pid",
+        &v.pid().to_string(),
+        "--for",
+        "5m",
+    ]);
+    // At max: healthy, the fault stays.
+    exporter.set(2.0);
+    prom.wait_for(&gauge, 2.0, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        v.state(),
+        Some('T'),
+        "aborted at the bound:\n{}",
+        agent.log_text()
+    );
+    exporter.set(2.5);
+    assert!(
+        eventually(Duration::from_secs(10), || v.state() == Some('S')),
+        "not aborted:\n{}",
+        agent.log_text()
+    );
+    let list = agent.ctl_json(&["list", "--all"]).to_string();
+    assert!(
+        list.contains("health guard: probe prometheus") && list.contains("value 2.5 > max 2"),
+        "{list}"
+    );
+}
