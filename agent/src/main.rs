@@ -245,7 +245,20 @@ fn main() -> ExitCode {
     if let Some(Command::Cleanup) = cli.command {
         return cleanup(config, limits);
     }
+    // Before any thread exists: setns(CLONE_NEWCGROUP) moves only the calling thread.
+    let cgroupns = faultline_agent::sys::cgroup::join_node_namespace(std::path::Path::new("/proc"));
     init_logs(&config.log);
+    match cgroupns {
+        Ok(faultline_agent::sys::cgroup::CgroupNs::Node) => {}
+        Ok(faultline_agent::sys::cgroup::CgroupNs::Joined { from, to }) => tracing::info!(
+            from,
+            to,
+            "joined the node's cgroup namespace (pid 1's): cgroup paths now read as on the node"
+        ),
+        Err(e) => tracing::warn!(
+            "cannot check or join the node's cgroup namespace ({e}); if faultd runs in a cgroup namespace of its own, containers outside it cannot be resolved"
+        ),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -17,6 +17,11 @@ use crate::engine::Engine;
 use crate::host::Host;
 use crate::limits::Limits;
 
+pub mod authority;
+pub mod readiness;
+
+use readiness::Readiness;
+
 /// Everything `faultd` needs to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -103,7 +108,46 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
     }
 }
 
+/// How long open streams may run on after a stop has reverted every fault.
+const STREAM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Test only: sleep this many milliseconds before crash recovery (a slow recovery, to
+/// watch the health service report NOT_SERVING).
+pub const SLOW_RECOVERY_ENV: &str = "FAULTLINE_TEST_SLOW_RECOVERY_MS";
+
+/// The gRPC services one listener serves: the Agent (held until recovery is done),
+/// health and reflection, all behind `auth`.
+fn router(
+    svc: AgentService,
+    auth: Authorizer,
+    readiness: &Readiness,
+    audit: &Arc<AuditLog>,
+    metrics: &crate::metrics::Metrics,
+) -> tonic::transport::server::Router {
+    use crate::api::standard::{Guarded, reflection};
+    let guard = |s| Guarded::new(s, auth.clone(), Some(audit.clone()), Some(metrics.clone()));
+    let (reflection_v1, reflection_v1alpha) = reflection();
+    tonic::transport::Server::builder()
+        .add_service(readiness.gate(svc.with_authorizer(auth.clone()).into_server()))
+        .add_service(guard(readiness.health_service()))
+        .add_service(Guarded::new(
+            reflection_v1,
+            auth.clone(),
+            Some(audit.clone()),
+            Some(metrics.clone()),
+        ))
+        .add_service(Guarded::new(
+            reflection_v1alpha,
+            auth.clone(),
+            Some(audit.clone()),
+            Some(metrics.clone()),
+        ))
+}
+
 /// Runs the agent until SIGTERM or SIGINT, then reverts every fault and exits.
+///
+/// Order: the state dir's lock, then both listeners (health answers NOT_SERVING, Agent
+/// calls wait), crash recovery, then SERVING and systemd's READY=1.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = &opts.config;
     std::fs::create_dir_all(&cfg.state_dir)
@@ -120,45 +164,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .map_err(|e| e.to_string());
     let journal = crate::engine::journal::Journal::open(&cfg.state_dir)?;
     let engine = Engine::new(host, Some(journal));
-    // Put the node back from any previous run before accepting requests: the socket
-    // does not exist until this is done.
-    let recovered = engine.recover().await;
-    if !recovered.is_empty() {
-        let failed = recovered.iter().filter(|r| r.result.is_err()).count();
-        tracing::warn!(
-            faults = recovered.len(),
-            failed,
-            "crash recovery: reverted faults left by a previous run"
-        );
-    }
     let audit = Arc::new(AuditLog::open(&cfg.state_dir, cfg.audit_fsync)?);
     let metrics = crate::metrics::Metrics::new();
-    metrics.watch(&engine);
-    if let Some(addr) = cfg.metrics_listen {
-        let local = crate::metrics::spawn(metrics.clone(), addr)
-            .await
-            .with_context(|| {
-                format!("cannot serve metrics on {addr} (set metrics_listen in faultd.toml or --metrics; \"\" turns them off)")
-            })?;
-        tracing::info!(address = %local, "metrics on http://{local}/metrics");
-    }
-
-    // Stress groups of a previous run that the journal did not know (a crash between
-    // creating a group and journalling it): faultline owns them, so remove them.
-    match engine.host().sweep_stress_groups() {
-        Ok(swept) if !swept.is_empty() => {
-            tracing::warn!(groups = ?swept, "removed stress cgroups left by a previous run")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
-    }
-
-    // The health guard (if the limits set a [health] section) aborts every fault on a breach.
-    let _guard = crate::engine::health::spawn(engine.clone());
+    let readiness = Readiness::starting().await;
 
     let socket: PathBuf = cfg.socket.clone();
     let auth = Authorizer::new(&cfg.operator_groups, format!("unix:{}", socket.display()));
-    let svc = AgentService::new(engine.clone(), auth)
+    let svc = AgentService::new(engine.clone(), auth.clone())
         .with_audit(audit.clone())
         .with_metrics(metrics.clone());
 
@@ -196,13 +208,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             tracing::info!(address = %local, roles = cfg.roles.len(), "serving gRPC over mutual TLS");
             let roles = cfg.roles.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            let tls_svc =
-                svc.with_authorizer(Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles));
+            let tls_auth = Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles);
             let incoming = tls_incoming(listener, acceptor, audit.clone(), metrics.clone());
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(tls_svc.into_server())
+                router(svc.clone(), tls_auth, &readiness, &audit, &metrics)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = rx.wait_for(|s| s.is_some()).await;
                     }),
@@ -217,19 +227,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .first()
         .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten());
     let listener = bind(&cfg.socket, group.as_ref().map(|g| g.gid.as_raw()))?;
-    let host = engine.host();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),
-        limits = %host.limits.source,
-        profile = %host.limits.profile,
-        cgroups = %host.cgroup_mode(),
-        "faultd listening"
+        "faultd listening (not serving until crash recovery is done)"
     );
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let incoming = unix_incoming(listener);
     let engine2 = engine.clone();
-    // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
-    let _watchdog = crate::notify::ready(&engine);
+    let readiness2 = readiness.clone();
+    // Set once every fault is reverted and the servers start to drain.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         let sig = stop_rx
             .wait_for(|s| s.is_some())
@@ -237,6 +244,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .ok()
             .and_then(|s| *s)
             .unwrap_or("shutdown");
+        readiness2.stopping().await;
         crate::notify::stopping();
         tracing::info!(signal = sig, "stopping: reverting every active fault");
         let results = engine2
@@ -248,17 +256,105 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 Err(e) => tracing::error!(fault = %r.id, error = %e, "revert failed"),
             }
         }
+        let _ = drain_tx.send(true);
     };
-    tonic::transport::Server::builder()
-        .add_service(svc.into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("gRPC server failed")?;
-    if let Some(t) = tls_server {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "TLS gRPC server failed"),
-            Err(e) => tracing::error!(error = %e, "TLS gRPC server panicked"),
+    let unix_server = tokio::spawn(
+        router(svc, auth, &readiness, &audit, &metrics)
+            .serve_with_incoming_shutdown(incoming, shutdown),
+    );
+
+    if let Some(ms) = std::env::var(SLOW_RECOVERY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::warn!(
+            ms,
+            "{SLOW_RECOVERY_ENV} is set (tests only): recovery starts late"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    // Put the node back from any previous run before serving requests: until this is
+    // done, health says NOT_SERVING and Agent calls wait.
+    let recovered = engine.recover().await;
+    if !recovered.is_empty() {
+        let failed = recovered.iter().filter(|r| r.result.is_err()).count();
+        tracing::warn!(
+            faults = recovered.len(),
+            failed,
+            "crash recovery: reverted faults left by a previous run"
+        );
+    }
+    metrics.watch(&engine);
+    if let Some(addr) = cfg.metrics_listen {
+        let local = crate::metrics::spawn(metrics.clone(), addr)
+            .await
+            .with_context(|| {
+                format!("cannot serve metrics on {addr} (set metrics_listen in faultd.toml or --metrics; \"\" turns them off)")
+            })?;
+        tracing::info!(address = %local, "metrics on http://{local}/metrics");
+    }
+
+    // Stress groups of a previous run that the journal did not know (a crash between
+    // creating a group and journalling it): faultline owns them, so remove them.
+    match engine.host().sweep_stress_groups() {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::warn!(groups = ?swept, "removed stress cgroups left by a previous run")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
+    }
+
+    // The health guard (if the limits set a [health] section) aborts every fault on a breach.
+    let _guard = crate::engine::health::spawn(engine.clone());
+
+    readiness.serving().await;
+    let host = engine.host();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket.display(),
+        limits = %host.limits.source,
+        profile = %host.limits.profile,
+        cgroups = %host.cgroup_mode(),
+        "faultd serving"
+    );
+    // systemd: READY=1 now (listening, recovered), watchdog pings, STOPPING=1 on stop.
+    let _watchdog = crate::notify::ready(&engine);
+
+    // A graceful drain waits for every open stream (a Watch, a KeepAlive, a health
+    // Watch) to end, which their clients may never do: past STREAM_GRACE after the
+    // faults are reverted, the servers are dropped and such streams cut.
+    let drain_deadline = async move {
+        let mut rx = drain_rx;
+        if rx.wait_for(|d| *d).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(STREAM_GRACE).await;
+    };
+    let aborts: Vec<tokio::task::AbortHandle> = std::iter::once(unix_server.abort_handle())
+        .chain(tls_server.as_ref().map(|t| t.abort_handle()))
+        .collect();
+    let servers = async {
+        let unix = unix_server.await;
+        if let Some(t) = tls_server {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "TLS gRPC server failed"),
+                Err(e) => tracing::error!(error = %e, "TLS gRPC server panicked"),
+            }
+        }
+        unix
+    };
+    tokio::select! {
+        unix = servers => match unix {
+            Ok(r) => r.context("gRPC server failed")?,
+            Err(e) => anyhow::bail!("gRPC server panicked: {e}"),
+        },
+        _ = drain_deadline => {
+            tracing::info!(
+                grace_ms = STREAM_GRACE.as_millis() as u64,
+                "closing the streams still open (Watch, KeepAlive, health Watch)"
+            );
+            aborts.iter().for_each(|a| a.abort());
         }
     }
     // Anything injected while shutting down is reverted too.
@@ -266,6 +362,26 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("faultd stopped; node clean");
     Ok(())
+}
+
+/// Accepted Unix-socket connections, each behind the `:authority` fix for grpc-core
+/// clients ([`authority::AuthorityFix`]).
+fn unix_incoming(
+    listener: UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<authority::AuthorityFix<tokio::net::UnixStream>>>
+{
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::UnixListenerStream::new(listener).map(|conn| {
+        conn.map(|s| {
+            let peer = s
+                .peer_cred()
+                .ok()
+                .and_then(|c| c.pid())
+                .map(|p| format!("pid={p}"))
+                .unwrap_or_else(|| "pid=?".into());
+            authority::AuthorityFix::new(s, peer)
+        })
+    })
 }
 
 /// The rustls server config: our certificate, and a client certificate that chains to

@@ -52,6 +52,9 @@ pub struct TlsFiles {
     pub ca: Option<std::path::PathBuf>,
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
+    /// The name the agent's certificate must carry, when it is not the address's host
+    /// (agents dialled by IP that share one certificate).
+    pub server_name: Option<String>,
 }
 
 impl TlsFiles {
@@ -83,9 +86,13 @@ impl TlsFiles {
         let ca = read(self.ca.as_ref().expect("checked"), "CA certificate")?;
         let cert = read(self.cert.as_ref().expect("checked"), "client certificate")?;
         let key = read(self.key.as_ref().expect("checked"), "client key")?;
-        Ok(ClientTlsConfig::new()
+        let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key)))
+            .identity(Identity::from_pem(cert, key));
+        Ok(match &self.server_name {
+            Some(name) => config.domain_name(name.clone()),
+            None => config,
+        })
     }
 }
 

@@ -109,9 +109,12 @@ pub enum CtlError {
     /// A scenario that is malformed, failed, or was aborted.
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
-    /// Signing or verifying a report.
+    /// Signing a report, or making a key.
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
+    /// A report that does not verify.
+    #[error(transparent)]
+    Verify(#[from] crate::sign::VerifyError),
 }
 
 impl CtlError {
@@ -127,7 +130,9 @@ impl CtlError {
             CtlError::Usage(_) | CtlError::Inventory(_) => ExitCode::BadInput,
             CtlError::Fleet { code, .. } => *code,
             CtlError::Scenario(e) => scenario_code(e),
-            CtlError::Sign(_) => ExitCode::Other,
+            CtlError::Sign(e) if e.is_bad_input() => ExitCode::BadInput,
+            CtlError::Verify(e) if e.is_bad_input() => ExitCode::BadInput,
+            CtlError::Sign(_) | CtlError::Verify(_) => ExitCode::Other,
         }
     }
 }
@@ -136,6 +141,7 @@ fn scenario_code(e: &crate::scenario::ScenarioError) -> ExitCode {
     use crate::scenario::ScenarioError as E;
     match e {
         E::Invalid { .. } | E::NoInventory | E::Inventory(_) => ExitCode::BadInput,
+        E::Sign(s) if s.is_bad_input() => ExitCode::BadInput,
         E::DryRunFailed { .. } => ExitCode::Refused,
         _ => ExitCode::Other,
     }

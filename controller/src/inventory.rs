@@ -7,6 +7,7 @@
 //! ca = "/etc/faultline/ca.pem"
 //! cert = "/etc/faultline/client.pem"
 //! key = "/etc/faultline/client.key"
+//! # server_name = "faultd.faultline.svc"   # agents sharing one certificate, dialled by IP
 //!
 //! [[agents]]
 //! name = "db-1"
@@ -59,6 +60,10 @@ pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     /// faultctl's client key.
     pub key: Option<PathBuf>,
+    /// The name to check the agent's certificate for, instead of the address's host:
+    /// agents that share one certificate (a Kubernetes DaemonSet's Secret) are dialled
+    /// by IP and checked for this name.
+    pub server_name: Option<String>,
 }
 
 impl TlsSettings {
@@ -67,6 +72,7 @@ impl TlsSettings {
             ca: self.ca.clone().or_else(|| d.ca.clone()),
             cert: self.cert.clone().or_else(|| d.cert.clone()),
             key: self.key.clone().or_else(|| d.key.clone()),
+            server_name: self.server_name.clone().or_else(|| d.server_name.clone()),
         }
     }
 
@@ -83,7 +89,7 @@ impl TlsSettings {
 
     /// Whether any setting is given.
     pub fn is_empty(&self) -> bool {
-        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none() && self.server_name.is_none()
     }
 }
 
@@ -106,6 +112,7 @@ struct Entry {
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    server_name: Option<String>,
 }
 
 /// One agent of the fleet.
@@ -141,6 +148,7 @@ impl Node {
             ca: self.tls.ca.clone(),
             cert: self.tls.cert.clone(),
             key: self.tls.key.clone(),
+            server_name: self.tls.server_name.clone(),
         };
         crate::client::connect_with(&self.address, &tls).await
     }
@@ -207,6 +215,7 @@ impl Inventory {
                 ca: e.ca,
                 cert: e.cert,
                 key: e.key,
+                server_name: e.server_name,
             };
             tls.rebase(dir);
             nodes.push(Node {

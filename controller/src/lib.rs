@@ -31,6 +31,7 @@ pub mod error;
 pub mod fanout;
 pub mod fleet;
 pub mod inventory;
+pub mod kubectl;
 pub mod lease;
 pub mod op;
 pub mod probe;

@@ -122,6 +122,8 @@ pub fn selection(s: &TrafficSelector) -> String {
 pub fn network(n: &NetworkSpec) -> String {
     let ns = if n.pid > 0 {
         format!(" (netns of pid {})", n.pid)
+    } else if !n.container.is_empty() {
+        format!(" (netns of container {})", n.container)
     } else if !n.netns.is_empty() {
         format!(" (netns {})", n.netns)
     } else {
@@ -211,6 +213,7 @@ mod tests {
             iface: "eth0".into(),
             netns: "web".into(),
             pid: 0,
+            container: String::new(),
             direction: String::new(),
             netem: Some(NetemSpec {
                 delay_us: 50_000,
@@ -237,6 +240,15 @@ mod tests {
             ..n
         };
         assert!(network(&n).starts_with("network veth1 (netns of pid 42) ingress: "));
+        let n = NetworkSpec {
+            pid: 0,
+            netns: String::new(),
+            container: "3f2a9c1b7d4e".into(),
+            ..n
+        };
+        assert!(
+            network(&n).starts_with("network veth1 (netns of container 3f2a9c1b7d4e) ingress: ")
+        );
         assert_eq!(selection(&TrafficSelector::default()), "all traffic");
     }
 

@@ -20,6 +20,10 @@ pub mod prometheus;
 pub mod text;
 pub mod units;
 
+/// The encoded `FileDescriptorSet` of `faultline.v1` (what server reflection serves).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/faultline_v1_descriptor.bin"));
+
 /// The default Unix socket path of `faultd`.
 pub const DEFAULT_SOCKET: &str = "/run/faultline/faultd.sock";
 

@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
                 ca: Some(ca.pem.clone()),
                 cert: Some(ccert),
                 key: Some(ckey),
+                server_name: None,
             },
         )
         .await?;

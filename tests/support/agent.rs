@@ -172,6 +172,9 @@ pub struct AgentOptions {
     pub env: Vec<(String, String)>,
     /// Start in this v2 group (see [`CgroupHome`]); None: a fresh one if the host needs it.
     pub home: Option<Arc<CgroupHome>>,
+    /// Return once the socket accepts connections, before crash recovery is done
+    /// (health NOT_SERVING); [`Agent::wait_ready`] waits for the rest.
+    pub listening_only: bool,
 }
 
 impl Agent {
@@ -250,16 +253,29 @@ impl Agent {
             log,
             home,
         };
-        a.wait_ready();
+        a.wait_ready_for(opts.listening_only);
         a
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the agent listens and has finished crash recovery (SERVING).
+    pub fn wait_ready(&mut self) {
+        self.wait_ready_for(false)
+    }
+
+    fn wait_ready_for(&mut self, listening_only: bool) {
         // 30 s: a restart first recovers (reverts, removes stress groups), which is slow
         // in an emulated guest on a loaded host.
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                if listening_only {
+                    return;
+                }
+                // Listening comes before crash recovery; ready is SERVING, after it.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Err(e) = crate::interop::wait_serving(&self.socket, left) {
+                    panic!("faultd is not serving: {e}\n{}", self.log_text());
+                }
                 return;
             }
             if let Some(st) = self
@@ -479,6 +495,16 @@ pub fn fault_id(v: &serde_json::Value) -> String {
 /// A command's standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A command's exit status, standard output and standard error, for assert messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The real `sleep` executable first on PATH, symlinks resolved (coreutils', not a

@@ -16,9 +16,14 @@
 //!   for an unknown kind ("Specified qdisc kind is unknown", "TC classifier not found",
 //!   "Failed to load TC action module", "Unknown device type", or a bare ENOENT /
 //!   EOPNOTSUPP from an old iproute2) count as missing.
-//! - `prometheus`, `chromium`: Debian's Prometheus server / Chromium is installed (missing
-//!   if the binary is absent; a binary whose `--version` fails is a broken probe);
-//!   tests/install-deps installs both.
+//! - `openssh`: OpenSSH's `ssh-keygen` (with `-Y verify`), `ssh-agent` and `ssh-add` are
+//!   on `PATH` (Debian's openssh-client; `tests/install-deps` installs it).
+//! - `podman`: real containers run here (podman with runc, busybox-static; a throwaway
+//!   container is started and removed, see [`crate::container`]).
+//! - `prometheus`, `chromium`: Debian's Prometheus server (unpacked by tests/interop-deps,
+//!   see [`crate::interop::prometheus`]) / Chromium (installed by tests/install-deps) is
+//!   there (missing if the binary is absent; a binary whose `--version` fails is a broken
+//!   probe).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,8 +102,31 @@ pub fn try_probe(capability: &str) -> Result<(), Probe> {
             }
         }
         "netem" | "prio" | "tbf" | "u32" | "ifb" | "mirred" => cached(capability, probe_tc_kind),
-        "prometheus" => cached(capability, |_| {
-            runs(&crate::prom_server::binary(), "prometheus")
+        "podman" => cached(capability, |_| {
+            crate::container::probe().map_err(Probe::missing)
+        }),
+        "openssh" => {
+            for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
+                // ssh-agent and ssh-add have no --version: a usage error still proves the
+                // binary runs.
+                Command::new(tool).arg("-?").output().map_err(|e| {
+                    Probe::missing(format!("cannot run {tool} (install openssh-client): {e}"))
+                })?;
+            }
+            let help = Command::new("ssh-keygen")
+                .arg("-?")
+                .output()
+                .map_err(|e| Probe::broken(format!("cannot run ssh-keygen: {e}")))?;
+            if !String::from_utf8_lossy(&help.stderr).contains("-Y verify") {
+                return Err(Probe::missing(
+                    "this ssh-keygen has no -Y verify (OpenSSH 8.2 or later)",
+                ));
+            }
+            Ok(())
+        }
+        "prometheus" => cached(capability, |_| match crate::interop::prometheus() {
+            Ok(bin) => runs(&bin, "prometheus"),
+            Err(why) => Err(Probe::missing(why)),
         }),
         "chromium" => cached(capability, |_| runs(&crate::chromium::binary(), "chromium")),
         other => Err(Probe::broken(format!(

@@ -249,6 +249,7 @@ impl Agent for FakeAgent {
         let plan = format!("{verb} to pid {pid} ({})", target.comm);
         if req.dry_run {
             return Ok(Response::new(InjectResponse {
+                container: None,
                 fault: None,
                 dry_run: true,
                 targets: vec![target],
@@ -289,6 +290,7 @@ impl Agent for FakeAgent {
         drop(st);
         self.publish(EventType::Injected, &fault, plan.clone());
         Ok(Response::new(InjectResponse {
+            container: None,
             fault: Some(fault),
             dry_run: false,
             targets: vec![target],

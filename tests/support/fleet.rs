@@ -93,14 +93,8 @@ impl Fleet {
     }
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+/// A command's status, stdout and stderr, for assertion messages.
+pub use crate::agent::output_text as text;
 
 /// The one report JSON in `dir`.
 pub fn report_in(dir: &Path) -> (PathBuf, serde_json::Value) {

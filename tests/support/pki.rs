@@ -26,9 +26,21 @@ impl Ca {
     /// A leaf certificate with subject CN `cn` (and SAN DNS `cn`, IP 127.0.0.1); returns
     /// (cert, key) paths.
     pub fn leaf(&self, dir: &Path, cn: &str, expired: bool) -> (PathBuf, PathBuf) {
+        self.leaf_with(dir, cn, expired, true)
+    }
+
+    /// A leaf certificate whose only name is DNS `cn` (no address): a certificate shared
+    /// by agents that are dialled by IP and checked for that name.
+    pub fn leaf_dns_only(&self, dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+        self.leaf_with(dir, cn, false, false)
+    }
+
+    fn leaf_with(&self, dir: &Path, cn: &str, expired: bool, ip: bool) -> (PathBuf, PathBuf) {
         let mut p = CertificateParams::new(vec![cn.to_string()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        if ip {
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        }
         p.distinguished_name.push(DnType::CommonName, cn);
         if expired {
             p.not_before = rcgen::date_time_ymd(2020, 1, 1);

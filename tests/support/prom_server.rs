@@ -1,4 +1,5 @@
-//! A real Prometheus server (Debian's `prometheus`) for the tests: its own loopback port,
+//! A real Prometheus server (Debian's `prometheus`, unpacked by tests/interop-deps) for
+//! the tests: its own loopback port,
 //! its own temporary config and storage directory, scraping the targets the test names.
 //! Killed (and reaped) when dropped.
 
@@ -6,9 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `prometheus` binary.
+/// The `prometheus` binary: Debian's, unpacked by tests/interop-deps (see
+/// [`crate::interop::prometheus`]).
 pub fn binary() -> PathBuf {
-    PathBuf::from("/usr/bin/prometheus")
+    crate::interop::prometheus().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A running Prometheus.

@@ -3,6 +3,7 @@
 //! proto -> domain conversion, and the one mapping from [`FaultError`] to gRPC status.
 
 pub mod convert;
+pub mod standard;
 #[cfg(test)]
 mod tests;
 
@@ -578,6 +579,7 @@ impl pb::agent_server::Agent for AgentService {
             }
             let out = out?;
             Ok(Response::new(pb::InjectResponse {
+                container: None,
                 fault: out.fault.as_ref().map(convert::fault),
                 dry_run: dry,
                 targets: out.targets.iter().map(convert::target).collect(),

@@ -324,8 +324,14 @@ pub async fn lifecycle<E: Effects>(
     );
     let a = a.map_err(|e| format!("revert: {e}"))?;
     let b = b.map_err(|e| format!("second revert: {e}"))?;
-    check(all.len() == 1 && all[0].id == f.id, "abort saw the fault")?;
-    check(all[0].result.is_ok(), "abort result ok")?;
+    // The abort either joins the end already under way (and reports it) or, with real
+    // effects fast enough to file the end between the joined futures' first polls,
+    // finds nothing live: both are one end. Never another fault, never a failure.
+    check(
+        all.iter().all(|r| r.id == f.id) && all.len() <= 1,
+        "abort saw the fault or nothing",
+    )?;
+    check(all.iter().all(|r| r.result.is_ok()), "abort result ok")?;
     check(a.state == State::Reverted, "ended as reverted")?;
     check(
         a.ended_at == b.ended_at && a.end_reason == b.end_reason,

@@ -344,6 +344,7 @@ fn to_proto(n: &NetworkSpec) -> pb::NetworkSpec {
         iface: n.fault.iface.clone(),
         netns,
         pid,
+        container: String::new(),
         direction: match n.fault.direction {
             tc::Direction::Egress => "egress".into(),
             tc::Direction::Ingress => "ingress".into(),

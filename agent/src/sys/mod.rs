@@ -2,6 +2,7 @@
 //! namespaces. Nothing here knows about proto types or the engine.
 
 pub mod cgroup;
+pub mod container;
 pub mod netns;
 pub mod proc;
 pub mod stress;

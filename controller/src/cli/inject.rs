@@ -21,6 +21,7 @@ Examples:
   faultctl inject kill --pid 4242 --signal TERM
   faultctl inject kill --unit worker.service --percent 50 --every 30s --for 5m
   faultctl inject kill --cmdline 'java .*-jar app.jar' --user app --all
+  faultctl inject kill --container 3f1c9a2b7d4e --name nginx --count 1
 
 Selectors combine with AND; at least one is required. --all is the default pick.
 Protected processes (pid 1, faultd, sshd, journald, ...) are never hit; --dry-run
@@ -35,9 +36,14 @@ Examples:
   faultctl inject pause --pid 4242 --for 10s
   faultctl inject pause --unit worker.service --for 30s --dry-run
   faultctl inject pause --name redis-server --count 1 --for 1m --label team=cache
+  faultctl inject pause --container containerd://3f1c9a2b7d4e... --for 30s
 
-A --cgroup or --unit selector freezes the whole cgroup (and thaws it on revert);
-otherwise each process gets SIGSTOP, and SIGCONT when the fault ends.
+A --cgroup, --unit or --container selector alone freezes the whole cgroup (and
+thaws it on revert); otherwise each process gets SIGSTOP, and SIGCONT when the
+fault ends. A container is named by its id or a unique prefix of 12+ hex digits
+(docker ps, crictl ps, kubectl's containerID); --dry-run shows it, its cgroup,
+processes and network namespace. A container that stops while a fault holds it
+ends the fault (reverted: target gone).
 
 Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 nothing matched,
 5 agent unreachable, 6 host cannot do it, 1 other.")]
@@ -52,6 +58,7 @@ Examples:
   faultctl inject net --iface eth0 --delay 40ms --jitter 10ms --distribution normal --for 5m
   faultctl inject net --iface eth0 --loss 1% --dst 10.0.3.0/24 --protocol tcp --dport 5432 --for 1m
   faultctl inject net --iface eth0 --pid 4242 --loss 20% --for 30s      # a container's eth0
+  faultctl inject net --container 3f1c9a2b7d4e --delay 100ms --for 1m  # its eth0
   faultctl inject net --iface eth0 --direction ingress --delay 30ms --for 1m
   faultctl inject net --iface eth0 --rate 10mbit --for 10m --dry-run
 
@@ -72,10 +79,12 @@ Examples:
   faultctl inject cpu --percent 15 --for 60s
   faultctl inject cpu --cores 2 --load 50 --for 30s
   faultctl inject cpu --percent 50 --unit api.service --for 2m   # 50% of the unit's CPU limit
+  faultctl inject cpu --percent 50 --container 3f1c9a2b7d4e --for 1m
 
 The workers run in a faultline-owned cgroup whose cpu.max (v2) or cfs quota (v1) is
-exactly the requested share, so they can never take more. Placed with --cgroup, --unit
-or --pid, they compete with that workload inside its cgroup, under its limits.
+exactly the requested share, so they can never take more. Placed with --cgroup, --unit,
+--pid or --container, they compete with that workload inside its cgroup, under its
+limits.
 
 Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
 5 agent unreachable, 6 host cannot do it, 1 other.")]
@@ -88,6 +97,7 @@ Examples:
   faultctl inject mem --size 512MiB --for 60s
   faultctl inject mem --percent 5 --ramp 20s --for 2m
   faultctl inject mem --size 256MiB --cgroup /system.slice/api.service --for 1m
+  faultctl inject mem --percent 50 --container 3f1c9a2b7d4e --for 1m
 
 The pages are touched and stay resident. The cgroup's memory cap sits just above the
 size, so a runaway is OOM-killed inside it and the node carries on; the fault is then
@@ -114,6 +124,10 @@ pub struct PlacementArgs {
     /// Inside this process's cgroup.
     #[arg(long, value_name = "PID")]
     pub pid: Option<i32>,
+    /// Inside this container's cgroup (and under its limits): its id or a unique prefix
+    /// of 12+ hex digits.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 /// `faultctl inject cpu`.
@@ -166,15 +180,19 @@ pub struct MemArgs {
 /// `faultctl inject net`.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
-    /// The interface, e.g. eth0.
-    #[arg(long, value_name = "NAME")]
-    pub iface: String,
+    /// The interface, e.g. eth0 [required, but with --container: eth0].
+    #[arg(long, value_name = "NAME", required_unless_present = "container")]
+    pub iface: Option<String>,
     /// Act in another network namespace: a name under /run/netns, or a path.
-    #[arg(long, value_name = "NAME|PATH", conflicts_with = "pid")]
+    #[arg(long, value_name = "NAME|PATH", conflicts_with_all = ["pid", "container"])]
     pub netns: Option<String>,
     /// Act in the network namespace of this process (a container's).
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", conflicts_with = "container")]
     pub pid: Option<i32>,
+    /// Act in this container's network namespace: its id or a unique prefix of 12+ hex
+    /// digits.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
     /// egress (packets sent) or ingress (packets received, shaped on an IFB device).
     #[arg(long, value_name = "DIR", default_value = "egress")]
     pub direction: String,
@@ -345,6 +363,10 @@ pub struct SelectorArgs {
     /// A user name or numeric uid (real uid).
     #[arg(long, value_name = "NAME|UID")]
     pub user: Option<String>,
+    /// A container's processes: its id or a unique prefix of 12+ hex digits (as docker
+    /// ps, crictl ps or kubectl's containerID show it).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 /// How many of the matches: one of --all (default), --count, --percent.
@@ -506,6 +528,7 @@ impl SelectorArgs {
             cgroup: self.cgroup.clone(),
             unit: self.unit.clone(),
             user: self.user.clone(),
+            container: self.container.clone(),
             all: pick.all,
             count: pick.count,
             percent: pick.percent,
@@ -579,6 +602,7 @@ impl NetArgs {
             iface: self.iface.clone(),
             netns: self.netns.clone(),
             pid: self.pid,
+            container: self.container.clone(),
             direction: Some(self.direction.clone()),
             delay: text(&self.delay),
             jitter: text(&self.jitter),
@@ -628,6 +652,7 @@ impl CpuArgs {
             cgroup: self.placement.cgroup.clone(),
             unit: self.placement.unit.clone(),
             pid: self.placement.pid,
+            container: self.placement.container.clone(),
         }
     }
 }
@@ -655,6 +680,7 @@ impl MemArgs {
             cgroup: self.placement.cgroup.clone(),
             unit: self.placement.unit.clone(),
             pid: self.placement.pid,
+            container: self.placement.container.clone(),
         }
     }
 }

@@ -81,6 +81,7 @@ impl Cli {
                 ca: self.ca.clone().or_else(|| file.ca.clone()),
                 cert: self.cert.clone().or_else(|| file.cert.clone()),
                 key: self.key.clone().or_else(|| file.key.clone()),
+                server_name: None,
             },
         )
     }
@@ -197,7 +198,8 @@ pub enum Command {
     #[command(after_help = "\
 Examples:
   faultctl run --dry-run examples/kill-worker.yaml
-  faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key drill.key
+  faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key ~/.ssh/id_ed25519
+  faultctl run drill.yaml --sign-agent --sign-key ~/.ssh/id_ed25519.pub
   faultctl run drill.yaml --report-dir reports/ -o json
   faultctl run drill.yaml --report-format html --sign-key drill.key
 
@@ -207,25 +209,43 @@ prometheus probes check a PromQL query's value (prometheus: {url, query, max, mi
 Ctrl-C aborts every fault the run made and still writes the report. If faultctl dies,
 the agents revert on their own when its leases lapse (lease_ttl in the scenario).")]
     Run(RunArgs),
-    /// Make an ed25519 key pair for signing reports (FILE and FILE.pub).
-    #[command(after_help = "Example:\n  faultctl keygen drill.key")]
+    /// Make an OpenSSH ed25519 key for signing reports (FILE and FILE.pub).
+    #[command(after_help = "\
+Examples:
+  faultctl keygen drill.key
+  faultctl keygen ~/.ssh/faultline_drill --comment alice@example.com
+
+The key is the one `ssh-keygen -t ed25519 -N ''` makes: any OpenSSH key (in a file or in
+ssh-agent) signs reports as well. faultctl prints the allowed_signers line that trusts it.")]
     Keygen {
-        /// Where to write the secret key (mode 0600); the public key goes to FILE.pub.
+        /// Where to write the private key (mode 0600, unencrypted); the public key goes to
+        /// FILE.pub.
         file: std::path::PathBuf,
+        /// The key's comment, recorded in reports as the signer's identity [default:
+        /// user@host].
+        #[arg(long, short = 'C', value_name = "TEXT")]
+        comment: Option<String>,
         /// Overwrite an existing key.
         #[arg(long)]
         force: bool,
     },
+    /// Make an inventory (for --inventory) of the agents a Kubernetes cluster runs.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  { kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json; kubectl get nodes -o json; } \\\n    | faultctl --ca ca.pem --cert gameday.pem --key gameday.key inventory from-kubectl > fleet.toml"
+    )]
+    Inventory(InventoryCommand),
     /// Work with drill reports.
     #[command(
         subcommand,
-        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --public-key drill.key.pub"
+        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --allowed-signers allowed_signers"
     )]
     Report(ReportCommand),
 }
 
 /// `faultctl run`.
 #[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("signing").args(["sign_key", "sign_agent"]).multiple(true))]
 pub struct RunArgs {
     /// The scenario (YAML).
     pub file: std::path::PathBuf,
@@ -244,9 +264,52 @@ pub struct RunArgs {
         default_value = "json,md,html"
     )]
     pub report_format: Vec<ReportFormat>,
-    /// Sign the report with this ed25519 key (from faultctl keygen): writes REPORT.sig.
+    /// Sign every report file (an SSH signature, FILE.sig) with this OpenSSH private key
+    /// (ed25519, ECDSA or RSA; from ssh-keygen or faultctl keygen). With --sign-agent:
+    /// the public key (FILE.pub) of the ssh-agent key to sign with.
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<std::path::PathBuf>,
+    /// Sign through ssh-agent (SSH_AUTH_SOCK): for passphrase-protected keys and keys
+    /// on hardware. Without --sign-key, the agent's only key.
+    #[arg(long)]
+    pub sign_agent: bool,
+    /// The signer's identity recorded in the report [default: the key's comment].
+    #[arg(long, value_name = "WHO", requires = "signing")]
+    pub sign_identity: Option<String>,
+}
+
+/// `faultctl inventory ...`.
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Read `kubectl get pods -o json` of faultd's DaemonSet (and `kubectl get nodes -o
+    /// json`, for labels) on stdin; print an inventory: one agent per node, at
+    /// https://NODE-IP:GRPC-PORT, labelled with its node's labels.
+    #[command(after_help = "\
+Examples:
+  { kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json
+    kubectl get nodes -o json; } \\
+    | faultctl --ca ca.pem --cert gameday.pem --key gameday.key inventory from-kubectl > fleet.toml
+  faultctl --inventory fleet.toml --select topology.kubernetes.io/zone=eu-west-1a status
+
+Pods that are not running and ready are left out (named on stderr). --ca, --cert and
+--key (made absolute) and the name of the agents' shared certificate go under
+[defaults]. docs/kubernetes.md has the whole set-up.")]
+    FromKubectl(FromKubectlArgs),
+}
+
+/// `faultctl inventory from-kubectl`.
+#[derive(Debug, Clone, Args)]
+pub struct FromKubectlArgs {
+    /// The agents' gRPC port, when the pods name no container port "grpc".
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// The name the agents' shared certificate carries (checked instead of the node IP)
+    /// [default: faultd.NAMESPACE.svc].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Keep only pods with this label [default: app.kubernetes.io/name=faultd].
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub pod_label: Option<String>,
 }
 
 /// A report file format (`--report-format`).
@@ -271,16 +334,39 @@ impl ReportFormat {
 /// `faultctl report ...`.
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
-    /// Check a report's signature (REPORT.sig): exit 0 if it is intact.
-    #[command(after_help = "Example:\n  faultctl report verify r.json --public-key drill.key.pub")]
+    /// Check a report's signature (REPORT.sig) and say who signed it: exit 0 if it holds.
+    #[command(after_help = "\
+Examples:
+  faultctl report verify r.json --allowed-signers allowed_signers
+  faultctl report verify r.json --allowed-signers allowed_signers --identity alice@example.com
+  ssh-keygen -Y verify -f allowed_signers -I alice@example.com -n faultline-report@faultline -s r.json.sig < r.json
+
+allowed_signers is git's and ssh-keygen's format, one trusted key a line:
+  alice@example.com namespaces=\"faultline-report@faultline\" ssh-ed25519 AAAAC3Nza...
+
+Exit 0: the signature holds and the file trusts the key; 1: it does not; 2: bad input
+(a malformed allowed_signers line is named with its file and line).")]
     Verify {
         /// The report file (JSON or Markdown) that was signed.
         report: std::path::PathBuf,
-        /// The signature file (default REPORT.sig).
+        /// The signature file [default: REPORT.sig].
         #[arg(long, value_name = "FILE")]
         sig: Option<std::path::PathBuf>,
-        /// The public key to trust (FILE.pub from keygen). Without it, the key in the
-        /// signature file is used, which proves the report is intact, not who signed it.
+        /// Who may sign: a git-style allowed_signers file (ssh-keygen(1), ALLOWED SIGNERS).
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "FAULTLINE_ALLOWED_SIGNERS",
+            conflicts_with = "public_key"
+        )]
+        allowed_signers: Option<std::path::PathBuf>,
+        /// The identity the signer must have in allowed_signers (ssh-keygen -Y verify -I)
+        /// [default: any the file gives the key].
+        #[arg(long, value_name = "WHO", requires = "allowed_signers")]
+        identity: Option<String>,
+        /// Trust exactly this public key (an OpenSSH .pub, or an old
+        /// faultline-ed25519-public file). With neither this nor --allowed-signers, the
+        /// key in the signature is used: that proves the report intact, not who signed it.
         #[arg(long, value_name = "FILE")]
         public_key: Option<std::path::PathBuf>,
     },

@@ -40,18 +40,39 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
                 report_dir: args.report_dir.clone(),
                 report_formats: ReportFormat::files(&args.report_format),
                 sign_key: args.sign_key.clone(),
+                sign_agent: args.sign_agent,
+                sign_identity: args.sign_identity.clone(),
                 inventory: cli.inventory.clone(),
                 seed: cli.seed,
                 format: fmt,
             };
             return Ok(scenario::run(&o, out).await?);
         }
-        Command::Keygen { file, force } => return keygen(file, *force, out),
+        Command::Keygen {
+            file,
+            comment,
+            force,
+        } => return keygen(file, comment.as_deref(), *force, fmt, out),
+        Command::Inventory(super::InventoryCommand::FromKubectl(args)) => {
+            return from_kubectl(cli, args, out);
+        }
         Command::Report(ReportCommand::Verify {
             report,
             sig,
+            allowed_signers,
+            identity,
             public_key,
-        }) => return verify(report, sig.as_deref(), public_key.as_deref(), out),
+        }) => {
+            let trust = match (allowed_signers, public_key) {
+                (Some(file), _) => sign::Trust::AllowedSigners {
+                    file,
+                    identity: identity.as_deref(),
+                },
+                (None, Some(key)) => sign::Trust::Key(key),
+                (None, None) => sign::Trust::Nothing,
+            };
+            return verify(report, sig.as_deref(), trust, fmt, out);
+        }
         _ => {}
     }
     if let Some(inventory) = &cli.inventory {
@@ -153,12 +174,69 @@ fn op_of(cmd: &Command) -> Result<Op, CtlError> {
             id: id.clone(),
             revert: *revert,
         },
-        Command::Watch { .. } | Command::Run(_) | Command::Keygen { .. } | Command::Report(_) => {
+        Command::Watch { .. }
+        | Command::Run(_)
+        | Command::Keygen { .. }
+        | Command::Report(_)
+        | Command::Inventory(_) => {
             return Err(CtlError::Usage(
-                "watch, run, keygen and report are not agent commands".into(),
+                "watch, run, keygen, report and inventory are not agent commands".into(),
             ));
         }
     })
+}
+
+/// `faultctl inventory from-kubectl`: reads stdin, writes the inventory to `out` (TOML,
+/// or JSON with `-o json`) and each warning to stderr.
+fn from_kubectl(
+    cli: &Cli,
+    args: &super::FromKubectlArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), crate::error::CtlError> {
+    use std::io::{IsTerminal, Read};
+    let usage = crate::error::CtlError::Usage;
+    let pod_label = match &args.pod_label {
+        None => None,
+        Some(t) => match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Some((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => {
+                return Err(usage(format!(
+                    "--pod-label {t:?} is not KEY=VALUE (e.g. app.kubernetes.io/name=faultd)"
+                )));
+            }
+        },
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(usage(
+            "inventory from-kubectl reads kubectl's JSON on stdin: pipe `kubectl get pods -n faultline -l app.kubernetes.io/name=faultd -o json` into it".into(),
+        ));
+    }
+    let mut input = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut input)
+        .map_err(|e| usage(format!("cannot read stdin: {e}")))?;
+    let opts = crate::kubectl::Options {
+        port: args.port,
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+        server_name: args.server_name.clone(),
+        pod_label,
+    };
+    let c = crate::kubectl::convert(&input, &opts).map_err(|e| usage(e.to_string()))?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    match cli.output {
+        super::Output::Json => writeln!(out, "{}", c.json)?,
+        super::Output::Table => write!(out, "{}", c.toml)?,
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// A lease TTL flag.
@@ -246,15 +324,45 @@ async fn watch(
 }
 
 /// `faultctl keygen FILE`.
-fn keygen(file: &Path, force: bool, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
-    let vk = sign::keygen(file, force)?;
-    writeln!(
-        out,
-        "wrote secret key {} (keep it private) and public key {}\npublic key: {}",
-        file.display(),
-        sign::pub_path(file).display(),
-        sign::public_key_text(&vk)
-    )?;
+fn keygen(
+    file: &Path,
+    comment: Option<&str>,
+    force: bool,
+    fmt: Format,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CtlError> {
+    let key = sign::keygen(file, force, comment)?;
+    let public = key
+        .to_openssh()
+        .map_err(|e| CtlError::Input(e.to_string()))?;
+    let fingerprint = sign::fingerprint(key.key_data());
+    let comment = key.comment().as_str_lossy().to_string();
+    let line = format!(
+        "{} namespaces=\"{}\" {}",
+        if comment.is_empty() { "WHO" } else { &comment },
+        sign::NAMESPACE,
+        public.trim_end_matches(&format!(" {comment}")[..]).trim()
+    );
+    match fmt {
+        Format::Json => write_json(
+            out,
+            &serde_json::json!({
+                "private_key": file,
+                "public_key": sign::pub_path(file),
+                "fingerprint": fingerprint,
+                "public_key_line": public,
+                "allowed_signers_line": line,
+            }),
+        )?,
+        Format::Table => writeln!(
+            out,
+            "wrote private key {} (keep it private) and public key {}\n\
+             fingerprint: {fingerprint}\n\
+             to trust it, add this line to your allowed_signers file:\n{line}",
+            file.display(),
+            sign::pub_path(file).display(),
+        )?,
+    }
     Ok(())
 }
 
@@ -262,24 +370,45 @@ fn keygen(file: &Path, force: bool, out: &mut (dyn Write + Send)) -> Result<(), 
 fn verify(
     report: &Path,
     sig: Option<&Path>,
-    public_key: Option<&Path>,
+    trust: sign::Trust<'_>,
+    fmt: Format,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CtlError> {
-    let trusted = public_key.map(sign::load_public_key).transpose()?;
-    let signer = sign::verify_file(report, sig, trusted.as_ref())?;
-    if trusted.is_some() {
-        writeln!(
+    let s = sign::verify(report, sig, trust)?;
+    if let Some(c) = s.claim_mismatch() {
+        eprintln!(
+            "faultctl: warning: {} says it was signed by {} ({}), but its signature is by key {}: \
+             it was re-signed",
+            report.display(),
+            c.identity,
+            c.fingerprint,
+            s.fingerprint
+        );
+    }
+    if fmt == Format::Json {
+        write_json(out, &s)?;
+        return Ok(());
+    }
+    let key = format!("{} key {}", s.key_type, s.fingerprint);
+    match &s.trusted_by {
+        Some(by) if matches!(trust, sign::Trust::AllowedSigners { .. }) => writeln!(
             out,
-            "signature OK: {} is intact and was signed by the trusted key {signer}",
-            report.display()
-        )?;
-    } else {
-        writeln!(
+            "signature OK: {} was signed by {} with {key} (allowed by {by})",
+            report.display(),
+            s.identity
+        )?,
+        Some(by) => writeln!(
             out,
-            "signature OK: {} is intact, signed by key {signer} \
-             (pass --public-key to check who signed it)",
+            "signature OK: {} is intact and was signed by the trusted key {} ({by})",
+            report.display(),
+            s.fingerprint
+        )?,
+        None => writeln!(
+            out,
+            "signature OK: {} is intact, signed by {key}; nothing says whose key that is \
+             (pass --allowed-signers FILE to check who signed it)",
             report.display()
-        )?;
+        )?,
     }
     Ok(())
 }

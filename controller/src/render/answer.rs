@@ -3,8 +3,8 @@
 
 use faultline_proto::units::{format_duration, format_ms, format_rate};
 use faultline_proto::v1::{
-    Event, Fault, InjectResponse, Lease, Limits, ProcessTarget, RevertAllResponse, RevertResult,
-    StatusResponse, StressLimits,
+    Container, Event, Fault, InjectResponse, Lease, Limits, ProcessTarget, RevertAllResponse,
+    RevertResult, StatusResponse, StressLimits,
 };
 
 use super::{
@@ -12,6 +12,37 @@ use super::{
     state_name, when,
 };
 use crate::answer::{Answer, HoldEnd, LeaseClosed, NodeResult};
+
+/// A resolved container: what a dry run shows of it.
+pub fn container_text(c: &Container) -> String {
+    let procs: Vec<String> = c
+        .processes
+        .iter()
+        .map(|p| format!("{} ({})", p.pid, p.comm))
+        .collect();
+    let pod = if c.pod_uid.is_empty() {
+        String::new()
+    } else {
+        format!(", pod {}", c.pod_uid)
+    };
+    let netns = match (c.netns_inode, c.host_network) {
+        (0, _) => "unknown (its namespace link could not be read)".to_string(),
+        (i, true) => format!(
+            "net:[{i}] of pid {}, the agent's own (host network)",
+            c.netns_pid
+        ),
+        (i, false) => format!("net:[{i}] of pid {}", c.netns_pid),
+    };
+    kv(&[
+        (
+            "container",
+            format!("{} ({}, {} driver{pod})", c.id, c.runtime, c.driver),
+        ),
+        ("  cgroup", c.cgroup.clone()),
+        ("  processes", list_or_dash(&procs)),
+        ("  netns", netns),
+    ])
+}
 
 fn labels_text(f: &Fault) -> String {
     let mut l: Vec<_> = f.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -109,6 +140,9 @@ pub fn fault_detail(f: &Fault, now_ms: u64) -> String {
         pairs.push(("end reason", or_dash(&f.end_reason)));
     }
     let mut out = kv(&pairs);
+    if let Some(c) = &f.container {
+        out.push_str(&container_text(c));
+    }
     if f.targets.is_empty() {
         out.push_str("targets       none\n");
     } else {
@@ -270,6 +304,9 @@ pub fn inject_table(r: &InjectResponse, now_ms: u64) -> String {
     }
     if !r.plan.is_empty() {
         out.push_str(&format!("plan: {}\n", r.plan));
+    }
+    if let Some(c) = &r.container {
+        out.push_str(&container_text(c));
     }
     // Only process faults hit processes: a network or stress fault lists none.
     if !r.targets.is_empty() {
@@ -619,7 +656,7 @@ mod tests {
                 "ended_at_ms": 0, "duration_ms": 300_000, "end_reason": "",
                 "description": "SIGKILL 1 of nginx every 30s", "undo": "stop the kill loop",
                 "targets": [{"pid": 4242, "comm": "nginx", "cmdline": "nginx --serve", "uid": 33}],
-                "lease_id": "",
+                "lease_id": "", "container": null,
             })
         );
     }
@@ -635,6 +672,7 @@ mod tests {
                 reason: "pid 1 is protected".into(),
             }],
             plan: "send SIGKILL to 1 process".into(),
+            container: None,
         };
         let out = inject_table(&r, NOW);
         assert_eq!(
@@ -655,6 +693,50 @@ mod tests {
         assert_eq!(v["fault"], Value::Null);
         assert_eq!(v["excluded"][0]["reason"], json!("pid 1 is protected"));
         assert_eq!(v["targets"][0]["pid"], json!(4242));
+    }
+
+    #[test]
+    fn dry_run_shows_the_container_its_cgroup_processes_and_namespace() {
+        let id = "75bd73545e7023a79a68ca9c3590f63ef1397b86ab461edfab5e0a8456d68212";
+        let c = Container {
+            id: id.into(),
+            runtime: "containerd (cri)".into(),
+            driver: "systemd".into(),
+            pod_uid: "0d3c5b2e-9a7f-4c1e-8b1a-2f6e0c9d4a11".into(),
+            cgroup: format!("/kubepods.slice/x.slice/cri-containerd-{id}.scope"),
+            processes: vec![target(4242, "nginx"), target(4250, "nginx")],
+            netns_inode: 4026532301,
+            netns_pid: 4242,
+            host_network: false,
+        };
+        let r = InjectResponse {
+            fault: None,
+            dry_run: true,
+            targets: vec![],
+            excluded: vec![],
+            plan: "freeze cgroup X (2 processes)".into(),
+            container: Some(c.clone()),
+        };
+        assert_eq!(
+            inject_table(&r, NOW),
+            format!(
+                "dry run: nothing was changed\n\
+                 plan: freeze cgroup X (2 processes)\n\
+                 container    {id} (containerd (cri), systemd driver, pod 0d3c5b2e-9a7f-4c1e-8b1a-2f6e0c9d4a11)\n\
+                 \x20 cgroup     /kubepods.slice/x.slice/cri-containerd-{id}.scope\n\
+                 \x20 processes  4242 (nginx), 4250 (nginx)\n\
+                 \x20 netns      net:[4026532301] of pid 4242\n"
+            )
+        );
+        let host = Container {
+            host_network: true,
+            ..c.clone()
+        };
+        assert!(container_text(&host).contains("the agent's own (host network)"));
+        let v = to_json(&r);
+        assert_eq!(v["container"]["id"], json!(id));
+        assert_eq!(v["container"]["processes"][1]["pid"], json!(4250));
+        assert_eq!(v["container"]["netns_inode"], json!(4026532301u64));
     }
 
     #[test]

@@ -7,13 +7,14 @@ use faultline_proto::v1::{FaultSpec, Pick, ProcessSelector, StressPlacement, fau
 use super::or_dash;
 
 /// The selector's string fields, in proto order.
-fn string_fields(s: &ProcessSelector) -> [(&'static str, &Option<String>); 5] {
+fn string_fields(s: &ProcessSelector) -> [(&'static str, &Option<String>); 6] {
     [
         ("name", &s.name),
         ("cmdline", &s.cmdline),
         ("cgroup", &s.cgroup),
         ("unit", &s.unit),
         ("user", &s.user),
+        ("container", &s.container),
     ]
 }
 
@@ -104,6 +105,7 @@ fn placement_text(p: Option<&StressPlacement>) -> String {
         Some(p) if !p.cgroup.is_empty() => format!(" in cgroup {}", p.cgroup),
         Some(p) if !p.unit.is_empty() => format!(" in unit {}", p.unit),
         Some(p) if p.pid > 0 => format!(" in the cgroup of pid {}", p.pid),
+        Some(p) if !p.container.is_empty() => format!(" in container {}", p.container),
         _ => String::new(),
     }
 }

@@ -169,6 +169,56 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_with_a_target_takes_a_container() {
+        let id = "containerd://75bd73545e7023a79a68ca9c3590f63ef1397b86ab461edfab5e0a8456d68212";
+        let Kind::Pause(p) = kind(&doc(&format!("pause: {{container: '{id}'}}\n")).unwrap()) else {
+            panic!()
+        };
+        assert_eq!(p.selector.unwrap().container.as_deref(), Some(id));
+        let Kind::Kill(k) = kind(&doc("kill: {container: 75bd73545e70, name: sleep}\n").unwrap())
+        else {
+            panic!()
+        };
+        let sel = k.selector.unwrap();
+        assert_eq!(
+            (sel.container.as_deref(), sel.name.as_deref()),
+            (Some("75bd73545e70"), Some("sleep"))
+        );
+        // A container's network namespace, eth0 inside it by default.
+        let Kind::Network(n) =
+            kind(&doc("network: {container: 75bd73545e70, delay: 10ms}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                n.iface.as_str(),
+                n.container.as_str(),
+                n.pid,
+                n.netns.as_str()
+            ),
+            ("eth0", "75bd73545e70", 0, "")
+        );
+        let Kind::Network(n) =
+            kind(&doc("network: {container: 75bd73545e70, iface: net1, delay: 10ms}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(n.iface, "net1");
+        let Kind::Cpu(c) = kind(&doc("cpu: {percent: 50, container: 75bd73545e70}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(c.placement.unwrap().container, "75bd73545e70");
+        let Kind::Memory(m) =
+            kind(&doc("memory: {size: 64MiB, container: 75bd73545e70}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(m.placement.unwrap().container, "75bd73545e70");
+    }
+
+    #[test]
     fn a_document_builds_every_kind() {
         let Kind::Kill(k) = kind(&doc("kill: {name: worker, count: 1, every: 30s}\n").unwrap())
         else {
@@ -238,12 +288,17 @@ mod tests {
         );
         assert_eq!(
             e("network: {iface: eth1, netns: x, pid: 1}\n"),
-            "give one of netns, pid"
+            "give one of netns, pid, container"
+        );
+        assert_eq!(e("network: {loss: 1%}\n"), "give iface, or container");
+        assert_eq!(
+            e("cpu: {percent: 5, pid: 1, container: 75bd73545e70}\n"),
+            "give one of cgroup, unit, pid, container"
         );
         assert_eq!(e("cpu: {cores: 2}\n"), "give percent, or cores with load");
         assert_eq!(
             e("cpu: {percent: 5, unit: a, pid: 1}\n"),
-            "give one of cgroup, unit, pid"
+            "give one of cgroup, unit, pid, container"
         );
         assert_eq!(e("memory: {ramp: 1s}\n"), "give size, or percent");
         assert_eq!(

@@ -12,9 +12,11 @@ use super::{Kind, Percent, Rate, RequestError, Span, Text};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkInput {
-    pub iface: String,
+    /// Required, but for a container, whose `eth0` is the default.
+    pub iface: Option<String>,
     pub netns: Option<String>,
     pub pid: Option<i32>,
+    pub container: Option<String>,
     pub direction: Option<String>,
     pub delay: Option<Text>,
     pub jitter: Option<Text>,
@@ -50,6 +52,8 @@ pub enum Namespace {
     Named(String),
     /// The namespace of this process (a container's).
     OfPid(i32),
+    /// The namespace of this container (an id or a prefix the agent resolves).
+    OfContainer(String),
 }
 
 /// netem's parameters; `None` is "not set".
@@ -128,17 +132,33 @@ pub struct Network {
 impl Network {
     /// The direction when none is given.
     pub const DIRECTION: &'static str = "egress";
+    /// The interface when a container is given and no interface.
+    pub const CONTAINER_IFACE: &'static str = "eth0";
 }
 
 impl Kind for Network {
     type Input = NetworkInput;
 
     fn new(i: &Self::Input) -> Result<Self, RequestError> {
-        at_most_one(&[("netns", i.netns.is_some()), ("pid", i.pid.is_some())])?;
-        let namespace = match (&i.netns, i.pid) {
-            (Some(n), _) => Namespace::Named(n.clone()),
-            (None, Some(p)) => Namespace::OfPid(p),
-            (None, None) => Namespace::Agent,
+        at_most_one(&[
+            ("netns", i.netns.is_some()),
+            ("pid", i.pid.is_some()),
+            ("container", i.container.is_some()),
+        ])?;
+        let namespace = match (&i.netns, i.pid, &i.container) {
+            (Some(n), ..) => Namespace::Named(n.clone()),
+            (None, Some(p), _) => Namespace::OfPid(p),
+            (None, None, Some(c)) => Namespace::OfContainer(c.clone()),
+            (None, None, None) => Namespace::Agent,
+        };
+        let iface = match (&i.iface, &namespace) {
+            (Some(f), _) => f.clone(),
+            (None, Namespace::OfContainer(_)) => Network::CONTAINER_IFACE.into(),
+            (None, _) => {
+                return Err(RequestError::Missing {
+                    any_of: &[&["iface"], &["container"]],
+                });
+            }
         };
         let pct = |field, t: &Option<Text>| opt(field, t, Percent::parse);
         let netem = Netem {
@@ -161,7 +181,7 @@ impl Kind for Network {
         };
         let text = |t: &Option<Text>| t.as_ref().map(|t| t.0.clone());
         Ok(Network {
-            iface: i.iface.clone(),
+            iface,
             namespace,
             direction: i
                 .direction
@@ -204,16 +224,18 @@ impl Kind for Network {
             rate_bits_per_sec: e.rate.map_or(0, Rate::bits_per_sec),
             limit: e.limit.unwrap_or(0),
         };
-        let (netns, pid) = match &self.namespace {
-            Namespace::Agent => (String::new(), 0),
-            Namespace::Named(n) => (n.clone(), 0),
-            Namespace::OfPid(p) => (String::new(), *p),
+        let (netns, pid, container) = match &self.namespace {
+            Namespace::Agent => (String::new(), 0, String::new()),
+            Namespace::Named(n) => (n.clone(), 0, String::new()),
+            Namespace::OfPid(p) => (String::new(), *p, String::new()),
+            Namespace::OfContainer(c) => (String::new(), 0, c.clone()),
         };
         let s = &self.selection;
         fault_spec::Kind::Network(v1::NetworkSpec {
             iface: self.iface.clone(),
             netns,
             pid,
+            container,
             direction: self.direction.clone(),
             netem: Some(netem),
             selection: Some(v1::TrafficSelector {

@@ -18,6 +18,8 @@ pub struct ProcessInput {
     pub cgroup: Option<String>,
     pub unit: Option<String>,
     pub user: Option<String>,
+    /// A container id or a prefix of at least 12 hex digits (the agent resolves it).
+    pub container: Option<String>,
     #[serde(default)]
     pub all: bool,
     pub count: Option<u32>,
@@ -37,6 +39,7 @@ pub struct Selector {
     pub cgroup: Option<String>,
     pub unit: Option<String>,
     pub user: Option<String>,
+    pub container: Option<String>,
 }
 
 /// How many of the matches.
@@ -75,6 +78,7 @@ impl Targets {
                 cgroup: i.cgroup.clone(),
                 unit: i.unit.clone(),
                 user: i.user.clone(),
+                container: i.container.clone(),
             },
             pick,
         })
@@ -89,6 +93,7 @@ impl Targets {
             cgroup: s.cgroup.clone(),
             unit: s.unit.clone(),
             user: s.user.clone(),
+            container: s.container.clone(),
         }
     }
 

@@ -16,6 +16,8 @@ pub enum Placement {
     Unit(String),
     /// In this process's cgroup.
     Pid(i32),
+    /// In this container's cgroup (an id or a prefix the agent resolves).
+    Container(String),
 }
 
 impl Placement {
@@ -23,17 +25,20 @@ impl Placement {
         cgroup: &Option<String>,
         unit: &Option<String>,
         pid: Option<i32>,
+        container: &Option<String>,
     ) -> Result<Placement, RequestError> {
         at_most_one(&[
             ("cgroup", cgroup.is_some()),
             ("unit", unit.is_some()),
             ("pid", pid.is_some()),
+            ("container", container.is_some()),
         ])?;
-        Ok(match (cgroup, unit, pid) {
-            (Some(c), _, _) => Placement::Cgroup(c.clone()),
-            (None, Some(u), _) => Placement::Unit(u.clone()),
-            (None, None, Some(p)) => Placement::Pid(p),
-            (None, None, None) => Placement::Agent,
+        Ok(match (cgroup, unit, pid, container) {
+            (Some(c), ..) => Placement::Cgroup(c.clone()),
+            (None, Some(u), ..) => Placement::Unit(u.clone()),
+            (None, None, Some(p), _) => Placement::Pid(p),
+            (None, None, None, Some(c)) => Placement::Container(c.clone()),
+            (None, None, None, None) => Placement::Agent,
         })
     }
 
@@ -44,6 +49,7 @@ impl Placement {
             Placement::Cgroup(c) => p.cgroup = c.clone(),
             Placement::Unit(u) => p.unit = u.clone(),
             Placement::Pid(pid) => p.pid = *pid,
+            Placement::Container(c) => p.container = c.clone(),
         }
         p
     }
@@ -60,6 +66,7 @@ pub struct CpuInput {
     pub cgroup: Option<String>,
     pub unit: Option<String>,
     pub pid: Option<i32>,
+    pub container: Option<String>,
 }
 
 /// How much CPU (the agent checks the numbers against the host and its limits).
@@ -98,7 +105,7 @@ impl Kind for Cpu {
         };
         Ok(Cpu {
             amount,
-            placement: Placement::new(&i.cgroup, &i.unit, i.pid)?,
+            placement: Placement::new(&i.cgroup, &i.unit, i.pid, &i.container)?,
         })
     }
 
@@ -127,6 +134,7 @@ pub struct MemoryInput {
     pub cgroup: Option<String>,
     pub unit: Option<String>,
     pub pid: Option<i32>,
+    pub container: Option<String>,
 }
 
 /// How much memory.
@@ -163,7 +171,7 @@ impl Kind for Memory {
         Ok(Memory {
             amount,
             ramp: opt_span("ramp", &i.ramp)?,
-            placement: Placement::new(&i.cgroup, &i.unit, i.pid)?,
+            placement: Placement::new(&i.cgroup, &i.unit, i.pid, &i.container)?,
         })
     }
 

@@ -44,8 +44,13 @@ pub struct RunOptions {
     pub report_dir: PathBuf,
     /// Which report files to write.
     pub report_formats: FileFormats,
-    /// Sign the report with this key.
+    /// Sign the report with this OpenSSH private key; with `sign_agent`, the public key
+    /// of the ssh-agent key to sign with.
     pub sign_key: Option<PathBuf>,
+    /// Sign through ssh-agent (`SSH_AUTH_SOCK`).
+    pub sign_agent: bool,
+    /// The signer's identity recorded in the report (default: the key's comment).
+    pub sign_identity: Option<String>,
     /// Overrides the scenario's `inventory`.
     pub inventory: Option<PathBuf>,
     /// Overrides the scenario's `seed`.
@@ -64,11 +69,15 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
         (None, None) => return Err(ScenarioError::NoInventory),
     };
     let inv = Inventory::load(&inv_path)?;
-    let sign_key = o
-        .sign_key
-        .as_deref()
-        .map(crate::sign::load_signing_key)
-        .transpose()?;
+    // The key is checked before the drill, not found wanting after it.
+    let signer = match (o.sign_agent, &o.sign_key) {
+        (false, None) => None,
+        _ => Some(crate::sign::ReportSigner::open(
+            o.sign_key.as_deref(),
+            o.sign_agent,
+            o.sign_identity.as_deref(),
+        )?),
+    };
     let seed = o.seed.or(sc.seed).unwrap_or_else(rand::random);
     if !o.dry_run {
         // A query Prometheus refuses is bad input: refused before anything is changed.
@@ -99,8 +108,9 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
         return Ok(());
     }
     let name = sc.name.clone();
-    let (report, abort_reason) = runner::drill(sc, inv, seed).await;
-    let paths = report.write(&o.report_dir, o.report_formats, sign_key.as_ref())?;
+    let (mut report, abort_reason) = runner::drill(sc, inv, seed).await;
+    report.signed_by = signer.as_ref().map(|s| s.info().clone());
+    let paths = report.write(&o.report_dir, o.report_formats, signer.as_ref())?;
     match o.format {
         Format::Json => write_json(out, &report)?,
         Format::Table => {

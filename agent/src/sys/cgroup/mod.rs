@@ -11,11 +11,14 @@
 
 mod fs;
 mod mountinfo;
+mod ns;
 mod owned;
 mod signal;
 mod v1;
 mod v2;
 
+pub(crate) use mountinfo::parse_proc_cgroup;
+pub use ns::{CgroupNs, join_node_namespace};
 pub use owned::{
     AGENT_LEAF, CpuMax, Limits, OWNED_PREFIX, OwnedGroup, ParentSpec, StressBackend, Usage,
 };

@@ -165,6 +165,12 @@ impl Report {
         if let Some(r) = self.abort_recovery_ms {
             facts.push(("recovery after the abort", format!("{r} ms")));
         }
+        if let Some(s) = &self.signed_by {
+            facts.push((
+                "signed by",
+                format!("{} ({} {})", s.identity, s.key_type, s.fingerprint),
+            ));
+        }
         let clean = self.cleanup.iter().all(|c| c.clean);
         facts.push((
             "left behind",
@@ -527,6 +533,7 @@ mod tests {
                 at_ms: t0 + 7500,
                 event: "ABORT: api: error rate 2 % over 5 s > 1 %".into(),
             }],
+            signed_by: None,
         }
     }
 

@@ -46,6 +46,12 @@ impl Report {
         if let Some(r) = self.abort_recovery_ms {
             m += &format!("- recovery after the abort: {r} ms\n");
         }
+        if let Some(s) = &self.signed_by {
+            m += &format!(
+                "- signed by: {} ({} {})\n",
+                s.identity, s.key_type, s.fingerprint
+            );
+        }
         m += "\n## Probes\n\n| probe | checks | aborts on | samples | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|\n";
         for p in &self.probes {
             m += &format!(

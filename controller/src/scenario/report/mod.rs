@@ -3,7 +3,7 @@
 //! and what aborted the run. Written as JSON (the record: [`Report`]'s serde mapping,
 //! documented field by field in docs/faultctl.md "Reports"; fields are only ever added),
 //! Markdown ([`markdown`]) and a self-contained HTML page with a chart per probe
-//! ([`html`]). Each file can be signed ([`crate::sign`]).
+//! ([`html`]). Every file written can be signed ([`crate::sign`]).
 
 mod chart;
 pub mod html;
@@ -203,6 +203,11 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub cleanup: Vec<NodeCleanup>,
     pub timeline: Vec<TimelineEntry>,
+    /// Who signed the report (`run --sign-key`/`--sign-agent`), as the signer says: the
+    /// signature covers it, and `faultctl report verify --allowed-signers` says whether
+    /// to believe it. None: not signed.
+    #[serde(default)]
+    pub signed_by: Option<crate::sign::SignerInfo>,
 }
 
 impl Report {
@@ -262,6 +267,7 @@ impl Report {
             steps,
             cleanup: r.cleanup,
             timeline: r.timeline,
+            signed_by: None,
         }
     }
 
@@ -311,12 +317,13 @@ impl Report {
     }
 
     /// Writes `DIR/NAME-RUNID.json`, `.md` and `.html` (those `formats` asks for), and
-    /// with a key a `.sig` beside each. Returns the paths written, reports first.
+    /// with a signer a `.sig` for every file written. Returns the paths written, reports
+    /// first.
     pub fn write(
         &self,
         dir: &Path,
         formats: FileFormats,
-        key: Option<&ed25519_dalek::SigningKey>,
+        signer: Option<&crate::sign::ReportSigner>,
     ) -> Result<Vec<PathBuf>, ScenarioError> {
         let werr = |path: &Path, source| ScenarioError::WriteReport {
             path: path.to_path_buf(),
@@ -357,10 +364,12 @@ impl Report {
             std::fs::write(path, text).map_err(|e| werr(path, e))?;
             out.push(path.clone());
         }
-        if let Some(k) = key {
-            for (path, _) in &files {
-                out.push(crate::sign::sign_file(path, k)?);
-            }
+        if let Some(s) = signer {
+            let sigs = out
+                .iter()
+                .map(|p| s.sign_file(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.extend(sigs);
         }
         Ok(out)
     }
