@@ -371,3 +371,117 @@ fn pid_selects_the_process_network_namespace() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A process in a namespace of its own and in a cgroup named as Docker's cgroupfs driver
+/// names a container's (`/docker/<64 hex>` in cgroup2): what faultd sees of a container
+/// in `/proc`, made where podman does not run (the VM guest has netem, not podman; the
+/// host has podman, not netem: `containers::network_faults_enter_the_containers_namespace`).
+/// The process, the group and the namespace go on drop.
+struct FakeContainer {
+    id: String,
+    group: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl FakeContainer {
+    fn start(p: &Pair) -> FakeContainer {
+        let v2 = faultline_tests::caps::v2_mount().expect("cgroup2 mounted");
+        let id: String = (0..4)
+            .map(|_| format!("{:016x}", rand_u64()))
+            .collect::<String>();
+        let group = v2.join("docker").join(&id);
+        std::fs::create_dir_all(&group).unwrap();
+        let child = std::process::Command::new(net_common::program("ip"))
+            .args(["netns", "exec", &p.ns.name])
+            .arg(faultline_tests::agent::sleep_binary())
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let c = FakeContainer {
+            id,
+            group,
+            child: Some(child),
+        };
+        let pid = c.pid();
+        std::fs::write(c.group.join("cgroup.procs"), pid.to_string()).unwrap();
+        // `ip netns exec` execs in place: wait until the pid is in the namespace.
+        let want = std::fs::metadata(format!("/run/netns/{}", p.ns.name)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(eventually(Duration::from_secs(5), || {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == want.ino())
+        }));
+        c
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = eventually(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.group).is_ok() || !self.group.exists()
+        });
+        if self.group.exists() {
+            faultline_tests::leftover(format!("cgroup {}", self.group.display()));
+        }
+        // The shared parent goes when no other test uses it.
+        let _ = std::fs::remove_dir(self.group.parent().unwrap());
+    }
+}
+
+/// 64 random bits from the kernel.
+fn rand_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    u64::from_le_bytes(b)
+}
+
+#[test]
+fn netem_by_container_id_lands_in_the_containers_namespace() {
+    require!("root", "netem", "cgroup2");
+    let agent = Agent::start();
+    let p = Pair::new();
+    let c = FakeContainer::start(&p);
+    let prefix = &c.id[..12];
+    let out = agent.ctl_json(&[
+        "inject",
+        "net",
+        "--container",
+        prefix,
+        "--iface",
+        &p.a,
+        "--delay",
+        "30ms",
+        "--for",
+        "60s",
+    ]);
+    let id = fault_id(&out);
+    assert_eq!(out["container"]["id"], c.id.as_str(), "{out}");
+    assert_eq!(out["container"]["runtime"], "docker", "{out}");
+    assert_eq!(out["container"]["netns_pid"], c.pid(), "{out}");
+    // iproute2 reads faultline's netem in the container's namespace.
+    let (kind, handle) = root(&p, &p.a);
+    assert_eq!((kind.as_str(), handle.as_str()), ("netem", "fa17:"));
+    let show = p.ns.tc(&["qdisc", "show", "dev", &p.a]);
+    assert!(show.contains("delay 30ms"), "{show}");
+    // The journal holds the namespace by path and identity, not the container.
+    let journal =
+        std::fs::read_to_string(agent.state_dir().join(format!("journal/{id}.json"))).unwrap();
+    assert!(
+        journal.contains(&format!("/proc/{}/ns/net", c.pid())),
+        "{journal}"
+    );
+    let o = agent.ctl(&["revert", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(root(&p, &p.a).0, "noqueue");
+}

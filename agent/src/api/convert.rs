@@ -14,6 +14,7 @@ use crate::fault::{
     CgroupPath, CpuSpec, FaultSpec, KillSpec, Kind, MemSpec, NetworkSpec, PauseSpec, Percent, Pick,
     Selector, Timed, UnitName,
 };
+use crate::sys::container::{Container, ContainerQuery};
 use crate::sys::netns::NetnsTarget;
 use crate::sys::proc::ProcInfo;
 use crate::sys::tc;
@@ -23,17 +24,10 @@ const MAX_LABELS: usize = 32;
 const MAX_LABEL_LEN: usize = 256;
 const MAX_REGEX_LEN: usize = 1024;
 
-/// Until container targeting is wired into this agent's fault domain (after the
-/// request-model rework lands), a request naming a container is refused rather than
-/// having the field ignored, which would widen the selection to the whole node.
-fn no_container_yet(field: String, given: bool) -> Result<(), FaultError> {
-    if given {
-        return Err(FaultError::invalid(
-            field,
-            "this faultd cannot target containers yet; select by --pid or --cgroup",
-        ));
-    }
-    Ok(())
+/// A container id or prefix as given (`containerd://ID` accepted); the refusal names
+/// `field`. The container itself is found when the fault is planned.
+fn container_query(text: &str, field: String) -> Result<ContainerQuery, FaultError> {
+    ContainerQuery::parse(text).map_err(|e| FaultError::invalid(field, e.why))
 }
 
 fn selector(s: Option<&pb::ProcessSelector>, field: &str) -> Result<Selector, FaultError> {
@@ -43,8 +37,12 @@ fn selector(s: Option<&pb::ProcessSelector>, field: &str) -> Result<Selector, Fa
             "missing: give at least one of pid, name, cmdline, cgroup, unit, user",
         )
     })?;
-    no_container_yet(format!("{field}.container"), s.container.is_some())?;
     let f = |name: &str| format!("{field}.{name}");
+    let container = s
+        .container
+        .as_deref()
+        .map(|c| container_query(c, f("container")))
+        .transpose()?;
     let nonempty = |v: &Option<String>, name: &str| -> Result<Option<String>, FaultError> {
         match v {
             Some(t) if t.trim().is_empty() => Err(FaultError::invalid(f(name), "is empty")),
@@ -107,11 +105,12 @@ fn selector(s: Option<&pb::ProcessSelector>, field: &str) -> Result<Selector, Fa
         cgroup,
         unit,
         user,
+        container,
     };
     if sel.is_empty() {
         return Err(FaultError::invalid(
             field,
-            "empty selector: give at least one of pid, name, cmdline, cgroup, unit, user",
+            "empty selector: give at least one of pid, name, cmdline, cgroup, unit, user, container",
         ));
     }
     Ok(sel)
@@ -233,7 +232,7 @@ fn selector_pb(s: &Selector) -> pb::ProcessSelector {
         cgroup: s.cgroup.as_ref().map(|c| c.to_string()),
         unit: s.unit.as_ref().map(|u| u.to_string()),
         user: s.user.as_ref().map(|(u, _)| u.clone()),
-        container: None,
+        container: s.container.as_ref().map(|c| c.to_string()),
     }
 }
 
@@ -309,8 +308,33 @@ fn pct0(v: f64, field: &str) -> Result<tc::Percent, FaultError> {
 /// A `NetworkSpec` message as a validated domain spec.
 fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
     const F: &str = "spec.network";
-    no_container_yet(format!("{F}.container"), !n.container.is_empty())?;
-    let iface = n.iface.trim();
+    let container = match n.container.trim() {
+        "" => None,
+        c => Some(container_query(c, format!("{F}.container"))?),
+    };
+    let iface = match (n.iface.trim(), &container) {
+        // A container's interface is eth0 unless named.
+        ("", Some(_)) => "eth0",
+        (i, _) => i,
+    };
+    if container.is_some() && (!n.netns.trim().is_empty() || n.pid != 0) {
+        return Err(FaultError::invalid(
+            format!("{F}.container"),
+            format!(
+                "give a container, a netns or a pid, not more than one (got {})",
+                [
+                    ("container", true),
+                    ("netns", !n.netns.trim().is_empty()),
+                    ("pid", n.pid != 0)
+                ]
+                .iter()
+                .filter(|(_, g)| *g)
+                .map(|(w, _)| *w)
+                .collect::<Vec<_>>()
+                .join(" and ")
+            ),
+        ));
+    }
     if iface.is_empty() {
         return Err(FaultError::invalid(
             format!("{F}.iface"),
@@ -508,31 +532,40 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             "ports need a protocol (tcp or udp): port offsets are only meaningful within one",
         ));
     }
-    NetworkSpec::new(
-        target,
-        tc::NetFault {
-            iface: iface.to_string(),
-            direction,
-            netem,
-            selection,
-        },
-    )
+    let fault = tc::NetFault {
+        iface: iface.to_string(),
+        direction,
+        netem,
+        selection,
+    };
+    match container {
+        Some(c) => NetworkSpec::in_container(c, fault),
+        None => NetworkSpec::new(target, fault),
+    }
 }
 
 fn placement(p: Option<&pb::StressPlacement>, field: &str) -> Result<Placement, FaultError> {
     let Some(p) = p else {
         return Ok(Placement::Own);
     };
-    no_container_yet(format!("{field}.container"), !p.container.is_empty())?;
-    let given = [!p.cgroup.is_empty(), !p.unit.is_empty(), p.pid != 0]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let given = [
+        !p.cgroup.is_empty(),
+        !p.unit.is_empty(),
+        p.pid != 0,
+        !p.container.trim().is_empty(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if given > 1 {
         return Err(FaultError::invalid(
             field,
-            "give at most one of cgroup, unit, pid",
+            "give at most one of cgroup, unit, pid, container",
         ));
+    }
+    if !p.container.trim().is_empty() {
+        return container_query(&p.container, format!("{field}.container"))
+            .map(Placement::Container);
     }
     if !p.cgroup.is_empty() {
         return CgroupPath::parse(&p.cgroup)
@@ -570,6 +603,10 @@ fn placement_pb(p: &Placement) -> pb::StressPlacement {
         },
         Placement::Pid(pid) => pb::StressPlacement {
             pid: *pid,
+            ..Default::default()
+        },
+        Placement::Container(c) => pb::StressPlacement {
+            container: c.to_string(),
             ..Default::default()
         },
     }
@@ -674,7 +711,30 @@ pub fn fault(r: &FaultRecord) -> pb::Fault {
         targets: r.targets.iter().map(target).collect(),
         duration_ms: r.duration.map(|d| d.as_millis() as u64).unwrap_or(0),
         lease_id: r.lease.clone().unwrap_or_default(),
-        container: None,
+        container: r.container.as_ref().map(container),
+    }
+}
+
+/// A resolved container, as the API shows it.
+pub fn container(c: &Container) -> pb::Container {
+    pb::Container {
+        id: c.id.clone(),
+        runtime: c.runtime.to_string(),
+        driver: c.driver.to_string(),
+        pod_uid: c.pod_uid.clone().unwrap_or_default(),
+        cgroup: c.cgroup().to_string(),
+        processes: c
+            .procs
+            .iter()
+            .map(|(pid, comm)| pb::ProcessTarget {
+                pid: *pid,
+                comm: comm.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        netns_inode: c.netns.map(|n| n.inode).unwrap_or(0),
+        netns_pid: c.netns.map(|n| n.pid).unwrap_or(0),
+        host_network: c.netns.is_some_and(|n| n.host),
     }
 }
 
@@ -781,10 +841,104 @@ mod tests {
     }
 
     #[test]
+    fn containers_are_taken_in_every_kind_and_shown_back() {
+        const ID: &str = "75bd73545e7023a79a68ca9c3590f63ef1397b86ab461edfab5e0a8456d68212";
+        let sel = pb::ProcessSelector {
+            container: Some(format!("containerd://{}", &ID[..12])),
+            ..Default::default()
+        };
+        let r = inject_request(&req(kill(sel), 0), "test".into()).unwrap();
+        let pb::fault_spec::Kind::Kill(k) = spec_pb(r.fault.spec()).kind.unwrap() else {
+            panic!("not a kill")
+        };
+        assert_eq!(k.selector.unwrap().container.as_deref(), Some(&ID[..12]));
+        // A network fault in a container: eth0 unless named; never with a netns or pid.
+        let net = |n: pb::NetworkSpec| {
+            req(
+                pb::fault_spec::Kind::Network(pb::NetworkSpec {
+                    netem: Some(pb::NetemSpec {
+                        delay_us: 10_000,
+                        ..Default::default()
+                    }),
+                    ..n
+                }),
+                1000,
+            )
+        };
+        let r = inject_request(
+            &net(pb::NetworkSpec {
+                container: ID.into(),
+                ..Default::default()
+            }),
+            "test".into(),
+        )
+        .unwrap();
+        let FaultSpec::Network(n) = r.fault.spec() else {
+            panic!("not a network fault")
+        };
+        assert_eq!(n.fault().iface, "eth0");
+        assert_eq!(n.container().map(|c| c.as_str()), Some(ID));
+        assert_eq!(n.to_proto().container, ID);
+        assert_eq!(
+            err(net(pb::NetworkSpec {
+                container: ID.into(),
+                pid: 42,
+                ..Default::default()
+            })),
+            "invalid spec.network.container: give a container, a netns or a pid, not more than one (got container and pid)"
+        );
+        assert_eq!(
+            err(net(pb::NetworkSpec {
+                container: "nginx".into(),
+                ..Default::default()
+            })),
+            "invalid spec.network.container: \"nginx\" is not a container id: 'n' is not a hex digit (container ids are 64 hex digits; a name is not accepted)"
+        );
+        // Stress placed in a container.
+        let cpu = |p: pb::StressPlacement| {
+            req(
+                pb::fault_spec::Kind::Cpu(pb::CpuSpec {
+                    percent: 10.0,
+                    placement: Some(p),
+                    ..Default::default()
+                }),
+                1000,
+            )
+        };
+        let r = inject_request(
+            &cpu(pb::StressPlacement {
+                container: ID[..12].into(),
+                ..Default::default()
+            }),
+            "test".into(),
+        )
+        .unwrap();
+        let FaultSpec::Cpu(c) = r.fault.spec() else {
+            panic!("not cpu")
+        };
+        assert!(matches!(&c.placement, Placement::Container(q) if q.as_str() == &ID[..12]));
+        assert_eq!(
+            err(cpu(pb::StressPlacement {
+                container: ID.into(),
+                pid: 3,
+                ..Default::default()
+            })),
+            "invalid spec.cpu.placement: give at most one of cgroup, unit, pid, container"
+        );
+        assert_eq!(
+            err(cpu(pb::StressPlacement {
+                container: "75bd7354".into(),
+                ..Default::default()
+            })),
+            "invalid spec.cpu.placement.container: \"75bd7354\" is 8 hex digits; give at least 12 (what `docker ps` shows) so that it names one container"
+        );
+    }
+
+    #[test]
     fn rejections_name_the_field() {
         assert_eq!(
             err(req(kill(pb::ProcessSelector::default()), 0)),
-            "invalid spec.kill.selector: empty selector: give at least one of pid, name, cmdline, cgroup, unit, user"
+            "invalid spec.kill.selector: empty selector: give at least one of pid, name, cmdline, cgroup, unit, user, container"
         );
         assert_eq!(
             err(pb::InjectRequest::default()),

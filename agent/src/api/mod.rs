@@ -579,7 +579,7 @@ impl pb::agent_server::Agent for AgentService {
             }
             let out = out?;
             Ok(Response::new(pb::InjectResponse {
-                container: None,
+                container: out.container.as_ref().map(convert::container),
                 fault: out.fault.as_ref().map(convert::fault),
                 dry_run: dry,
                 targets: out.targets.iter().map(convert::target).collect(),

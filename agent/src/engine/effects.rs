@@ -12,6 +12,7 @@ use crate::error::FaultError;
 use crate::fault::{self, FaultSpec, KillSpec, Undo, UndoRecord};
 use crate::host::Host;
 use crate::limits::Limits;
+use crate::sys::container::Container;
 use crate::sys::proc::ProcInfo;
 
 /// What the engine needs to know of a plan to admit it (the plan itself stays opaque).
@@ -29,6 +30,8 @@ pub struct PlanFacts {
     pub share: Option<f64>,
     /// The undo to journal before applying (covers a crash in between).
     pub prospective: UndoRecord,
+    /// The container the spec named, as resolved.
+    pub container: Option<Container>,
 }
 
 /// A plan and its facts.
@@ -178,6 +181,7 @@ impl Effects for HostEffects {
             conflict_key: plan.conflict_key.clone(),
             share: plan.stress.as_ref().map(|s| s.node_percent),
             prospective: plan.prospective_undo(spec),
+            container: plan.container.clone(),
         };
         Ok(Planned { plan, facts })
     }

@@ -96,6 +96,7 @@ impl<E: Effects> Engine<E> {
                 targets: facts.targets,
                 excluded: facts.excluded,
                 plan: facts.description,
+                container: facts.container,
             });
         }
         let now = SystemTime::now();
@@ -114,6 +115,7 @@ impl<E: Effects> Engine<E> {
             undo: String::new(),
             targets: facts.targets.clone(),
             lease: req.lease.clone(),
+            container: facts.container.clone(),
         };
         let reserved = self.reg().reserve(&ask, record, limits, Instant::now());
         let record = reserved.map_err(|e| self.refused(&req, e))?;
@@ -191,6 +193,7 @@ impl<E: Effects> Engine<E> {
             targets: targets.clone(),
             excluded: facts.excluded.clone(),
             plan: facts.description.clone(),
+            container: facts.container.clone(),
         };
         if !spec.lasts() {
             self.effects().journal_remove(&rec.id);

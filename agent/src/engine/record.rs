@@ -34,6 +34,8 @@ pub struct FaultRecord {
     pub targets: Vec<ProcInfo>,
     /// The lease it is bound to.
     pub lease: Option<String>,
+    /// The container its spec named, as resolved when it was injected.
+    pub container: Option<crate::sys::container::Container>,
 }
 
 impl FaultRecord {
@@ -106,6 +108,8 @@ pub struct InjectOutcome {
     pub targets: Vec<ProcInfo>,
     pub excluded: Vec<(ProcInfo, String)>,
     pub plan: String,
+    /// The container the spec named, as resolved.
+    pub container: Option<crate::sys::container::Container>,
 }
 
 /// The result of one fault's revert within `revert_all`.

@@ -536,6 +536,7 @@ mod tests {
             undo: String::new(),
             targets: Vec::new(),
             lease: None,
+            container: None,
         }
     }
 

@@ -158,6 +158,7 @@ impl Effects for FakeEffects {
                 _ => None,
             },
             prospective: UndoRecord::Nothing,
+            container: None,
         };
         Ok(Planned { plan: (), facts })
     }

@@ -21,7 +21,21 @@ pub use values::{CgroupPath, Percent, Timed, UnitName};
 use crate::error::FaultError;
 use crate::host::Host;
 use crate::sys::cgroup::{CgroupRef, Hierarchy};
+use crate::sys::container::{Container, ContainerError, ContainerQuery};
 use crate::sys::proc::ProcInfo;
+
+/// The running container `query` names, from `/proc/*/cgroup`: an unknown id is
+/// NotFound, a prefix of several ids is InvalidArgument on `field`; both name what runs.
+pub fn find_container(query: &ContainerQuery, field: &str) -> Result<Container, FaultError> {
+    match crate::sys::container::resolve(query, std::path::Path::new("/proc")) {
+        Ok(c) => Ok(c),
+        Err(e @ ContainerError::NotFound { .. }) => Err(FaultError::NotFound(e.to_string())),
+        Err(e @ (ContainerError::Ambiguous { .. } | ContainerError::BadId(_))) => {
+            Err(FaultError::invalid(field, e.to_string()))
+        }
+        Err(e @ ContainerError::Proc { .. }) => Err(FaultError::Failed(e.to_string())),
+    }
+}
 
 /// The kinds of fault, as the limits and the API count them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +166,11 @@ pub struct Plan {
     pub conflict_key: Option<String>,
     /// For stress faults: the group and workers to start.
     pub stress: Option<stress::StressPlan>,
+    /// The container the spec named, as resolved for this plan.
+    pub container: Option<Container>,
+    /// For network faults: the namespace resolved (a container's, by its first
+    /// process's path) and its identity when planned.
+    pub netns: Option<(crate::sys::netns::NetnsTarget, crate::sys::netns::NetnsId)>,
 }
 
 impl Plan {
@@ -314,7 +333,11 @@ impl Plan {
             // Until applied, the exact undo is unknown; the sweep of faultline's tagged
             // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
             (FaultSpec::Network(n), _) => UndoRecord::NetPending {
-                netns: n.target().clone(),
+                netns: self
+                    .netns
+                    .as_ref()
+                    .map(|(t, _)| t.clone())
+                    .unwrap_or_else(|| n.target().clone()),
                 iface: n.fault().iface.clone(),
             },
             (FaultSpec::Pause(_), Some(cg)) => thaw_record(cg),
@@ -351,12 +374,18 @@ impl UndoRecord {
         match self {
             UndoRecord::Nothing => Ok(()),
             UndoRecord::Net { undo } => network::revert(undo).await.map(|_| ()),
-            UndoRecord::Stress { group } => host
-                .cgroups()?
-                .remove_owned(group, Duration::from_secs(10))
-                .map_err(|e| {
-                    FaultError::Failed(format!("cannot remove stress group {}: {e}", group.name))
-                }),
+            UndoRecord::Stress { group } => {
+                host.cgroups()?
+                    .remove_owned(group, Duration::from_secs(10))
+                    .map_err(|e| {
+                        FaultError::Failed(format!(
+                            "cannot remove stress group {}: {e}",
+                            group.name
+                        ))
+                    })?;
+                stress::release_exited_container(group);
+                Ok(())
+            }
             UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {

@@ -17,6 +17,7 @@ use super::{Applied, Plan, Undo};
 use crate::error::FaultError;
 use crate::host::Host;
 use crate::limits::Limits;
+use crate::sys::container::{Container, ContainerQuery};
 use crate::sys::netns::NetnsTarget;
 use crate::sys::tc::{self, Direction, Loss, NetError, NetFault, RootKind, Tc};
 
@@ -26,6 +27,9 @@ use crate::sys::tc::{self, Direction, Loss, NetError, NetFault, RootKind, Tc};
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkSpec {
     target: NetnsTarget,
+    /// A container's namespace instead of `target`: resolved when planned, to the
+    /// namespace of its first process.
+    container: Option<ContainerQuery>,
     fault: NetFault,
 }
 
@@ -35,12 +39,32 @@ impl NetworkSpec {
     pub fn new(target: NetnsTarget, fault: NetFault) -> Result<NetworkSpec, FaultError> {
         fault.netem.validate().map_err(net_error)?;
         fault.selection.matches().map_err(net_error)?;
-        Ok(NetworkSpec { target, fault })
+        Ok(NetworkSpec {
+            target,
+            container: None,
+            fault,
+        })
     }
 
-    /// The namespace it applies in.
+    /// A fault in a container's network namespace (found when planned).
+    pub fn in_container(
+        container: ContainerQuery,
+        fault: NetFault,
+    ) -> Result<NetworkSpec, FaultError> {
+        let mut spec = NetworkSpec::new(NetnsTarget::Current, fault)?;
+        spec.container = Some(container);
+        Ok(spec)
+    }
+
+    /// The namespace it applies in, as the spec gives it (a container's is found by
+    /// [`plan`]: see [`Plan::netns`]).
     pub fn target(&self) -> &NetnsTarget {
         &self.target
+    }
+
+    /// The container whose namespace it applies in, if it names one.
+    pub fn container(&self) -> Option<&ContainerQuery> {
+        self.container.as_ref()
     }
 
     /// The interface, direction, netem parameters and selection.
@@ -175,19 +199,60 @@ pub fn check(
     Ok(())
 }
 
-fn where_(spec: &NetworkSpec) -> String {
+fn where_(spec: &NetworkSpec, target: &NetnsTarget, container: Option<&Container>) -> String {
     let dir = match spec.fault.direction {
         Direction::Egress => "egress",
         Direction::Ingress => "ingress",
     };
-    format!("{} {dir} in {}", spec.fault.iface, spec.target)
+    match container {
+        Some(c) => format!(
+            "{} {dir} in container {}'s {target}",
+            spec.fault.iface,
+            c.short_id()
+        ),
+        None => format!("{} {dir} in {target}", spec.fault.iface),
+    }
+}
+
+/// The namespace of the container `q` names: its first process's, held by path and
+/// checked by inode when applied. A container on the host's network is refused (the
+/// fault would shape the node's own interface).
+fn container_netns(q: &ContainerQuery) -> Result<(NetnsTarget, Container), FaultError> {
+    const FIELD: &str = "spec.network.container";
+    let c = super::find_container(q, FIELD)?;
+    match c.netns {
+        Some(n) if n.host => Err(FaultError::Precondition(format!(
+            "container {} ({}) uses the node's own network namespace (host network, net:[{}]): a network fault on it would shape the node's interfaces; target the node explicitly (no --container) if that is what you mean",
+            c.short_id(),
+            c.runtime,
+            n.inode
+        ))),
+        Some(n) => Ok((
+            NetnsTarget::Path(format!("/proc/{}/ns/net", n.pid).into()),
+            c,
+        )),
+        None => Err(FaultError::NotFound(format!(
+            "container {} ({}): cannot read /proc/{}/ns/net (its first process exited?)",
+            c.short_id(),
+            c.runtime,
+            c.init
+        ))),
+    }
 }
 
 /// Resolves the target and checks it can take the fault, with every check the apply
 /// would fail on (the namespace, the interface, the root qdisc, the kernel's modules as
 /// probed at start); changes nothing. This is all a dry run does.
 pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
-    let tc = Tc::connect(&spec.target).await.map_err(net_error)?;
+    let (target, container) = match &spec.container {
+        Some(q) => {
+            let q = q.clone();
+            let (t, c) = super::blocking(move || container_netns(&q)).await?;
+            (t, Some(c))
+        }
+        None => (spec.target.clone(), None),
+    };
+    let tc = Tc::connect(&target).await.map_err(net_error)?;
     let ifindex = tc.ifindex(&spec.fault.iface).await.map_err(net_error)?;
     let root = match spec.fault.direction {
         Direction::Egress => match tc.root_kind(ifindex).await.map_err(net_error)? {
@@ -211,10 +276,9 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
     if let Ok(k) = &host.net {
         k.check(&spec.fault).map_err(net_error)?;
     }
-    let id = spec
-        .target
+    let id = target
         .identity()
-        .map_err(|e| FaultError::NotFound(format!("network namespace {}: {e}", spec.target)))?;
+        .map_err(|e| FaultError::NotFound(format!("network namespace {target}: {e}")))?;
     let dir = match spec.fault.direction {
         Direction::Egress => "egress",
         Direction::Ingress => "ingress",
@@ -223,7 +287,7 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
     let description = format!(
         "netem {} on {} (replacing {root}) for {}",
         describe::netem(&wire.netem.unwrap_or_default()),
-        where_(spec),
+        where_(spec, &target, container.as_ref()),
         describe::selection(&wire.selection.unwrap_or_default())
     );
     Ok(Plan {
@@ -233,12 +297,30 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
         description,
         conflict_key: Some(format!("net:{}:{}:{}:{dir}", id.0, id.1, spec.fault.iface)),
         stress: None,
+        container,
+        netns: Some((target, id)),
     })
 }
 
 /// Installs the fault; returns the exact undo.
 pub async fn apply(spec: &NetworkSpec, plan: Plan) -> Result<Applied, FaultError> {
-    let tc = Tc::connect(&spec.target).await.map_err(net_error)?;
+    let target = plan
+        .netns
+        .as_ref()
+        .map(|(t, _)| t.clone())
+        .unwrap_or_else(|| spec.target.clone());
+    let tc = Tc::connect(&target).await.map_err(net_error)?;
+    // A container's namespace is held by its first process's path: if that process
+    // exited since the plan, the path names another namespace (or none). Refuse rather
+    // than shape a namespace nobody asked for.
+    if let Some((_, planned)) = &plan.netns
+        && spec.container.is_some()
+        && target.identity().ok().as_ref() != Some(planned)
+    {
+        return Err(FaultError::NotFound(format!(
+            "{target} is no longer the one planned (its process exited): nothing was changed"
+        )));
+    }
     let undo = tc.apply(&spec.fault).await.map_err(net_error)?;
     Ok(Applied {
         description: format!(
@@ -344,7 +426,11 @@ fn to_proto(n: &NetworkSpec) -> pb::NetworkSpec {
         iface: n.fault.iface.clone(),
         netns,
         pid,
-        container: String::new(),
+        container: n
+            .container
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         direction: match n.fault.direction {
             tc::Direction::Egress => "egress".into(),
             tc::Direction::Ingress => "ingress".into(),

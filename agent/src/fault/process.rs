@@ -15,6 +15,7 @@ use super::Plan;
 use super::values::{CgroupPath, Percent, UnitName};
 use crate::error::FaultError;
 use crate::host::Host;
+use crate::sys::container::{Container, ContainerQuery};
 use crate::sys::proc::{self, Delivery, PidFd, ProcInfo};
 
 /// Which processes: every field that is set must match.
@@ -27,6 +28,8 @@ pub struct Selector {
     pub unit: Option<UnitName>,
     /// The user as given, and the uid it resolved to.
     pub user: Option<(String, u32)>,
+    /// A container's processes (resolved from `/proc/*/cgroup` when planned).
+    pub container: Option<ContainerQuery>,
 }
 
 impl PartialEq for Selector {
@@ -37,6 +40,7 @@ impl PartialEq for Selector {
             && self.cgroup == o.cgroup
             && self.unit == o.unit
             && self.user == o.user
+            && self.container == o.container
     }
 }
 
@@ -48,11 +52,20 @@ impl Selector {
             && self.cgroup.is_none()
             && self.unit.is_none()
             && self.user.is_none()
+            && self.container.is_none()
     }
 
-    /// Only a cgroup or only a unit: the selector names a whole group.
+    /// Only a cgroup, only a unit or only a container: the selector names a whole group.
     pub fn is_whole_group(&self) -> bool {
-        (self.cgroup.is_some() ^ self.unit.is_some())
+        [
+            self.cgroup.is_some(),
+            self.unit.is_some(),
+            self.container.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count()
+            == 1
             && self.pid.is_none()
             && self.name.is_none()
             && self.cmdline.is_none()
@@ -79,6 +92,9 @@ impl Selector {
         }
         if let Some((u, _)) = &self.user {
             parts.push(format!("user {u}"));
+        }
+        if let Some(c) = &self.container {
+            parts.push(format!("container {c}"));
         }
         parts.join(", ")
     }
@@ -208,8 +224,19 @@ fn proc_cgroup_paths(pid: i32) -> Vec<String> {
         .collect()
 }
 
-/// Candidates for the selector, before protection and picking.
-fn candidates(sel: &Selector, host: &Host) -> Result<Vec<ProcInfo>, FaultError> {
+/// Candidates for the selector, before protection and picking; with the container the
+/// selector named, resolved (its processes are the candidates: conmon and the runtime's
+/// shim are not in its cgroup).
+fn candidates(
+    sel: &Selector,
+    host: &Host,
+    field: &str,
+) -> Result<(Vec<ProcInfo>, Option<Container>), FaultError> {
+    let container = sel
+        .container
+        .as_ref()
+        .map(|q| super::find_container(q, &format!("{field}.selector.container")))
+        .transpose()?;
     let group = if let Some(c) = &sel.cgroup {
         Some(
             host.cgroups()?
@@ -225,10 +252,19 @@ fn candidates(sel: &Selector, host: &Host) -> Result<Vec<ProcInfo>, FaultError> 
     } else {
         None
     };
-    let mut procs = if let Some(g) = &group {
-        let pids = host.cgroups()?.procs_recursive(g).map_err(|e| {
+    let in_group = match &group {
+        Some(g) => Some(host.cgroups()?.procs_recursive(g).map_err(|e| {
             FaultError::Failed(format!("cannot list processes of {}: {e}", g.dir.display()))
-        })?;
+        })?),
+        None => None,
+    };
+    let mut procs = if let Some(c) = &container {
+        c.pids()
+            .into_iter()
+            .filter(|pid| in_group.as_ref().is_none_or(|g| g.contains(pid)))
+            .filter_map(|pid| proc::info(pid).ok())
+            .collect()
+    } else if let Some(pids) = in_group {
         pids.into_iter()
             .filter_map(|pid| proc::info(pid).ok())
             .collect()
@@ -241,11 +277,11 @@ fn candidates(sel: &Selector, host: &Host) -> Result<Vec<ProcInfo>, FaultError> 
         proc::list().map_err(|e| FaultError::Failed(e.to_string()))?
     };
     procs.retain(|p| sel.matches(p));
-    Ok(procs)
+    Ok((procs, container))
 }
 
-fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
-    let matched = candidates(sel, host)?;
+fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, FaultError> {
+    let (matched, container) = candidates(sel, host, field)?;
     if matched.is_empty() {
         return Err(FaultError::NotFound(format!(
             "no process matches {}",
@@ -319,7 +355,18 @@ fn select(sel: &Selector, pick: Pick, host: &Host) -> Result<Plan, FaultError> {
         description: String::new(),
         conflict_key: None,
         stress: None,
+        container,
+        netns: None,
     })
+}
+
+/// ` in container 75bd73545e70 (podman)`, or nothing: the container a fault hit, for
+/// its description (what `faultctl status` and `list` show).
+fn in_container(c: &Option<Container>) -> String {
+    match c {
+        Some(c) => format!(" in container {} ({})", c.short_id(), c.runtime),
+        None => String::new(),
+    }
 }
 
 fn pid_list(ts: &[Target]) -> String {
@@ -330,11 +377,12 @@ fn pid_list(ts: &[Target]) -> String {
 }
 
 pub fn plan_kill(k: &KillSpec, host: &Host) -> Result<Plan, FaultError> {
-    let mut plan = select(&k.selector, k.pick, host)?;
+    let mut plan = select(&k.selector, k.pick, host, "spec.kill")?;
     plan.description = format!(
-        "send {} to {}{}",
+        "send {} to {}{}{}",
         k.signal.as_str(),
         pid_list(&plan.targets),
+        in_container(&plan.container),
         match k.every {
             Some(e) => format!(
                 ", then again every {} re-resolving {}",
@@ -348,7 +396,7 @@ pub fn plan_kill(k: &KillSpec, host: &Host) -> Result<Plan, FaultError> {
 }
 
 pub fn plan_pause(p: &PauseSpec, host: &Host) -> Result<Plan, FaultError> {
-    let mut plan = select(&p.selector, p.pick, host)?;
+    let mut plan = select(&p.selector, p.pick, host, "spec.pause")?;
     if p.selector.is_whole_group() && p.pick == Pick::All {
         // A whole group: freeze it, which also catches processes that fork meanwhile.
         // Every process in it must be eligible, or the freeze would hit a protected one.
@@ -365,20 +413,28 @@ pub fn plan_pause(p: &PauseSpec, host: &Host) -> Result<Plan, FaultError> {
             )));
         }
         let cgs = host.cgroups()?;
-        let group = match (&p.selector.cgroup, &p.selector.unit) {
-            (Some(c), _) => cgs.resolve(c.as_str()),
-            (_, Some(u)) => cgs.find_unit(u.as_str()),
+        let group = match (&p.selector.cgroup, &p.selector.unit, &plan.container) {
+            (Some(c), _, _) => cgs.resolve(c.as_str()),
+            (_, Some(u), _) => cgs.find_unit(u.as_str()),
+            // The container's group as /proc shows it (cgroup2 if it has one there, else
+            // the freezer's or the first v1 hierarchy's).
+            (_, _, Some(c)) => cgs.resolve(c.cgroup()),
             _ => unreachable!("is_whole_group"),
         }
         .map_err(|e| FaultError::NotFound(e.to_string()))?;
         plan.description = format!(
-            "freeze cgroup {} ({} processes)",
+            "freeze cgroup {} ({} processes){}",
             group.dir.display(),
-            plan.targets.len()
+            plan.targets.len(),
+            in_container(&plan.container)
         );
         plan.freeze = Some(group);
     } else {
-        plan.description = format!("SIGSTOP {}", pid_list(&plan.targets));
+        plan.description = format!(
+            "SIGSTOP {}{}",
+            pid_list(&plan.targets),
+            in_container(&plan.container)
+        );
     }
     Ok(plan)
 }
@@ -397,12 +453,13 @@ pub fn apply_kill(k: &KillSpec, plan: Plan, _host: &Host) -> Result<super::Appli
         return Err(FaultError::Failed(errors.join("; ")));
     }
     let description = format!(
-        "sent {} to {}",
+        "sent {} to {}{}",
         k.signal.as_str(),
         hit.iter()
             .map(|p| format!("{} ({})", p.pid, p.comm))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        in_container(&plan.container)
     );
     Ok(super::Applied {
         undo: if k.every.is_some() {
@@ -422,7 +479,11 @@ pub fn apply_pause(plan: Plan, host: &Host) -> Result<super::Applied, FaultError
             FaultError::Precondition(format!("cannot freeze {}: {e}", group.dir.display()))
         })?;
         return Ok(super::Applied {
-            description: format!("froze cgroup {}", frozen.dir.display()),
+            description: format!(
+                "froze cgroup {}{}",
+                frozen.dir.display(),
+                in_container(&plan.container)
+            ),
             undo: super::Undo::Thaw(frozen),
             targets,
         });
@@ -452,7 +513,11 @@ pub fn apply_pause(plan: Plan, host: &Host) -> Result<super::Applied, FaultError
         ));
     }
     Ok(super::Applied {
-        description: format!("stopped {}", pid_list(&stopped)),
+        description: format!(
+            "stopped {}{}",
+            pid_list(&stopped),
+            in_container(&plan.container)
+        ),
         targets: stopped.iter().map(|t| t.info.clone()).collect(),
         undo: super::Undo::Resume(stopped),
     })
@@ -524,7 +589,7 @@ mod tests {
             pid: Some(1),
             ..Default::default()
         };
-        let e = select(&sel, Pick::All, &host).unwrap_err();
+        let e = select(&sel, Pick::All, &host, "spec.kill").unwrap_err();
         assert!(matches!(e, FaultError::Protected(_)), "{e}");
         assert!(
             e.to_string().contains("pid 1 (init) is never selected"),
@@ -535,7 +600,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            select(&sel, Pick::All, &host).unwrap_err(),
+            select(&sel, Pick::All, &host, "spec.kill").unwrap_err(),
             FaultError::NotFound(_)
         ));
     }
@@ -561,7 +626,7 @@ mod tests {
         };
         // The children show their own cmdline only once they have exec'd.
         for _ in 0..200 {
-            if select(&sel, Pick::All, &host)
+            if select(&sel, Pick::All, &host, "spec.kill")
                 .map(|p| p.targets.len())
                 .unwrap_or(0)
                 == 4
@@ -570,14 +635,26 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let p = select(&sel, Pick::Count(3), &host).unwrap();
+        let p = select(&sel, Pick::Count(3), &host, "spec.kill").unwrap();
         assert_eq!(p.targets.len(), 3);
         assert_eq!(p.excluded.len(), 1);
-        let p = select(&sel, Pick::Percent(Percent::share(50.0).unwrap()), &host).unwrap();
+        let p = select(
+            &sel,
+            Pick::Percent(Percent::share(50.0).unwrap()),
+            &host,
+            "spec.kill",
+        )
+        .unwrap();
         assert_eq!(p.targets.len(), 2);
-        let p = select(&sel, Pick::Percent(Percent::share(1.0).unwrap()), &host).unwrap();
+        let p = select(
+            &sel,
+            Pick::Percent(Percent::share(1.0).unwrap()),
+            &host,
+            "spec.kill",
+        )
+        .unwrap();
         assert_eq!(p.targets.len(), 1);
-        let p = select(&sel, Pick::All, &host).unwrap();
+        let p = select(&sel, Pick::All, &host, "spec.kill").unwrap();
         assert_eq!(p.targets.len(), 4);
         for k in &mut kids {
             let _ = k.kill();

@@ -16,6 +16,7 @@ use super::{Applied, Plan, Undo};
 use crate::error::FaultError;
 use crate::host::Host;
 use crate::sys::cgroup::{Cgroups, Hierarchy, OwnedGroup, ParentSpec};
+use crate::sys::container::{Container, ContainerQuery};
 use crate::sys::stress::{self, WorkerCommand};
 
 /// Where the stress runs: inside a target's cgroup (competing under its limits), or in
@@ -26,6 +27,8 @@ pub enum Placement {
     Cgroup(CgroupPath),
     Unit(UnitName),
     Pid(i32),
+    /// A container's cgroup, found from `/proc/*/cgroup` when planned.
+    Container(ContainerQuery),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,20 +87,54 @@ fn backend_check(c: &Cgroups) -> Result<(), FaultError> {
     })
 }
 
-/// The target's cgroup path (hierarchy-relative), for a placement.
-fn target_path(c: &Cgroups, p: &Placement) -> Result<Option<String>, FaultError> {
+/// The hierarchy a process's group is read in: cgroup2 unless its controllers live in
+/// v1 (hybrid), then v1's cpu.
+fn placement_hierarchy(c: &Cgroups) -> Hierarchy {
+    if c.v2_root().is_some() && c.mode() != crate::sys::cgroup::CgroupMode::Hybrid {
+        Hierarchy::V2
+    } else {
+        Hierarchy::V1("cpu".into())
+    }
+}
+
+/// The target's cgroup path (hierarchy-relative), for a placement; with the container
+/// it named, resolved.
+fn target_path(
+    c: &Cgroups,
+    p: &Placement,
+    field: &str,
+) -> Result<(Option<String>, Option<Container>), FaultError> {
     let nf = |e: crate::sys::cgroup::CgroupError| FaultError::NotFound(e.to_string());
     Ok(match p {
-        Placement::Own => None,
-        Placement::Cgroup(path) => Some(c.resolve(path.as_str()).map_err(nf)?.path),
-        Placement::Unit(u) => Some(c.find_unit(u.as_str()).map_err(nf)?.path),
-        Placement::Pid(pid) => {
-            let h = if c.v2_root().is_some() && c.mode() != crate::sys::cgroup::CgroupMode::Hybrid {
-                Hierarchy::V2
-            } else {
-                Hierarchy::V1("cpu".into())
-            };
-            Some(c.pid_group(*pid, &h).map_err(nf)?.path)
+        Placement::Own => (None, None),
+        Placement::Cgroup(path) => (Some(c.resolve(path.as_str()).map_err(nf)?.path), None),
+        Placement::Unit(u) => (Some(c.find_unit(u.as_str()).map_err(nf)?.path), None),
+        Placement::Pid(pid) => (
+            Some(c.pid_group(*pid, &placement_hierarchy(c)).map_err(nf)?.path),
+            None,
+        ),
+        Placement::Container(q) => {
+            let found = super::find_container(q, &format!("{field}.placement.container"))?;
+            let h = placement_hierarchy(c);
+            let path = found.cgroup_in(&h).map(str::to_string).ok_or_else(|| {
+                FaultError::NotFound(format!(
+                    "container {} has no group in the {} hierarchy (its groups: {})",
+                    found.short_id(),
+                    match &h {
+                        Hierarchy::V2 => "cgroup2".to_string(),
+                        Hierarchy::V1(k) => format!("v1 {k}"),
+                    },
+                    found
+                        .cgroups
+                        .iter()
+                        .map(|(_, p)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            // The group must exist as the kernel shows it (it goes with the container).
+            c.group(&h, &path).map_err(nf)?;
+            (Some(path), Some(found))
         }
     })
 }
@@ -159,6 +196,19 @@ fn placement_text(p: &Placement) -> String {
         Placement::Cgroup(c) => format!("inside cgroup {c}"),
         Placement::Unit(u) => format!("inside unit {u}"),
         Placement::Pid(p) => format!("inside the cgroup of pid {p}"),
+        Placement::Container(q) => format!("inside the cgroup of container {q}"),
+    }
+}
+
+/// Where it runs, in words: the placement, and the group it resolved to.
+fn where_text(p: &Placement, target: &Option<String>, container: &Option<Container>) -> String {
+    match (container, target) {
+        (Some(c), Some(path)) => format!(
+            "inside container {} ({}), cgroup {path}",
+            c.short_id(),
+            c.runtime
+        ),
+        _ => placement_text(p),
     }
 }
 
@@ -166,7 +216,7 @@ fn placement_text(p: &Placement) -> String {
 pub fn plan_cpu(s: &CpuSpec, host: &Host) -> Result<(Plan, StressPlan), FaultError> {
     let c = cg(host)?;
     backend_check(c)?;
-    let target = target_path(c, &s.placement)?;
+    let (target, container) = target_path(c, &s.placement, "spec.cpu")?;
     let node = stress::node_cpus() as f64;
     let (capacity, of) = match target_limits(c, &target).cpu.and_then(|m| m.cpus()) {
         Some(cpus) => (
@@ -190,7 +240,7 @@ pub fn plan_cpu(s: &CpuSpec, host: &Host) -> Result<(Plan, StressPlan), FaultErr
         p.workers,
         p.load_percent,
         cpus_used,
-        placement_text(&s.placement)
+        where_text(&s.placement, &target, &container)
     );
     let sp = StressPlan {
         parent: target.map(ParentSpec::Path).unwrap_or(ParentSpec::Own),
@@ -203,14 +253,14 @@ pub fn plan_cpu(s: &CpuSpec, host: &Host) -> Result<(Plan, StressPlan), FaultErr
             .collect(),
         node_percent,
     };
-    Ok((plan(description), sp))
+    Ok((plan(description, container), sp))
 }
 
 /// Resolves a memory fault: size, cap, and the node's minimum available memory.
 pub fn plan_mem(s: &MemSpec, host: &Host) -> Result<(Plan, StressPlan), FaultError> {
     let c = cg(host)?;
     backend_check(c)?;
-    let target = target_path(c, &s.placement)?;
+    let (target, container) = target_path(c, &s.placement, "spec.memory")?;
     let (total, available) = meminfo()?;
     let base = target_limits(c, &target).memory_max.filter(|m| *m < total);
     let size = match s.amount {
@@ -263,7 +313,7 @@ pub fn plan_mem(s: &MemSpec, host: &Host) -> Result<(Plan, StressPlan), FaultErr
             )
         },
         mib(stress::memory_cap(size)),
-        placement_text(&s.placement)
+        where_text(&s.placement, &target, &container)
     );
     let sp = StressPlan {
         parent: target.map(ParentSpec::Path).unwrap_or(ParentSpec::Own),
@@ -278,10 +328,10 @@ pub fn plan_mem(s: &MemSpec, host: &Host) -> Result<(Plan, StressPlan), FaultErr
         }],
         node_percent,
     };
-    Ok((plan(description), sp))
+    Ok((plan(description, container), sp))
 }
 
-fn plan(description: String) -> Plan {
+fn plan(description: String, container: Option<Container>) -> Plan {
     Plan {
         targets: Vec::new(),
         excluded: Vec::new(),
@@ -289,6 +339,8 @@ fn plan(description: String) -> Plan {
         description,
         conflict_key: None,
         stress: None,
+        container,
+        netns: None,
     }
 }
 
@@ -353,7 +405,41 @@ pub fn revert(r: &Running, host: &Host) -> Result<(), FaultError> {
         let _ = ch.kill();
         let _ = ch.wait();
     }
+    release_exited_container(&r.group);
     Ok(())
+}
+
+/// After a stress group inside a container's cgroup is removed: if that container has
+/// exited meanwhile, its runtime could not remove its group (ours was in it, and rmdir
+/// of a group with a child fails), so the empty group would be left behind because of
+/// us. Removes the container's group where it is empty (no process, no child group),
+/// as the runtime would have; a group of a running container always holds its first
+/// process, so it is never touched. Shell: `rmdir /sys/fs/cgroup/cpu/<container group>`.
+pub fn release_exited_container(group: &OwnedGroup) {
+    for g in &group.groups {
+        let Some(parent) = g.dir.parent() else {
+            continue;
+        };
+        // The parent must be the container's group itself, not a group inside it.
+        let path = parent.to_string_lossy();
+        if crate::sys::container::container_in_path(&path).is_none_or(|n| n.group != path) {
+            continue;
+        }
+        let empty = std::fs::read_to_string(parent.join("cgroup.procs"))
+            .is_ok_and(|p| p.trim().is_empty())
+            && std::fs::read_dir(parent)
+                .is_ok_and(|d| !d.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())));
+        if empty {
+            match std::fs::remove_dir(parent) {
+                Ok(()) => {
+                    tracing::info!(group = %parent.display(), "removed the empty group of an exited container (its runtime could not while faultline's stress group was in it)")
+                }
+                Err(e) => {
+                    tracing::warn!(group = %parent.display(), error = %e, "cannot remove the empty group of an exited container")
+                }
+            }
+        }
+    }
 }
 
 /// Why a running stress fault has failed on its own (a worker died: OOM-killed inside
