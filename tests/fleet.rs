@@ -5,133 +5,14 @@
 //! All agents run on the same host, so each step of a scenario targets its own victim
 //! process (a `sleep` with a unique argv[0]) on one named node.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use faultline_tests::agent::{Agent, Victim, eventually, output_text as text, proc_state};
+use faultline_tests::agent::{Victim, eventually, proc_state};
+use faultline_tests::fleet::{Fleet, report_in, text};
+use faultline_tests::service::Service;
 use faultline_tests::{bin, unique_name};
-
-/// A tiny HTTP/1.1 server on 127.0.0.1: every request is answered with `status()`.
-struct Service {
-    addr: std::net::SocketAddr,
-}
-
-impl Service {
-    fn start(status: impl Fn() -> u16 + Send + Sync + 'static) -> Service {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let status = Arc::new(status);
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                let Ok(mut c) = c else { continue };
-                let status = status.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 2048];
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-                    let _ = c.read(&mut buf);
-                    let code = status();
-                    let _ = write!(
-                        c,
-                        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    );
-                });
-            }
-        });
-        Service { addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/health", self.addr)
-    }
-}
-
-/// `n` agents and an inventory naming them node-1..node-n, all `role=app`, zones a/b.
-struct Fleet {
-    agents: Vec<Agent>,
-    dir: tempfile::TempDir,
-    inventory: PathBuf,
-}
-
-impl Fleet {
-    fn start(n: usize) -> Fleet {
-        let agents: Vec<Agent> = (0..n).map(|_| Agent::start_staging()).collect();
-        let dir = tempfile::Builder::new()
-            .prefix("faultline-fleet-")
-            .tempdir()
-            .unwrap();
-        let mut inv = String::new();
-        for (i, a) in agents.iter().enumerate() {
-            inv += &format!(
-                "[[agents]]\nname = \"node-{}\"\naddress = \"{}\"\nlabels = {{ role = \"app\", zone = \"{}\" }}\n\n",
-                i + 1,
-                a.uri(),
-                if i % 2 == 0 { "a" } else { "b" }
-            );
-        }
-        let inventory = dir.path().join("fleet.toml");
-        std::fs::write(&inventory, inv).unwrap();
-        Fleet {
-            agents,
-            dir,
-            inventory,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `faultctl --inventory FLEET ARGS`.
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run faultctl")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("faultctl"));
-        c.arg("--inventory")
-            .arg(&self.inventory)
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Active faults on agent `i`.
-    fn active(&self, i: usize) -> Vec<serde_json::Value> {
-        self.agents[i].ctl_json(&["list"])["faults"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    /// Every fault (ended too) on agent `i`.
-    fn all_faults(&self, i: usize) -> Vec<serde_json::Value> {
-        self.agents[i].ctl_json(&["list", "--all"])["faults"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-/// The one report JSON in `dir`.
-fn report_in(dir: &Path) -> (PathBuf, serde_json::Value) {
-    let p = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
-        .unwrap_or_else(|| panic!("no report in {}", dir.display()));
-    let v = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    (p, v)
-}
 
 fn stopped(v: &Victim) -> bool {
     proc_state(v.pid()) == Some('T')

@@ -181,6 +181,12 @@ pub enum ProbeCheck {
     Tcp(String),
     /// Run this command (argv), expecting exit status 0.
     Command(Vec<String>),
+    /// This Prometheus instant query; its value must stay within the bounds (the same
+    /// condition as faultctl's `prometheus:` probes).
+    Prometheus {
+        query: faultline_proto::prometheus::InstantQuery,
+        bounds: faultline_proto::prometheus::Bounds,
+    },
 }
 
 impl std::fmt::Display for ProbeCheck {
@@ -189,6 +195,16 @@ impl std::fmt::Display for ProbeCheck {
             ProbeCheck::Http(u) => write!(f, "http GET {u}"),
             ProbeCheck::Tcp(a) => write!(f, "tcp {a}"),
             ProbeCheck::Command(c) => write!(f, "command {}", c.join(" ")),
+            ProbeCheck::Prometheus { query, bounds } => {
+                write!(f, "prometheus {} at {}", query.query(), query.server())?;
+                if let Some(min) = bounds.min {
+                    write!(f, " min {min}")?;
+                }
+                if let Some(max) = bounds.max {
+                    write!(f, " max {max}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -650,15 +666,20 @@ fn parse_health(
     }
     for (i, p) in h.probe.iter().enumerate() {
         let field = |f: &str| format!("health.probe[{i}].{f}");
-        let given = [p.http.is_some(), p.tcp.is_some(), p.command.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let given = [
+            p.http.is_some(),
+            p.tcp.is_some(),
+            p.command.is_some(),
+            p.prometheus.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if given != 1 {
             return Err(bad(
                 p.failures.as_ref().map(|f| f.span()).unwrap_or(0..0),
-                &field("http|tcp|command"),
-                "a probe names exactly one of http = \"http://host:port/path\", tcp = \"host:port\", command = [\"argv\", ...]".into(),
+                &field("http|tcp|command|prometheus"),
+                "a probe names exactly one of http = \"http://host:port/path\", tcp = \"host:port\", command = [\"argv\", ...], prometheus = { url = \"http://prom:9090\", query = \"...\", max = N }".into(),
             ));
         }
         let check = if let Some(u) = &p.http {
@@ -680,6 +701,13 @@ fn parse_health(
                 ));
             }
             ProbeCheck::Tcp(a.get_ref().clone())
+        } else if let Some(pr) = &p.prometheus {
+            let r = pr.get_ref();
+            let query = faultline_proto::prometheus::InstantQuery::new(&r.url, &r.query)
+                .map_err(|e| bad(pr.span(), &field("prometheus"), e))?;
+            let bounds = faultline_proto::prometheus::Bounds::new(r.min, r.max)
+                .map_err(|e| bad(pr.span(), &field("prometheus"), e))?;
+            ProbeCheck::Prometheus { query, bounds }
         } else {
             let c = p.command.as_ref().expect("counted above");
             if c.get_ref().is_empty() {
@@ -810,8 +838,19 @@ struct RawProbe {
     http: Option<Spanned<String>>,
     tcp: Option<Spanned<String>>,
     command: Option<Spanned<Vec<String>>>,
+    prometheus: Option<Spanned<RawPrometheus>>,
     timeout: Option<Spanned<String>>,
     failures: Option<Spanned<u32>>,
+}
+
+/// `prometheus = { url, query, max, min }` of a health probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    query: String,
+    max: Option<f64>,
+    min: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1013,6 +1052,53 @@ pub(crate) mod tests {
         let mut l = parse(&text).unwrap();
         l.source = "embedded defaults".into();
         assert_eq!(l, Limits::production());
+    }
+
+    #[test]
+    fn health_prometheus_probe() {
+        let l = parse(
+            "[health]\n[[health.probe]]\n\
+             prometheus = { url = \"http://127.0.0.1:9090\", query = \"sum(up)\", min = 1, max = 5 }\n\
+             failures = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            l.health.describe(),
+            vec![
+                "probe prometheus sum(up) at http://127.0.0.1:9090/ min 1 max 5 fails 2 times in a row (timeout 2s)"
+            ]
+        );
+        for (text, want) in [
+            (
+                "prometheus = { url = \"http://p:9090\", query = \"up\" }",
+                "field health.probe[0].prometheus: give max, min or both",
+            ),
+            (
+                "prometheus = { url = \"http://p:9090\", query = \"up\", min = 2, max = 1 }",
+                "field health.probe[0].prometheus: min 2 is above max 1",
+            ),
+            (
+                "prometheus = { url = \"https://p:9090\", query = \"up\", max = 1 }",
+                "field health.probe[0].prometheus: url ",
+            ),
+            (
+                "prometheus = { url = \"http://p:9090\", query = \" \", max = 1 }",
+                "field health.probe[0].prometheus: query is empty",
+            ),
+            (
+                "prometheus = { url = \"http://p:9090\", query = \"up\", max = 1, step = 2 }",
+                "unknown field `step`",
+            ),
+            (
+                "tcp = \"x:1\"\nprometheus = { url = \"http://p:9090\", query = \"up\", max = 1 }",
+                "field health.probe[0].http|tcp|command|prometheus: a probe names exactly one",
+            ),
+        ] {
+            let e = parse(&format!("[health]\n[[health.probe]]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! faultline's gRPC API, `faultline.v1`, generated from `proto/faultline/v1/agent.proto`,
 //! and the few helpers that the agent and the controller must agree on: durations and
 //! rates ([`units`]), network faults in words ([`describe`]), caller text cut at a
-//! character boundary ([`text`]), the JSON mapping of the messages ([`json`]).
+//! character boundary ([`text`]), the JSON mapping of the messages ([`json`]), the
+//! probes' HTTP GET ([`http`]) and the Prometheus condition ([`prometheus`]).
 //!
 //! The generated code lives in [`v1`]; `faultctl` depends on this crate only.
 
@@ -13,7 +14,9 @@ pub mod v1 {
 }
 
 pub mod describe;
+pub mod http;
 pub mod json;
+pub mod prometheus;
 pub mod text;
 pub mod units;
 

@@ -20,6 +20,10 @@
 //!   on `PATH` (Debian's openssh-client; `tests/install-deps` installs it).
 //! - `podman`: real containers run here (podman with runc, busybox-static; a throwaway
 //!   container is started and removed, see [`crate::container`]).
+//! - `prometheus`, `chromium`: Debian's Prometheus server (unpacked by tests/interop-deps,
+//!   see [`crate::interop::prometheus`]) / Chromium (installed by tests/install-deps) is
+//!   there (missing if the binary is absent; a binary whose `--version` fails is a broken
+//!   probe).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,9 +124,35 @@ pub fn try_probe(capability: &str) -> Result<(), Probe> {
             }
             Ok(())
         }
+        "prometheus" => cached(capability, |_| match crate::interop::prometheus() {
+            Ok(bin) => runs(&bin, "prometheus"),
+            Err(why) => Err(Probe::missing(why)),
+        }),
+        "chromium" => cached(capability, |_| runs(&crate::chromium::binary(), "chromium")),
         other => Err(Probe::broken(format!(
             "unknown capability {other:?} (a bug in the test)"
         ))),
+    }
+}
+
+/// Whether `bin --version` runs and exits 0 (`package` names the Debian package): missing
+/// if `bin` is not there, broken if it is and does not run.
+fn runs(bin: &Path, package: &str) -> Result<(), Probe> {
+    if !bin.is_file() {
+        return Err(Probe::missing(format!(
+            "{} is not installed (Debian's {package} package: tests/install-deps installs it)",
+            bin.display()
+        )));
+    }
+    match Command::new(bin).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(Probe::broken(format!(
+            "`{} --version` failed ({}): {}",
+            bin.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))),
+        Err(e) => Err(Probe::broken(format!("cannot run {}: {e}", bin.display()))),
     }
 }
 

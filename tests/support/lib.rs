@@ -25,10 +25,14 @@ use std::path::PathBuf;
 
 pub mod agent;
 pub mod caps;
+pub mod chromium;
 pub mod container;
 pub mod fake_agent;
+pub mod fleet;
 pub mod interop;
 pub mod pki;
+pub mod prom_server;
+pub mod service;
 
 /// Whether `capability` is available; `Err(why)` if not. See [`caps`] for the names.
 pub fn probe(capability: &str) -> Result<(), String> {

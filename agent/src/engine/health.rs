@@ -2,7 +2,10 @@
 //!
 //! Every `interval` it reads MemAvailable (`/proc/meminfo`), PSI `some avg10`
 //! (`/proc/pressure/{cpu,memory,io}`) and runs the probes (HTTP GET expecting 2xx, TCP
-//! connect, a command exiting 0; each trips after `failures` consecutive failures). When
+//! connect, a command exiting 0, a Prometheus instant query whose value must stay within
+//! bounds ([`faultline_proto::prometheus`], as faultctl's probes check it: a failed
+//! query or an empty result fails too); each trips after `failures` consecutive
+//! failures), so a node aborts its own faults on an SLO breach with no controller. When
 //! a condition is breached while faults are active, it reverts every fault through
 //! [`Engine::revert_all`] with the reason `health guard: <why>`, logs it, emits a
 //! [`EventType::HealthAbort`] event, counts the abort ([`Engine::health_aborts`]) and
@@ -168,6 +171,10 @@ async fn probe_once(c: &ProbeCheck) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| format!("connect {addr}: {e}")),
         ProbeCheck::Http(url) => http_get(url).await,
+        ProbeCheck::Prometheus { query, bounds } => match query.run().await {
+            Ok(series) => faultline_proto::prometheus::judge(&series, bounds).1,
+            Err(e) => Err(e.to_string()),
+        },
         ProbeCheck::Command(argv) => {
             let st = tokio::process::Command::new(&argv[0])
                 .args(&argv[1..])

@@ -201,10 +201,13 @@ Examples:
   faultctl --inventory fleet.toml run examples/db-delay.yaml --sign-key ~/.ssh/id_ed25519
   faultctl run drill.yaml --sign-agent --sign-key ~/.ssh/id_ed25519.pub
   faultctl run drill.yaml --report-dir reports/ -o json
+  faultctl run drill.yaml --report-format html --sign-key drill.key
 
-The scenario format is described in docs/faultctl.md. Ctrl-C aborts every fault the run
-made and still writes the report. If faultctl dies, the agents revert on their own when
-its leases lapse (lease_ttl in the scenario).")]
+The scenario format is described in docs/faultctl.md. A probe may carry SLO abort
+conditions over a sliding window (abort: {error_rate: 0.5%, p99: 150ms, window: 30s});
+prometheus probes check a PromQL query's value (prometheus: {url, query, max, min}).
+Ctrl-C aborts every fault the run made and still writes the report. If faultctl dies,
+the agents revert on their own when its leases lapse (lease_ttl in the scenario).")]
     Run(RunArgs),
     /// Make an OpenSSH ed25519 key for signing reports (FILE and FILE.pub).
     #[command(after_help = "\
@@ -249,9 +252,18 @@ pub struct RunArgs {
     /// Validate every step against each agent's limits (dry-run Inject); touch nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Where to write the report (NAME-RUNID.json and .md).
+    /// Where to write the report (NAME-RUNID.json, .md and .html).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub report_dir: std::path::PathBuf,
+    /// Which report files to write, comma-separated: json (the record), md, html (a
+    /// self-contained page with a chart per probe).
+    #[arg(
+        long,
+        value_name = "FORMATS",
+        value_delimiter = ',',
+        default_value = "json,md,html"
+    )]
+    pub report_format: Vec<ReportFormat>,
     /// Sign every report file (an SSH signature, FILE.sig) with this OpenSSH private key
     /// (ed25519, ECDSA or RSA; from ssh-keygen or faultctl keygen). With --sign-agent:
     /// the public key (FILE.pub) of the ssh-agent key to sign with.
@@ -298,6 +310,25 @@ pub struct FromKubectlArgs {
     /// Keep only pods with this label [default: app.kubernetes.io/name=faultd].
     #[arg(long, value_name = "KEY=VALUE")]
     pub pod_label: Option<String>,
+}
+
+/// A report file format (`--report-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Md,
+    Html,
+}
+
+impl ReportFormat {
+    /// The set of files to write.
+    pub fn files(list: &[ReportFormat]) -> crate::scenario::FileFormats {
+        crate::scenario::FileFormats {
+            json: list.contains(&ReportFormat::Json),
+            markdown: list.contains(&ReportFormat::Md),
+            html: list.contains(&ReportFormat::Html),
+        }
+    }
 }
 
 /// `faultctl report ...`.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use faultline_proto::v1::WatchRequest;
 
-use super::{Cli, Command, LeaseCommand, ReportCommand};
+use super::{Cli, Command, LeaseCommand, ReportCommand, ReportFormat};
 use crate::answer::Answer;
 use crate::clock::now_ms;
 use crate::config::CtlConfig;
@@ -38,6 +38,7 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
                 file: args.file.clone(),
                 dry_run: args.dry_run,
                 report_dir: args.report_dir.clone(),
+                report_formats: ReportFormat::files(&args.report_format),
                 sign_key: args.sign_key.clone(),
                 sign_agent: args.sign_agent,
                 sign_identity: args.sign_identity.clone(),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::ScenarioError;
 use crate::inventory::{self, BlastRadius, Inventory, Selector};
-use crate::probe::ProbeSpec;
+use crate::probe::Probe;
 use crate::request::{FaultInput, Inject, Labels, Period, RequestError, Span, Text};
 
 /// A scenario file.
@@ -34,8 +34,9 @@ pub struct Scenario {
     /// How long the probes run before the first step (default 3s).
     #[serde(default = "default_baseline")]
     pub baseline: Span,
+    /// Checked as they are read (see [`Probe`]).
     #[serde(default)]
-    pub probes: Vec<ProbeSpec>,
+    pub probes: Vec<Probe>,
     #[serde(default)]
     pub abort: AbortSpec,
     #[serde(default)]
@@ -57,7 +58,8 @@ pub struct AbortSpec {
     /// A probe failing this many times in a row aborts the run (default 3; 0: never).
     #[serde(default = "default_failures")]
     pub probe_failures: u32,
-    /// Only these probes can abort (default: all).
+    /// Only these probes can abort by `probe_failures` (default: all). A probe's own
+    /// SLO conditions (its `abort:`) always apply.
     #[serde(default)]
     pub probes: Vec<String>,
     /// Also call RevertAll (every fault, not only this run's) on every touched node.
@@ -246,7 +248,6 @@ impl Scenario {
         }
         let mut names = HashSet::new();
         for p in &sc.probes {
-            p.validate()?;
             if !names.insert(p.name.clone()) {
                 return Err(format!("probe name {:?} is given twice", p.name));
             }

@@ -1,6 +1,8 @@
-//! `faultctl run --dry-run`: one sample of each probe, and each fault step's inject sent
-//! with `dry_run` to each node it would pick (the agent resolves the targets and checks
-//! its limits, and changes nothing). No lease is opened, no report is written.
+//! `faultctl run --dry-run`: one sample of each probe (a prometheus probe sends its query
+//! once: a query Prometheus rejects fails with Prometheus's own error), and each fault
+//! step's inject sent with `dry_run` to each node it would pick (the agent resolves the
+//! targets and checks its limits, and changes nothing). No lease is opened, no report is
+//! written.
 
 use faultline_proto::v1::GetLimitsRequest;
 
@@ -28,8 +30,13 @@ pub async fn check(sc: &Scenario, inv: &Inventory, seed: u64) -> Vec<DryRunRow> 
     };
     for p in &sc.probes {
         let s = p.sample().await;
+        let value = s.value.map(|v| format!(" (value {v})")).unwrap_or_default();
         let r = match s.error {
-            None => Ok(format!("{}: ok in {}ms", p.describe(), s.latency_us / 1000)),
+            None => Ok(format!(
+                "{}: ok{value} in {}ms",
+                p.describe(),
+                s.latency_us / 1000
+            )),
             Some(e) => Err(format!("{}: {e}", p.describe())),
         };
         rows.push(row(&format!("probe {}", p.name), "-", r));

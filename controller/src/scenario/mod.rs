@@ -5,8 +5,9 @@
 //! abort conditions and a maximum total duration. The runner holds a lease on every agent
 //! it touches (renewed every third of its TTL; every inject is bound to it), so if
 //! faultctl dies the agents revert on their own. On an abort (a probe failing N times in
-//! a row, Ctrl-C, the maximum duration, a lost lease) it ends every fault of the run on
-//! every node it touched, then still writes the report ([`crate::report`]).
+//! a row, a probe's SLO breached over its window, Ctrl-C, the maximum duration, a lost
+//! lease) it ends every fault of the run on every node it touched, then still writes the
+//! report ([`report`]: JSON, Markdown, HTML).
 //!
 //! - [`document`]: the file format and its checks;
 //! - [`runner`]: a run, step by step, with probes and leases;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use document::{AbortSpec, RecoverySpec, Scenario, Step};
 pub use error::ScenarioError;
+pub use report::FileFormats;
 
 use crate::inventory::Inventory;
 use crate::render::{Format, write_json};
@@ -38,8 +40,10 @@ pub struct RunOptions {
     pub file: PathBuf,
     /// Check every step with the agents instead; change nothing.
     pub dry_run: bool,
-    /// Where the report goes (NAME-RUNID.json and .md).
+    /// Where the report goes (NAME-RUNID.json, .md, .html).
     pub report_dir: PathBuf,
+    /// Which report files to write.
+    pub report_formats: FileFormats,
     /// Sign the report with this OpenSSH private key; with `sign_agent`, the public key
     /// of the ssh-agent key to sign with.
     pub sign_key: Option<PathBuf>,
@@ -75,6 +79,18 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
         )?),
     };
     let seed = o.seed.or(sc.seed).unwrap_or_else(rand::random);
+    if !o.dry_run {
+        // A query Prometheus refuses is bad input: refused before anything is changed.
+        // (The dry run reports it in its table instead.)
+        for p in &sc.probes {
+            if let Some(e) = p.rejected_query().await {
+                return Err(ScenarioError::Invalid {
+                    path: o.file.clone(),
+                    reason: format!("probe {:?}: {e}", p.name),
+                });
+            }
+        }
+    }
     if o.dry_run {
         let rows = dry_run::check(&sc, &inv, seed).await;
         match o.format {
@@ -94,7 +110,7 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
     let name = sc.name.clone();
     let (mut report, abort_reason) = runner::drill(sc, inv, seed).await;
     report.signed_by = signer.as_ref().map(|s| s.info().clone());
-    let paths = report.write(&o.report_dir, signer.as_ref())?;
+    let paths = report.write(&o.report_dir, o.report_formats, signer.as_ref())?;
     match o.format {
         Format::Json => write_json(out, &report)?,
         Format::Table => {

@@ -1,8 +1,9 @@
 //! Running a scenario: the steps in order (parallel groups at once), each fault step
 //! picking its nodes, injecting bound to the run's lease on each, holding, reverting and
 //! timing recovery; the probes, the lease renewal and the progress line alongside; any
-//! abort (a probe failing N times in a row, Ctrl-C, the maximum duration, a lost lease)
-//! stops the steps at once. The end of a run is [`super::cleanup`]'s.
+//! abort (a probe failing N times in a row, a probe's SLO breached over its window,
+//! Ctrl-C, the maximum duration, a lost lease) stops the steps at once. The end of a run
+//! is [`super::cleanup`]'s.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -14,10 +15,10 @@ use faultline_proto::v1::{OpenLeaseRequest, RenewLeaseRequest, RevertRequest};
 use tonic::transport::Channel;
 
 use super::document::{Scenario, Step};
-use super::report::{NodeStep, Recovery, Report, StepReport, TimelineEntry};
+use super::report::{NodeStep, Recovery, Report, RunRecord, StepReport, TimelineEntry};
 use crate::clock::now_ms;
 use crate::inventory::{Inventory, Node};
-use crate::probe::{self, ProbeSpec, Shared};
+use crate::probe::{self, Breach, Probe, Shared};
 
 /// One agent the run touched: its connection and the lease faultctl holds on it.
 pub(super) struct Held {
@@ -49,8 +50,17 @@ pub(super) struct Runner {
     /// without holding up steps on other nodes.
     held: Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Arc<Held>>>>>,
     record: Mutex<Record>,
-    probes: Vec<(ProbeSpec, Shared)>,
-    abort_tx: tokio::sync::watch::Sender<Option<String>>,
+    probes: Vec<(Probe, Shared)>,
+    abort_tx: tokio::sync::watch::Sender<Option<Abort>>,
+}
+
+/// Why and when a run was aborted.
+#[derive(Debug, Clone)]
+struct Abort {
+    reason: String,
+    at_ms: u64,
+    /// The SLO breach, when that was the reason.
+    breach: Option<Breach>,
 }
 
 impl Runner {
@@ -67,9 +77,18 @@ impl Runner {
     }
 
     fn abort(&self, reason: String) {
+        self.abort_with(reason, None);
+    }
+
+    /// The first abort wins; later ones are ignored.
+    fn abort_with(&self, reason: String, breach: Option<Breach>) {
         self.abort_tx.send_if_modified(|r| {
             if r.is_none() {
-                *r = Some(reason);
+                *r = Some(Abort {
+                    reason,
+                    at_ms: now_ms(),
+                    breach,
+                });
                 true
             } else {
                 false
@@ -370,7 +389,7 @@ pub(super) async fn drill(sc: Scenario, inv: Inventory, seed: u64) -> (Report, O
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let (abort_tx, mut abort_rx) = tokio::sync::watch::channel(None);
-    let probes: Vec<(ProbeSpec, Shared)> = sc
+    let probes: Vec<(Probe, Shared)> = sc
         .probes
         .iter()
         .map(|p| (p.clone(), Shared::default()))
@@ -419,12 +438,16 @@ pub(super) async fn drill(sc: Scenario, inv: Inventory, seed: u64) -> (Report, O
                     (true, _) => None,
                     (false, e) => Some(e.unwrap_or_default()),
                 };
-                let (was, streak) = {
+                let (was, streak, breach) = {
                     let mut g = st.lock().expect("lock");
                     let was = g.failing_streak;
                     g.failing_streak = if s.ok { 0 } else { was + 1 };
                     g.samples.push(s);
-                    (was, g.failing_streak)
+                    let breach = spec
+                        .slo
+                        .as_ref()
+                        .and_then(|slo| slo.check(&spec.name, &g.samples));
+                    (was, g.failing_streak, breach)
                 };
                 match note {
                     None if was > 0 => {
@@ -436,6 +459,9 @@ pub(super) async fn drill(sc: Scenario, inv: Inventory, seed: u64) -> (Report, O
                 let n = me.sc.abort.probe_failures;
                 if can_abort && n > 0 && streak == n {
                     me.abort(format!("probe {} failed {n} times in a row", spec.name));
+                }
+                if let Some(b) = breach {
+                    me.abort_with(b.to_string(), Some(b));
                 }
             }
         }));
@@ -488,19 +514,26 @@ pub(super) async fn drill(sc: Scenario, inv: Inventory, seed: u64) -> (Report, O
         runner.run_steps().await;
     };
     let ctrl_c = tokio::signal::ctrl_c();
-    let abort_reason: Option<String> = tokio::select! {
+    let aborted = |reason: String| Abort {
+        reason,
+        at_ms: now_ms(),
+        breach: None,
+    };
+    let abort: Option<Abort> = tokio::select! {
         () = steps => None,
         r = abort_rx.wait_for(Option::is_some) => r.ok().and_then(|v| v.clone()),
-        _ = ctrl_c => Some("interrupted (Ctrl-C)".into()),
+        _ = ctrl_c => Some(aborted("interrupted (Ctrl-C)".into())),
         () = tokio::time::sleep_until(runner.deadline.into()) => {
-            Some(format!("max_duration {} reached", runner.sc.max_duration))
+            Some(aborted(format!("max_duration {} reached", runner.sc.max_duration)))
         }
     };
+    let abort_reason = abort.as_ref().map(|a| a.reason.clone());
     renewal.abort();
     if let Some(r) = &abort_reason {
         runner.log(format!("ABORT: {r}: reverting every fault of this run"));
     }
     let cleanup = runner.cleanup(abort_reason.as_deref().unwrap_or("")).await;
+    let faults_ended_at_ms = now_ms();
     for c in &cleanup {
         runner.log(format!(
             "{}: lease {} closed, {} reverted{}",
@@ -541,23 +574,28 @@ pub(super) async fn drill(sc: Scenario, inv: Inventory, seed: u64) -> (Report, O
         }
     ));
     let record = runner.record.lock().expect("lock");
-    let probe_data: Vec<(ProbeSpec, Vec<probe::Sample>)> = runner
+    let probe_data: Vec<(Probe, Vec<probe::Sample>)> = runner
         .probes
         .iter()
         .map(|(p, st)| (p.clone(), st.lock().expect("lock").samples.clone()))
         .collect();
     let report = Report::build(
         &runner.sc,
-        &run_id,
-        seed,
-        runner.inv.source.display().to_string(),
-        started_at_ms,
-        now_ms(),
-        abort_reason.clone(),
-        abort_recovery_ms,
-        record.steps.clone(),
-        record.timeline.clone(),
-        cleanup,
+        RunRecord {
+            run_id,
+            seed,
+            inventory: runner.inv.source.display().to_string(),
+            started_at_ms,
+            ended_at_ms: now_ms(),
+            abort_reason: abort_reason.clone(),
+            aborted_at_ms: abort.as_ref().map(|a| a.at_ms),
+            abort_condition: abort.and_then(|a| a.breach),
+            abort_recovery_ms,
+            faults_ended_at_ms: Some(faults_ended_at_ms),
+            steps: record.steps.clone(),
+            timeline: record.timeline.clone(),
+            cleanup,
+        },
         &probe_data,
     );
     drop(record);

@@ -1,14 +1,21 @@
 //! Drill reports: what a scenario run did, per step and node, with probe statistics
-//! before, during and after each fault and the measured recovery time, as JSON (the
-//! record) and Markdown (for people). Every file written can be signed ([`crate::sign`]).
+//! before, during and after each fault, the measured recovery time, every probe sample
+//! and what aborted the run. Written as JSON (the record: [`Report`]'s serde mapping,
+//! documented field by field in docs/faultctl.md "Reports"; fields are only ever added),
+//! Markdown ([`markdown`]) and a self-contained HTML page with a chart per probe
+//! ([`html`]). Every file written can be signed ([`crate::sign`]).
+
+mod chart;
+pub mod html;
+pub mod markdown;
 
 use std::path::{Path, PathBuf};
 
+use faultline_proto::prometheus::Bounds;
 use serde::{Deserialize, Serialize};
 
 use super::{Scenario, ScenarioError};
-use crate::probe::{ProbeSpec, Sample, Stats, stats};
-use crate::render::absolute;
+use crate::probe::{Breach, Probe, Sample, Slo, Stats, stats};
 
 /// One line of the timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +117,61 @@ pub struct ProbeReport {
     pub name: String,
     pub checks: String,
     pub overall: Stats,
+    /// `http`, `tcp`, `command` or `prometheus` (empty in reports before it was added).
+    #[serde(default)]
+    pub kind: String,
+    /// A prometheus probe's bounds.
+    #[serde(default)]
+    pub bounds: Option<Bounds>,
+    /// The probe's SLO abort conditions.
+    #[serde(default)]
+    pub slo: Option<SloReport>,
+    /// Every sample, oldest first.
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+}
+
+/// A probe's SLO abort conditions, as the report records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloReport {
+    /// Abort above this percentage of failed samples in the window.
+    pub error_rate_percent: Option<f64>,
+    /// Abort when the window's p99 latency is above this.
+    pub p99_ms: Option<f64>,
+    pub window_ms: u64,
+    pub min_samples: usize,
+    /// The conditions in words.
+    pub text: String,
+}
+
+impl From<&Slo> for SloReport {
+    fn from(s: &Slo) -> SloReport {
+        SloReport {
+            error_rate_percent: s.error_rate.map(|p| p.value()),
+            p99_ms: s.p99.map(|p| p.0.as_secs_f64() * 1000.0),
+            window_ms: s.window.as_millis(),
+            min_samples: s.min_samples,
+            text: s.describe(),
+        }
+    }
+}
+
+/// What a run hands over for its report.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub seed: u64,
+    pub inventory: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: u64,
+    pub abort_reason: Option<String>,
+    pub aborted_at_ms: Option<u64>,
+    pub abort_condition: Option<Breach>,
+    pub abort_recovery_ms: Option<u64>,
+    pub faults_ended_at_ms: Option<u64>,
+    pub steps: Vec<StepReport>,
+    pub timeline: Vec<TimelineEntry>,
+    pub cleanup: Vec<NodeCleanup>,
 }
 
 /// The report of one run.
@@ -128,6 +190,15 @@ pub struct Report {
     pub abort_reason: Option<String>,
     /// After an abort: time until the probes were back to steady state.
     pub abort_recovery_ms: Option<u64>,
+    /// When the abort was decided.
+    #[serde(default)]
+    pub aborted_at_ms: Option<u64>,
+    /// The probe SLO condition that aborted the run, if one did.
+    #[serde(default)]
+    pub abort_condition: Option<Breach>,
+    /// When the end of the run had ended every fault of the run on every node.
+    #[serde(default)]
+    pub faults_ended_at_ms: Option<u64>,
     pub probes: Vec<ProbeReport>,
     pub steps: Vec<StepReport>,
     pub cleanup: Vec<NodeCleanup>,
@@ -141,28 +212,15 @@ pub struct Report {
 
 impl Report {
     /// Assembles the report, computing each step's probe windows from the samples.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        sc: &Scenario,
-        run_id: &str,
-        seed: u64,
-        inventory: String,
-        started_at_ms: u64,
-        ended_at_ms: u64,
-        abort_reason: Option<String>,
-        abort_recovery_ms: Option<u64>,
-        mut steps: Vec<StepReport>,
-        timeline: Vec<TimelineEntry>,
-        cleanup: Vec<NodeCleanup>,
-        probes: &[(ProbeSpec, Vec<Sample>)],
-    ) -> Report {
+    pub fn build(sc: &Scenario, r: RunRecord, probes: &[(Probe, Vec<Sample>)]) -> Report {
         let baseline = sc.baseline.0.as_millis() as u64;
+        let mut steps = r.steps;
         for s in &mut steps {
             let Some(inj) = s.injected_at_ms else {
                 continue;
             };
-            let rev = s.reverted_at_ms.unwrap_or(ended_at_ms);
-            let end = s.ended_at_ms.unwrap_or(ended_at_ms).max(rev);
+            let rev = s.reverted_at_ms.unwrap_or(r.ended_at_ms);
+            let end = s.ended_at_ms.unwrap_or(r.ended_at_ms).max(rev);
             s.probes = probes
                 .iter()
                 .map(|(p, v)| StepProbe {
@@ -178,150 +236,54 @@ impl Report {
             format: "faultline-report/1".into(),
             scenario: sc.name.clone(),
             description: sc.description.clone(),
-            run_id: run_id.to_string(),
-            seed,
-            inventory,
-            started_at_ms,
-            ended_at_ms,
-            outcome: match (&abort_reason, failed) {
+            run_id: r.run_id,
+            seed: r.seed,
+            inventory: r.inventory,
+            started_at_ms: r.started_at_ms,
+            ended_at_ms: r.ended_at_ms,
+            outcome: match (&r.abort_reason, failed) {
                 (Some(_), _) => "aborted",
                 (None, true) => "completed with failures",
                 (None, false) => "completed",
             }
             .into(),
-            abort_reason,
-            abort_recovery_ms,
+            abort_reason: r.abort_reason,
+            abort_recovery_ms: r.abort_recovery_ms,
+            aborted_at_ms: r.aborted_at_ms,
+            abort_condition: r.abort_condition,
+            faults_ended_at_ms: r.faults_ended_at_ms,
             probes: probes
                 .iter()
                 .map(|(p, v)| ProbeReport {
                     name: p.name.clone(),
                     checks: p.describe(),
                     overall: stats(v, 0, u64::MAX),
+                    kind: p.check.kind().into(),
+                    bounds: p.bounds(),
+                    slo: p.slo.as_ref().map(SloReport::from),
+                    samples: v.clone(),
                 })
                 .collect(),
             steps,
-            cleanup,
-            timeline,
+            cleanup: r.cleanup,
+            timeline: r.timeline,
             signed_by: None,
         }
     }
 
-    /// The report as Markdown.
-    pub fn markdown(&self) -> String {
-        let mut m = String::new();
-        let ms = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.2}"));
-        let st = |s: &Stats| {
-            format!(
-                "{} | {} | {} | {:.1}%",
-                s.samples,
-                ms(s.p50_ms),
-                ms(s.p99_ms),
-                s.error_rate * 100.0
-            )
-        };
-        m += &format!("# Game day report: {}\n\n", self.scenario);
-        if !self.description.is_empty() {
-            m += &format!("{}\n\n", self.description.trim());
+    /// When a step's fault was in effect: from the inject to the revert (or, for a step
+    /// cut short, to the end of the run's faults). `None` if no fault was applied.
+    pub fn fault_window(&self, s: &StepReport) -> Option<(u64, u64)> {
+        let from = s.injected_at_ms?;
+        if s.nodes.iter().all(|n| n.fault_id.is_none()) {
+            return None;
         }
-        m += &format!(
-            "- run: `{}` (seed {})\n- inventory: `{}`\n- started: {}\n- ended: {} ({:.1}s)\n- outcome: **{}**{}\n",
-            self.run_id,
-            self.seed,
-            self.inventory,
-            absolute(self.started_at_ms),
-            absolute(self.ended_at_ms),
-            self.ended_at_ms.saturating_sub(self.started_at_ms) as f64 / 1000.0,
-            self.outcome,
-            self.abort_reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        );
-        if let Some(r) = self.abort_recovery_ms {
-            m += &format!("- recovery after the abort: {r} ms\n");
-        }
-        if let Some(s) = &self.signed_by {
-            m += &format!(
-                "- signed by: {} ({} {})\n",
-                s.identity, s.key_type, s.fingerprint
-            );
-        }
-        m += "\n## Probes\n\n| probe | checks | samples | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n";
-        for p in &self.probes {
-            m += &format!("| {} | {} | {} |\n", p.name, p.checks, st(&p.overall));
-        }
-        m += "\n## Steps\n";
-        for s in &self.steps {
-            m += &format!(
-                "\n### {} {}\n\n- fault: {}\n- nodes: {}\n- recovery: {}\n",
-                s.index,
-                s.name,
-                s.kind,
-                s.pick,
-                match (s.recovery, s.recovery_ms) {
-                    (Recovery::Recovered, Some(r)) => format!("**{r} ms** after the fault ended"),
-                    (Recovery::NotRecovered, _) => "**not recovered** in time".into(),
-                    (Recovery::NoFaultApplied, _) => "no fault applied".into(),
-                    _ => "-".into(),
-                }
-            );
-            if let Some(e) = &s.error {
-                m += &format!("- error: {e}\n");
-            }
-            m += "\n| node | result | fault | pids | revert |\n|---|---|---|---|---|\n";
-            for n in &s.nodes {
-                m += &format!(
-                    "| {} | {} | {} | {} | {} |\n",
-                    n.node,
-                    if n.ok {
-                        "ok".to_string()
-                    } else {
-                        format!("error: {}", n.error.as_deref().unwrap_or(""))
-                    },
-                    n.fault_id.as_deref().unwrap_or("-"),
-                    n.targets
-                        .iter()
-                        .map(i32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    n.revert.as_deref().unwrap_or("-")
-                );
-            }
-            if !s.probes.is_empty() {
-                m += "\n| probe | window | samples | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n";
-                for p in &s.probes {
-                    for (w, x) in [
-                        ("before", &p.before),
-                        ("during", &p.during),
-                        ("after", &p.after),
-                    ] {
-                        m += &format!("| {} | {w} | {} |\n", p.probe, st(x));
-                    }
-                }
-            }
-        }
-        m +=
-            "\n## Cleanup\n\n| node | lease | reverted | clean | detail |\n|---|---|---|---|---|\n";
-        for c in &self.cleanup {
-            m += &format!(
-                "| {} | {} | {} | {} | {} |\n",
-                c.node,
-                c.lease_id,
-                c.reverted,
-                if c.clean { "yes" } else { "NO" },
-                c.detail.join("; ")
-            );
-        }
-        m += "\n## Timeline\n\n";
-        for t in &self.timeline {
-            m += &format!(
-                "- {} (+{:.3}s) {}\n",
-                absolute(t.at_ms),
-                t.at_ms.saturating_sub(self.started_at_ms) as f64 / 1000.0,
-                t.event
-            );
-        }
-        m
+        let to = s
+            .reverted_at_ms
+            .or(self.faults_ended_at_ms)
+            .unwrap_or(self.ended_at_ms)
+            .max(from);
+        Some((from, to))
     }
 
     /// A few lines for the terminal.
@@ -354,11 +316,13 @@ impl Report {
         s
     }
 
-    /// Writes `DIR/NAME-RUNID.json` and `.md`, and with a signer a `.sig` for every file
-    /// written.
+    /// Writes `DIR/NAME-RUNID.json`, `.md` and `.html` (those `formats` asks for), and
+    /// with a signer a `.sig` for every file written. Returns the paths written, reports
+    /// first.
     pub fn write(
         &self,
         dir: &Path,
+        formats: FileFormats,
         signer: Option<&crate::sign::ReportSigner>,
     ) -> Result<Vec<PathBuf>, ScenarioError> {
         let werr = |path: &Path, source| ScenarioError::WriteReport {
@@ -377,13 +341,29 @@ impl Report {
                 }
             })
             .collect();
-        let json = dir.join(format!("{stem}-{}.json", self.run_id));
-        let md = dir.join(format!("{stem}-{}.md", self.run_id));
-        let mut text = serde_json::to_vec_pretty(self).expect("plain data");
-        text.push(b'\n');
-        std::fs::write(&json, &text).map_err(|e| werr(&json, e))?;
-        std::fs::write(&md, self.markdown()).map_err(|e| werr(&md, e))?;
-        let mut out = vec![json.clone(), md.clone()];
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        if formats.json {
+            let mut text = serde_json::to_vec_pretty(self).expect("plain data");
+            text.push(b'\n');
+            files.push((dir.join(format!("{stem}-{}.json", self.run_id)), text));
+        }
+        if formats.markdown {
+            files.push((
+                dir.join(format!("{stem}-{}.md", self.run_id)),
+                self.markdown().into_bytes(),
+            ));
+        }
+        if formats.html {
+            files.push((
+                dir.join(format!("{stem}-{}.html", self.run_id)),
+                self.html().into_bytes(),
+            ));
+        }
+        let mut out = Vec::new();
+        for (path, text) in &files {
+            std::fs::write(path, text).map_err(|e| werr(path, e))?;
+            out.push(path.clone());
+        }
         if let Some(s) = signer {
             let sigs = out
                 .iter()
@@ -392,5 +372,23 @@ impl Report {
             out.extend(sigs);
         }
         Ok(out)
+    }
+}
+
+/// Which report files a run writes (`--report-format json,md,html`; default all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFormats {
+    pub json: bool,
+    pub markdown: bool,
+    pub html: bool,
+}
+
+impl Default for FileFormats {
+    fn default() -> Self {
+        FileFormats {
+            json: true,
+            markdown: true,
+            html: true,
+        }
     }
 }
