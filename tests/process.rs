@@ -301,7 +301,10 @@ fn kernel_threads_sshd_protected_units_and_cgroups_are_never_selected() {
     // Untouched: alive and not stopped (a process just spawned may still be running its
     // start-up on a loaded machine: R as well as S).
     let st = proc_state(sshd.id() as i32);
-    assert!(matches!(st, Some('S' | 'R')), "sshd untouched: state {st:?}");
+    assert!(
+        matches!(st, Some('S' | 'R')),
+        "sshd untouched: state {st:?}"
+    );
 
     // A process in a cgroup of a protected unit (a path component sshd.service): by name
     // and as the whole group.
