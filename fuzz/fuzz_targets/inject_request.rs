@@ -16,6 +16,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for limits in [Limits::production(), Limits::staging()] {
-        let _ = faultline_agent::policy::check(&r.spec, r.duration, &limits);
+        let _ = faultline_agent::policy::check(r.fault.spec(), r.fault.duration(), &limits);
     }
 });
