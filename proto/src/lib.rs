@@ -13,6 +13,7 @@ pub mod v1 {
     tonic::include_proto!("faultline.v1");
 }
 
+pub mod command;
 pub mod describe;
 pub mod http;
 pub mod json;

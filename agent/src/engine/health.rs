@@ -13,8 +13,6 @@
 
 use std::path::Path;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use super::{Engine, EventType};
 use crate::limits::{HealthLimits, MemThreshold, Probe, ProbeCheck};
 
@@ -175,68 +173,15 @@ async fn probe_once(c: &ProbeCheck) -> Result<(), String> {
             Ok(series) => faultline_proto::prometheus::judge(&series, bounds).1,
             Err(e) => Err(e.to_string()),
         },
-        ProbeCheck::Command(argv) => {
-            let st = tokio::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-            if st.success() {
-                Ok(())
-            } else {
-                Err(format!("{} exited with {st}", argv[0]))
-            }
-        }
+        ProbeCheck::Command(argv) => faultline_proto::command::succeeds(argv).await,
     }
 }
 
-/// A minimal HTTP/1.1 GET: `http://host[:port][/path]`, 2xx expected.
+/// An HTTP GET of `url` through the probes' client ([`faultline_proto::http`]); 2xx
+/// expected.
 async fn http_get(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: not an http:// URL"))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    let host = hostport.split(':').next().unwrap_or(hostport);
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: faultd-health\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    while !buf.contains(&b'\n') && buf.len() < 4096 {
-        let n = s
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read from {addr}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let status = line
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("{url}: no HTTP status line in the answer"))?;
+    let u = faultline_proto::http::HttpUrl::parse(url)?;
+    let status = faultline_proto::http::get(&u).await?.status;
     if (200..300).contains(&status) {
         Ok(())
     } else {
@@ -248,6 +193,7 @@ async fn http_get(url: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn parses_psi_and_meminfo() {

@@ -275,7 +275,7 @@ impl Probe {
                     .map(drop)
                     .map_err(|e| format!("connect {address}: {e}")),
             ),
-            Check::Command(argv) => (None, command_check(argv).await),
+            Check::Command(argv) => (None, faultline_proto::command::succeeds(argv).await),
             Check::Prometheus { query, bounds } => match query.run().await {
                 Ok(series) => prometheus::judge(&series, bounds),
                 Err(e) => (None, Err(e.to_string())),
@@ -300,23 +300,6 @@ async fn http_check(url: &HttpUrl, expect: u16, max_latency: Option<Span>) -> Re
         ));
     }
     Ok(())
-}
-
-async fn command_check(argv: &[String]) -> Result<(), String> {
-    let st = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .status()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err(format!("{} exited with {st}", argv[0]))
-    }
 }
 
 /// One probe result.
