@@ -18,13 +18,21 @@ use std::time::{Duration, Instant};
 use faultline_proto::v1 as pb;
 use faultline_tests::agent::{Agent, AgentOptions, Victim, proc_state};
 
-fn arg(name: &str, default: usize) -> usize {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// RevertAll with many active pause faults on a real faultd (root): time to return,
+/// time until every victim runs again, agent-side time and faultd's CPU meanwhile.
+/// It reports; it does not gate.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-abort",
+    after_help = "Examples:\n  sudo target/debug/bench-abort --runs 20 --faults 100\n  sudo target/debug/bench-abort --runs 1 --faults 3     # a smoke run"
+)]
+struct Args {
+    /// Runs (each injects --faults pauses, then one RevertAll).
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Pause faults (and sleep victims) per run.
+    #[arg(long, default_value_t = 100)]
+    faults: usize,
 }
 
 fn pause(pid: i32) -> pb::InjectRequest {
@@ -65,8 +73,8 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    let runs = arg("--runs", 20);
-    let n = arg("--faults", 100);
+    let Args { runs, faults: n } = <Args as clap::Parser>::parse();
+    anyhow::ensure!(runs > 0 && n > 0, "--runs and --faults must be at least 1");
     let agent = Agent::start_with(AgentOptions {
         limits: Some(format!(
             "profile = \"staging\"\nmax_concurrent_faults = {n}\n"

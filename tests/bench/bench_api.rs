@@ -27,33 +27,28 @@ use faultline_proto::v1::{
     StatusResponse, fault_spec, pick,
 };
 
+/// Latency of faultd's API over its socket (Status and dry-run Inject, one at a time
+/// over one connection), next to a bare tonic server's floor, and faultd's VmRSS.
+/// It reports; it does not gate.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-api",
+    after_help = "Examples:\n  sudo target/release/faultd --socket /tmp/f.sock --state-dir /tmp/fd-state &\n  sudo target/release/bench-api --agent unix:///tmp/f.sock\n  target/debug/fake-faultd --socket /tmp/fake.sock & target/debug/bench-api --agent unix:///tmp/fake.sock --n 10 --warmup 1"
+)]
 struct Args {
+    /// The agent (faultd or fake-faultd): unix:///path/to/faultd.sock.
+    #[arg(long, env = "FAULTLINE_AGENT", default_value = faultline_controller::client::DEFAULT_AGENT, value_name = "URI")]
     agent: String,
+    /// Timed calls of each kind.
+    #[arg(long, default_value_t = 1000)]
     n: usize,
+    /// Untimed calls of each kind first.
+    #[arg(long, default_value_t = 50)]
     warmup: usize,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        agent: std::env::var("FAULTLINE_AGENT")
-            .unwrap_or_else(|_| faultline_controller::client::DEFAULT_AGENT.to_string()),
-        n: 1000,
-        warmup: 50,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--agent" => a.agent = value()?,
-            "--n" => a.n = value()?.parse().context("--n")?,
-            "--warmup" => a.warmup = value()?.parse().context("--warmup")?,
-            "-h" | "--help" => {
-                println!("usage: bench-api [--agent URI] [--n 1000] [--warmup 50]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
+    let a = <Args as clap::Parser>::parse();
     if a.n == 0 {
         bail!("--n must be at least 1");
     }

@@ -49,14 +49,24 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// netem apply + revert three ways (engine call, gRPC to faultd, spawning tc), on veths
+/// in a scratch network namespace. Needs root and sch_netem (the VM tier). It reports;
+/// it does not gate.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-net",
+    after_help = "Examples:\n  tests/vm/run -- /faultline/bin/bench-net --n 200\n  tests/vm/run -- /faultline/bin/bench-net --n 2     # a smoke run"
+)]
+struct Args {
+    /// Apply + revert cycles on each path.
+    #[arg(long, default_value_t = 200)]
+    n: usize,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .skip_while(|a| a != "--n")
-        .nth(1)
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(200);
+    let Args { n } = <Args as clap::Parser>::parse();
+    anyhow::ensure!(n > 0, "--n must be at least 1");
     if net_common::kernel().netem.is_err() {
         anyhow::bail!("this kernel has no sch_netem: run bench-net in the VM tier");
     }

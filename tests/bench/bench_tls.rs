@@ -16,7 +16,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use faultline_controller::client::{TlsFiles, connect, connect_with};
 use faultline_proto::v1::StatusRequest;
 use faultline_tests::agent::{Agent, AgentOptions};
@@ -34,20 +33,26 @@ fn summary(mut v: Vec<Duration>) -> String {
     )
 }
 
+/// Status latency over mutual TLS next to the Unix socket, one real faultd, one run.
+/// Starts faultd from FAULTLINE_BIN_DIR (default: this binary's directory) with a fresh
+/// CA, server and client certificate. It reports; it does not gate.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-tls",
+    after_help = "Examples:\n  sudo FAULTLINE_BIN_DIR=target/release target/release/bench-tls --n 2000\n  target/debug/bench-tls --n 10 --warmup 1      # a smoke run"
+)]
+struct Args {
+    /// Timed Status calls on each transport.
+    #[arg(long, default_value_t = 2000)]
+    n: usize,
+    /// Untimed calls on each transport first.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut n = 2000usize;
-    let mut warmup = 100usize;
-    let mut it = std::env::args().skip(1);
-    while let Some(f) = it.next() {
-        let v = it.next().with_context(|| format!("{f} needs a value"))?;
-        match f.as_str() {
-            "--n" => n = v.parse()?,
-            "--warmup" => warmup = v.parse()?,
-            other => {
-                anyhow::bail!("unknown argument {other:?} (usage: bench-tls [--n N] [--warmup N])")
-            }
-        }
-    }
+    let Args { n, warmup } = <Args as clap::Parser>::parse();
+    anyhow::ensure!(n > 0, "--n must be at least 1");
     let pki = tempfile::tempdir()?;
     let ca = Ca::new(pki.path(), "bench-ca");
     let (scert, skey) = ca.leaf(pki.path(), "node1", false);

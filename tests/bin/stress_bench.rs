@@ -22,9 +22,39 @@ use faultline_agent::sys::stress::{
     self, CPU_SUBCOMMAND, MEM_SUBCOMMAND, WorkerCommand, plan_cpu_share, spawn_worker,
 };
 
+const USAGE: &str = "\
+stress-bench: faultline's confined CPU and memory stress on this host, next to stress-ng
+in the same kind of cgroup when it is installed (root, a cgroup hierarchy with the cpu and
+memory controllers). It reports; it does not gate. Also the worker host for the
+privileged stress tests.
+
+Usage:
+  stress-bench bench [--seconds 10] [--targets 5,15,50,100] [--mem-mib 64,256,1024] [--no-weight]
+  stress-bench __stress-cpu --load P [--period-us US]     # a worker, as faultd runs it
+  stress-bench __stress-mem --size BYTES [--ramp-ms MS]
+  stress-bench __hold --parent own|PATH --name NAME --workers N --load P [--mem BYTES]
+
+  --seconds S      each measuring window (default 10)
+  --targets LIST   CPU loads to measure, percent of the node (default 5,15,50,100)
+  --mem-mib LIST   memory sizes to measure, MiB (default 64,256,1024)
+  --no-weight      leave the group's CPU weight at the default
+
+Examples:
+  sudo target/release/stress-bench bench
+  sudo target/debug/stress-bench bench --seconds 1 --targets 5 --mem-mib 16   # a smoke run
+";
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("bench") if args.iter().any(|a| a == "-h" || a == "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
         Some(CPU_SUBCOMMAND) | Some(MEM_SUBCOMMAND) => WorkerCommand::from_args(&args)?.run(),
         Some("__hold") => hold(&args[1..]),
         Some("bench") | None => bench(args.get(1..).unwrap_or(&[])),
