@@ -194,13 +194,27 @@ impl Inventory {
         };
         let mut defaults = file.defaults;
         defaults.rebase(dir);
-        let mut nodes: Vec<Node> = Vec::new();
-        for e in file.agents {
+        let mut nodes: Vec<Node> = Vec::with_capacity(file.agents.len());
+        // Name and address -> the position (1-based) of the agent that first gave it.
+        let mut names: std::collections::HashMap<String, usize> = Default::default();
+        let mut addresses: std::collections::HashMap<String, (usize, String)> = Default::default();
+        for (i, e) in file.agents.into_iter().enumerate() {
+            let at = i + 1;
             if e.name.trim().is_empty() {
-                return Err("an agent has an empty name".into());
+                return Err(format!("agent #{at} has an empty name"));
             }
-            if nodes.iter().any(|n| n.name == e.name) {
-                return Err(format!("agent name {:?} is given twice", e.name));
+            if let Some(first) = names.insert(e.name.clone(), at) {
+                return Err(format!(
+                    "agent name {:?} is given twice (agents #{first} and #{at}): names must be unique",
+                    e.name
+                ));
+            }
+            if let Some((first, other)) = addresses.insert(e.address.clone(), (at, e.name.clone()))
+            {
+                return Err(format!(
+                    "address {} is given twice (agents {other:?} #{first} and {:?} #{at}): one agent, one entry",
+                    e.address, e.name
+                ));
             }
             crate::client::parse_target(&e.address)
                 .or_else(|err| {
@@ -475,7 +489,20 @@ agents:
             Path::new("."),
         )
         .unwrap_err();
-        assert_eq!(e, "agent name \"a\" is given twice");
+        assert_eq!(
+            e,
+            "agent name \"a\" is given twice (agents #1 and #2): names must be unique"
+        );
+        let e = Inventory::parse(
+            "[[agents]]\nname='a'\naddress='unix:///a'\n[[agents]]\nname='b'\naddress='unix:///b'\n[[agents]]\nname='c'\naddress='unix:///a'\n",
+            false,
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "address unix:///a is given twice (agents \"a\" #1 and \"c\" #3): one agent, one entry"
+        );
         let e = Inventory::parse("", false, Path::new(".")).unwrap_err();
         assert!(e.contains("lists no agents"), "{e}");
         let e = Inventory::parse(

@@ -1,8 +1,9 @@
 //! `bench-fleet`: faultctl's fan-out to many real agents.
 //!
 //! Starts `--agents N` (default 100) real `faultd` processes on this machine, each with
-//! its own socket and state dir under a temp dir, writes an inventory naming them, and
-//! times (wall clock) `--rounds R` (default 5) rounds of:
+//! its own socket and state dir under a temp dir and its metrics endpoint off
+//! (`--metrics ""`: N agents cannot all bind the default port), writes an inventory
+//! naming them, and times (wall clock) `--rounds R` (default 5) rounds of:
 //!
 //! - `faultctl --inventory INV -o json status` (in process, through the library, on the
 //!   same current-thread runtime the binary uses),
@@ -13,8 +14,11 @@
 //! It prints each figure, the agents' total and mean VmRSS, and exits non-zero only if a
 //! fan-out failed on some node. It reports; it does not gate.
 //!
+//! With `--sim`, the agents are one `fleet-sim` process (the light simulator, for 1,000
+//! and 10,000 agents; `--tls` for mutual TLS on loopback ports) instead of faultd's.
+//!
 //! ```text
-//! cargo build --bins            # faultd, faultctl, bench-fleet in target/debug
+//! cargo build --bins && cargo build -p faultline-tests --bins   # faultd, faultctl, bench-fleet
 //! sudo target/debug/bench-fleet --agents 100
 //! ```
 //! `FAULTLINE_BIN_DIR` names the directory holding `faultd` and `faultctl` (default: the
@@ -25,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::Parser as _;
 use faultline_controller::Cli;
 
 struct Agents {
@@ -78,17 +82,64 @@ fn fanout(rt: &tokio::runtime::Runtime, args: &[&str]) -> anyhow::Result<Duratio
     Ok(took)
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut n = 100usize;
-    let mut rounds = 5usize;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--agents" => n = it.next().context("--agents N")?.parse()?,
-            "--rounds" => rounds = it.next().context("--rounds R")?.parse()?,
-            other => bail!("unknown argument {other:?} (use --agents N --rounds R)"),
-        }
+/// faultctl's fan-out to many agents on this machine: status and dry-run inject through
+/// the library, and status through the faultctl binary, R rounds each (min, median,
+/// max). Real faultd agents (root), or with --sim the light simulator (fleet-sim).
+/// FAULTLINE_BIN_DIR names the directory of faultd, faultctl and fleet-sim (default:
+/// this binary's). It reports; it does not gate.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-fleet",
+    after_help = "Examples:\n  sudo FAULTLINE_BIN_DIR=target/release target/release/bench-fleet --agents 100\n  target/release/bench-fleet --sim --agents 10000 --rounds 3\n  target/release/bench-fleet --sim --tls --agents 1000\n  target/debug/bench-fleet --agents 2 --rounds 1       # a smoke run"
+)]
+struct Args {
+    /// How many agents.
+    #[arg(long, default_value_t = 100)]
+    agents: usize,
+    /// Timed rounds of each fan-out.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Simulated agents (one fleet-sim process) instead of real faultd processes.
+    #[arg(long)]
+    sim: bool,
+    /// With --sim: mutual TLS on loopback ports instead of Unix sockets.
+    #[arg(long, requires = "sim")]
+    tls: bool,
+}
+
+/// Starts fleet-sim and waits for its inventory.
+fn start_sim(
+    bin_dir: &std::path::Path,
+    dir: &std::path::Path,
+    n: usize,
+    tls: bool,
+) -> anyhow::Result<Child> {
+    use std::io::BufRead;
+    let mut cmd = Command::new(bin_dir.join("fleet-sim"));
+    cmd.arg("--agents").arg(n.to_string()).arg("--dir").arg(dir);
+    if tls {
+        cmd.arg("--tls");
     }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawn {}", bin_dir.join("fleet-sim").display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    if !line.starts_with("fleet-sim: serving") {
+        let _ = child.kill();
+        bail!("fleet-sim did not start: {line:?}");
+    }
+    Ok(child)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = <Args as clap::Parser>::parse();
+    let (n, rounds) = (args.agents, args.rounds);
+    anyhow::ensure!(
+        n > 0 && rounds > 0,
+        "--agents and --rounds must be at least 1"
+    );
     let bin_dir = std::env::var("FAULTLINE_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -104,7 +155,14 @@ fn main() -> anyhow::Result<()> {
     };
     let mut inv = String::new();
     let t = Instant::now();
-    for i in 0..n {
+    let inv_path = dir.path().join("fleet.toml");
+    if args.sim {
+        agents
+            .children
+            .push(start_sim(&bin_dir, dir.path(), n, args.tls)?);
+        println!("started {n} simulated agents in {:?}", t.elapsed());
+    }
+    for i in (0..n).filter(|_| !args.sim) {
         let d = dir.path().join(format!("a{i}"));
         std::fs::create_dir_all(&d)?;
         std::fs::write(d.join("faultd.toml"), "log = \"warn\"\n")?;
@@ -116,6 +174,8 @@ fn main() -> anyhow::Result<()> {
             .arg(d.join("state"))
             .arg("--config")
             .arg(d.join("faultd.toml"))
+            .arg("--metrics")
+            .arg("")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -126,7 +186,7 @@ fn main() -> anyhow::Result<()> {
             sock.display()
         );
     }
-    for i in 0..n {
+    for i in (0..n).filter(|_| !args.sim) {
         let sock = dir.path().join(format!("a{i}/faultd.sock"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
@@ -136,9 +196,10 @@ fn main() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    println!("started {n} faultd agents in {:?}", t.elapsed());
-    let inv_path = dir.path().join("fleet.toml");
-    std::fs::write(&inv_path, inv)?;
+    if !args.sim {
+        println!("started {n} faultd agents in {:?}", t.elapsed());
+        std::fs::write(&inv_path, inv)?;
+    }
     let inv_s = inv_path.to_str().context("utf-8 path")?.to_string();
 
     let mut victim = Command::new("sleep").arg("600").spawn()?;
@@ -202,6 +263,10 @@ fn main() -> anyhow::Result<()> {
     let _ = victim.wait();
     let rss: Vec<u64> = agents.children.iter().map(|c| rss_kib(c.id())).collect();
     let total: u64 = rss.iter().sum();
+    if args.sim {
+        println!("fleet-sim's VmRSS: {:.1} MiB", total as f64 / 1024.0);
+        return r;
+    }
     println!(
         "agents' VmRSS: total {:.1} MiB, mean {:.1} MiB, max {:.1} MiB",
         total as f64 / 1024.0,

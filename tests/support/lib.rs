@@ -33,6 +33,7 @@ pub mod interop;
 pub mod pki;
 pub mod prom_server;
 pub mod service;
+pub mod sim;
 
 /// Whether `capability` is available; `Err(why)` if not. See [`caps`] for the names.
 pub fn probe(capability: &str) -> Result<(), String> {

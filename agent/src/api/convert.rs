@@ -812,6 +812,37 @@ pub fn lease(l: &engine::LeaseInfo) -> pb::Lease {
     }
 }
 
+/// The reply to an `Inject` (a dry run's too).
+pub fn inject_response(out: &engine::InjectOutcome, dry_run: bool) -> pb::InjectResponse {
+    pb::InjectResponse {
+        container: out.container.as_ref().map(container),
+        fault: out.fault.as_ref().map(fault),
+        dry_run,
+        targets: out.targets.iter().map(target).collect(),
+        excluded: out
+            .excluded
+            .iter()
+            .map(|(p, why)| pb::ExcludedProcess {
+                process: Some(target(p)),
+                reason: why.clone(),
+            })
+            .collect(),
+        plan: out.plan.clone(),
+    }
+}
+
+/// The per-fault results of `RevertAll` and `CloseLease`.
+pub fn revert_results(results: Vec<engine::RevertResult>) -> Vec<pb::RevertResult> {
+    results
+        .into_iter()
+        .map(|r| pb::RevertResult {
+            id: r.id,
+            ok: r.result.is_ok(),
+            error: r.result.err().unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

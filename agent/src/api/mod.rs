@@ -541,17 +541,6 @@ fn inject_summary(r: &pb::InjectRequest) -> String {
     ])
 }
 
-fn revert_results(results: Vec<crate::engine::RevertResult>) -> Vec<pb::RevertResult> {
-    results
-        .into_iter()
-        .map(|r| pb::RevertResult {
-            id: r.id,
-            ok: r.result.is_ok(),
-            error: r.result.err().unwrap_or_default(),
-        })
-        .collect()
-}
-
 fn id_summary(id: &str) -> String {
     kv(&[("id", text::bounded(id, MAX_ID_SUMMARY))])
 }
@@ -577,22 +566,7 @@ impl pb::agent_server::Agent for AgentService {
                     tracing::info!(caller = %caller.description, dry_run = dry, error = %e, "inject refused")
                 }
             }
-            let out = out?;
-            Ok(Response::new(pb::InjectResponse {
-                container: out.container.as_ref().map(convert::container),
-                fault: out.fault.as_ref().map(convert::fault),
-                dry_run: dry,
-                targets: out.targets.iter().map(convert::target).collect(),
-                excluded: out
-                    .excluded
-                    .iter()
-                    .map(|(p, why)| pb::ExcludedProcess {
-                        process: Some(convert::target(p)),
-                        reason: why.clone(),
-                    })
-                    .collect(),
-                plan: out.plan,
-            }))
+            Ok(Response::new(convert::inject_response(&out?, dry)))
         })
         .await
     }
@@ -689,7 +663,7 @@ impl pb::agent_server::Agent for AgentService {
                 let results = self.engine.revert_all(&reason).await;
                 tracing::info!(caller = %caller.description, faults = results.len(), "revert all");
                 Ok(Response::new(pb::RevertAllResponse {
-                    results: revert_results(results),
+                    results: convert::revert_results(results),
                     elapsed_us: start.elapsed().as_micros() as u64,
                 }))
             },
@@ -843,7 +817,7 @@ impl pb::agent_server::Agent for AgentService {
                 let r = req.get_ref();
                 let results = self.engine.close_lease(&r.id, r.revert_faults).await?;
                 Ok(Response::new(pb::CloseLeaseResponse {
-                    results: revert_results(results),
+                    results: convert::revert_results(results),
                 }))
             },
         )

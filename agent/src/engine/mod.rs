@@ -92,7 +92,14 @@ impl Engine<HostEffects> {
 impl<E: Effects> Engine<E> {
     /// An engine over any [`Effects`] (the fake ones in tests).
     pub fn with_effects(effects: E) -> Engine<E> {
-        let (events, _) = broadcast::channel(1024);
+        Engine::with_effects_and_events(effects, 1024)
+    }
+
+    /// [`Engine::with_effects`] with room for `events` lifecycle events a slow watcher
+    /// may fall behind by (the channel's slots are allocated up front: a simulator of
+    /// thousands of agents in one process keeps this small).
+    pub fn with_effects_and_events(effects: E, events: usize) -> Engine<E> {
+        let (events, _) = broadcast::channel(events.max(1));
         Engine {
             inner: Arc::new(Inner {
                 effects,

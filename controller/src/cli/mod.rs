@@ -65,6 +65,17 @@ pub struct Cli {
     /// Seed of the random pick, to repeat one (printed with every pick).
     #[arg(long, global = true, value_name = "SEED")]
     pub seed: Option<u64>,
+    /// With --inventory: how many agents are spoken to at the same time (1-4096).
+    #[arg(long, global = true, env = "FAULTLINE_CONCURRENCY", value_name = "N", default_value_t = crate::fanout::FANOUT)]
+    pub concurrency: usize,
+    /// With --inventory: the most one node may take (connecting and its call); a node
+    /// past it is reported as unreachable, the others go on.
+    #[arg(long, global = true, value_name = "DUR", default_value = crate::fleet::NODE_TIMEOUT)]
+    pub node_timeout: String,
+    /// With --inventory: how many more times a node's connection is tried when it fails
+    /// (nothing was sent, so it is safe for every command).
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::fleet::RETRIES)]
+    pub retries: u32,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -96,6 +107,7 @@ const MAIN_AFTER_HELP: &str = concat!(
     "  faultctl abort --reason \"game day over\"\n",
     "  faultctl --inventory fleet.toml --select role=db status\n",
     "  faultctl --inventory fleet.toml --select role=app --max-nodes 1 inject kill --name worker\n",
+    "  faultctl --inventory fleet.toml --concurrency 256 --node-timeout 5s -o json status\n",
     "  faultctl run --dry-run examples/kill-worker.yaml\n",
     "  faultctl --agent https://node1:7443 --ca ca.pem --cert alice.pem --key alice.key status\n",
     "\n",

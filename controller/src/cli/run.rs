@@ -1,7 +1,7 @@
 //! What each command does: the parsed command line becomes the controller's own types,
 //! runs on the agent (or on every node of the inventory), and its answer is printed.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use faultline_proto::v1::WatchRequest;
@@ -92,7 +92,8 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
         };
         let pick = fleet::targets(&selection)?;
         eprintln!("faultctl: {}", pick.describe());
-        let results = fleet::execute(&pick.nodes, &op).await;
+        let how = fanout_flags(cli)?;
+        let results = fleet::execute(&pick.nodes, &op, &how).await;
         match fmt {
             Format::Json => write_json(out, &results)?,
             Format::Table => out.write_all(render::answer::fleet_table(&results).as_bytes())?,
@@ -411,4 +412,39 @@ fn verify(
         )?,
     }
     Ok(())
+}
+
+/// `--concurrency`, `--node-timeout`, `--retries`, checked.
+fn fanout_flags(cli: &Cli) -> Result<fleet::Fanout, CtlError> {
+    if cli.concurrency == 0 || cli.concurrency > fleet::MAX_CONCURRENCY {
+        return Err(CtlError::Usage(format!(
+            "--concurrency {} is outside 1..={}",
+            cli.concurrency,
+            fleet::MAX_CONCURRENCY
+        )));
+    }
+    let node_timeout = humantime::parse_duration(&cli.node_timeout).map_err(|e| {
+        CtlError::Usage(format!(
+            "--node-timeout {:?}: {e} (write e.g. 15s)",
+            cli.node_timeout
+        ))
+    })?;
+    if node_timeout < std::time::Duration::from_millis(100) {
+        return Err(CtlError::Usage(format!(
+            "--node-timeout {} is too short: give at least 100ms",
+            cli.node_timeout
+        )));
+    }
+    if cli.retries > 10 {
+        return Err(CtlError::Usage(format!(
+            "--retries {} is more than 10",
+            cli.retries
+        )));
+    }
+    Ok(fleet::Fanout {
+        concurrency: cli.concurrency,
+        node_timeout,
+        retries: cli.retries,
+        progress: std::io::stderr().is_terminal(),
+    })
 }

@@ -519,8 +519,73 @@ fn inject_summary(r: &InjectResponse) -> String {
     format!("{what} pids {}", pids.join(","))
 }
 
-/// The per-node table of a fleet command.
+/// Past this many nodes, the fleet table summarises by outcome (`-o json` has every row).
+pub const FLEET_ROWS: usize = 50;
+
+/// A node's summary with its own name and address taken out, so that nodes with the
+/// same outcome read the same.
+fn outcome_text(r: &NodeResult) -> String {
+    let s = r.summary.replace(&r.address, "ADDRESS");
+    s.replace(&r.node, "NODE")
+}
+
+/// The table of a fleet command: one row per node up to [`FLEET_ROWS`] nodes, past that
+/// one row per outcome (how many nodes, a few of their names, the summary with each
+/// node's name and address written NODE and ADDRESS), failures first.
 pub fn fleet_table(results: &[NodeResult]) -> String {
+    if results.len() <= FLEET_ROWS {
+        return fleet_rows(results);
+    }
+    let mut groups: Vec<(bool, String, Vec<&str>)> = Vec::new();
+    let mut index: std::collections::HashMap<(bool, String), usize> =
+        std::collections::HashMap::new();
+    for r in results {
+        let key = (r.ok, outcome_text(r));
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key.0, key.1, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].2.push(&r.node);
+    }
+    // Failures first, then the largest groups.
+    groups.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.len().cmp(&a.2.len())));
+    let mut t = Table::new(&["RESULT", "NODES", "FOR EXAMPLE", "SUMMARY"]);
+    const SHOWN_GROUPS: usize = 20;
+    for (ok, text, nodes) in groups.iter().take(SHOWN_GROUPS) {
+        let mut names = nodes.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+        if nodes.len() > 3 {
+            names += ", ...";
+        }
+        t.row(vec![
+            if *ok { "ok" } else { "error" }.into(),
+            crate::fleet::thousands(nodes.len()),
+            names,
+            text.clone(),
+        ]);
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    let more = if groups.len() > SHOWN_GROUPS {
+        format!(
+            "({} more outcomes not shown)\n",
+            crate::fleet::thousands(groups.len() - SHOWN_GROUPS)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{}{more}{} of {} nodes ok{} (one row per outcome; every node's row: -o json)\n",
+        t.render(0),
+        crate::fleet::thousands(results.len() - failed),
+        crate::fleet::thousands(results.len()),
+        if failed > 0 {
+            format!(", {} failed", crate::fleet::thousands(failed))
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn fleet_rows(results: &[NodeResult]) -> String {
     let mut t = Table::new(&["NODE", "RESULT", "SUMMARY"]);
     for r in results {
         t.row(vec![
