@@ -528,3 +528,25 @@ async fn pid_namespace_fault_stays_there() {
     assert!(w2 < b2 + ms(5), "the other namespace: {b2:?} -> {w2:?}");
     assert_eq!(other.left.root_kind(&other.a), "noqueue");
 }
+
+/// `bench-net` smoked with 2 cycles (it needs netem, so it runs here, in the VM tier;
+/// tests/bench-smoke runs the other benchmarks on the host): a benchmark that no longer
+/// runs fails the tier. Its figures are printed, never judged.
+#[test]
+fn bench_net_runs() {
+    require!("root");
+    need_tc!("netem");
+    let out = std::process::Command::new(faultline_tests::bin("bench-net"))
+        .args(["--n", "2"])
+        .output()
+        .expect("run bench-net");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "bench-net failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("gRPC via faultctl's client"), "{stdout}");
+}
