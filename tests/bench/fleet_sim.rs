@@ -32,6 +32,11 @@ struct Args {
     /// Serve mutual TLS on loopback ports instead of Unix sockets.
     #[arg(long)]
     tls: bool,
+    /// Number the agents from N (node-N...): several simulator processes can serve one
+    /// fleet when one process may not open enough files (each agent holds a listener,
+    /// each client connection another file).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    first: usize,
     /// A faultd limits file every agent enforces [default: the `staging` profile].
     #[arg(long, value_name = "FILE")]
     limits: Option<PathBuf>,
@@ -92,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         } else {
             (None, String::new())
         };
-        let sim = Sim::start(a.agents, &a.dir, &limits, tls.as_ref()).await?;
+        let sim = Sim::start_from(a.first, a.agents, &a.dir, &limits, tls.as_ref()).await?;
         let inv = a.dir.join("fleet.toml");
         std::fs::write(&inv, sim.inventory(&defaults))?;
         println!(

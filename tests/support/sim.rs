@@ -81,6 +81,18 @@ impl Sim {
         limits: &Limits,
         tls: Option<&SimTls>,
     ) -> anyhow::Result<Sim> {
+        Sim::start_from(1, n, dir, limits, tls).await
+    }
+
+    /// [`Sim::start`] with agents numbered from `first` (several simulator processes can
+    /// share one fleet when one process may not hold enough open files).
+    pub async fn start_from(
+        first: usize,
+        n: usize,
+        dir: &Path,
+        limits: &Limits,
+        tls: Option<&SimTls>,
+    ) -> anyhow::Result<Sim> {
         let (stop, rx) = watch::channel(false);
         let tls_config = match tls {
             Some(t) => {
@@ -94,13 +106,13 @@ impl Sim {
             }
             None => None,
         };
-        let width = n.to_string().len().max(5);
+        let width = (first + n).to_string().len().max(5);
         let mut sim = Sim {
             agents: Vec::with_capacity(n),
             addresses: Vec::with_capacity(n),
             stop,
         };
-        for i in 1..=n {
+        for i in first..first + n {
             let agent = SimAgent::new(format!("node-{i:0width$}"), limits.clone());
             let svc = AgentServer::new(agent.clone());
             let mut rx = rx.clone();

@@ -466,13 +466,17 @@ pub(super) async fn drill(sc: Scenario, inv: Inventory, seed: u64) -> (Report, O
             }
         }));
     }
-    // Lease renewal, every third of the TTL (stopped before the leases are closed).
+    // Lease renewal, every third of the TTL from the start of one round to the next (a
+    // round over 10,000 nodes takes a while: sleeping a third after it would stretch the
+    // period by that much); stopped before the leases are closed.
     let renewal = {
         let me = runner.clone();
         tokio::spawn(async move {
             let every = me.sc.lease_ttl.0 / 3;
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::time::sleep(every).await;
+                tick.tick().await;
                 me.renew_all().await;
             }
         })
