@@ -432,7 +432,39 @@ pub fn next_elapse(name: &str) -> Option<u64> {
         &timer(name),
     ])
     .ok()?;
-    parse_unix_timestamp(out.trim())
+    parse_unix_timestamp(out.trim()).or_else(|| {
+        // A systemctl whose `show` ignores --timestamp: ask the manager over D-Bus.
+        let out = Command::new("busctl")
+            .args([
+                "get-property",
+                "org.freedesktop.systemd1",
+                &bus_path(&timer(name)),
+                "org.freedesktop.systemd1.Timer",
+                "NextElapseUSecRealtime",
+            ])
+            .output()
+            .ok()?;
+        let usec: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .strip_prefix("t ")?
+            .parse()
+            .ok()?;
+        (usec > 0).then_some(usec / 1000)
+    })
+}
+
+/// The manager's object path of a unit (sd-bus escaping: every byte but ASCII
+/// letters and digits becomes `_XX`).
+fn bus_path(unit: &str) -> String {
+    let mut p = String::from("/org/freedesktop/systemd1/unit/");
+    for b in unit.bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.push(b as char);
+        } else {
+            p.push_str(&format!("_{b:02x}"));
+        }
+    }
+    p
 }
 
 /// `@1733018400` (systemctl --timestamp=unix) in milliseconds.
@@ -494,6 +526,10 @@ mod tests {
         assert_eq!(parse_unix_timestamp("@1733018400"), Some(1_733_018_400_000));
         assert_eq!(parse_unix_timestamp(""), None);
         assert_eq!(parse_unix_timestamp("n/a"), None);
+        assert_eq!(
+            bus_path("faultline-drill@a.timer"),
+            "/org/freedesktop/systemd1/unit/faultline_2ddrill_40a_2etimer"
+        );
         let d = Drill {
             name: "n".into(),
             scenario: "s".into(),
