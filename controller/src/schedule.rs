@@ -357,6 +357,9 @@ pub fn remove(name: &str) -> Result<Drill, ScheduleError> {
     systemctl(&["disable", "--now", &timer(name)])?;
     let _ = systemctl(&["stop", &service(name)]);
     remove_files(name)?;
+    // The last drill takes its directory along (so that purging the package can remove
+    // /etc/faultline).
+    let _ = std::fs::remove_dir(drills_dir());
     systemctl(&["daemon-reload"])?;
     let _ = systemctl(&["reset-failed", &timer(name), &service(name)]);
     Ok(d)
@@ -422,18 +425,24 @@ pub fn list() -> Result<Vec<Listed>, ScheduleError> {
     Ok(out)
 }
 
-/// The timer's next elapse, as systemd computes it.
+/// The timer's next elapse, as systemd computes it: `systemctl show` (in UTC, read as
+/// printed, or `@SECONDS` where it honors --timestamp=unix), else the manager's property
+/// over D-Bus (busctl).
 pub fn next_elapse(name: &str) -> Option<u64> {
-    let out = systemctl(&[
-        "show",
-        "--timestamp=unix",
-        "--property=NextElapseUSecRealtime",
-        "--value",
-        &timer(name),
-    ])
-    .ok()?;
-    parse_unix_timestamp(out.trim()).or_else(|| {
-        // A systemctl whose `show` ignores --timestamp: ask the manager over D-Bus.
+    let shown = Command::new("systemctl")
+        .env("TZ", "UTC")
+        .args([
+            "show",
+            "--timestamp=unix",
+            "--property=NextElapseUSecRealtime",
+            "--value",
+            &timer(name),
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| parse_shown_time(String::from_utf8_lossy(&o.stdout).trim()));
+    shown.or_else(|| {
         let out = Command::new("busctl")
             .args([
                 "get-property",
@@ -453,6 +462,23 @@ pub fn next_elapse(name: &str) -> Option<u64> {
     })
 }
 
+/// A time as `systemctl show` prints it: `@1733018400` (--timestamp=unix), or
+/// `Tue 2026-12-01 02:00:00 UTC` (TZ=UTC); in milliseconds. None for `n/a`, empty, 0.
+fn parse_shown_time(s: &str) -> Option<u64> {
+    if let Some(secs) = s.strip_prefix('@') {
+        let secs: u64 = secs.parse().ok()?;
+        return (secs > 0).then_some(secs * 1000);
+    }
+    let mut w = s.split_whitespace();
+    let (_dow, date, time, zone) = (w.next()?, w.next()?, w.next()?, w.next()?);
+    if zone != "UTC" || w.next().is_some() {
+        return None;
+    }
+    let st = humantime::parse_rfc3339_weak(&format!("{date} {time}")).ok()?;
+    let ms = st.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    (ms > 0).then_some(ms)
+}
+
 /// The manager's object path of a unit (sd-bus escaping: every byte but ASCII
 /// letters and digits becomes `_XX`).
 fn bus_path(unit: &str) -> String {
@@ -465,12 +491,6 @@ fn bus_path(unit: &str) -> String {
         }
     }
     p
-}
-
-/// `@1733018400` (systemctl --timestamp=unix) in milliseconds.
-fn parse_unix_timestamp(s: &str) -> Option<u64> {
-    let secs: u64 = s.strip_prefix('@')?.parse().ok()?;
-    (secs > 0).then_some(secs * 1000)
 }
 
 /// Scenario name to its drills' next runs, for `report summary`. Empty where there
@@ -523,9 +543,14 @@ mod tests {
 
     #[test]
     fn timestamps_and_drop_in() {
-        assert_eq!(parse_unix_timestamp("@1733018400"), Some(1_733_018_400_000));
-        assert_eq!(parse_unix_timestamp(""), None);
-        assert_eq!(parse_unix_timestamp("n/a"), None);
+        assert_eq!(parse_shown_time("@1733018400"), Some(1_733_018_400_000));
+        assert_eq!(
+            parse_shown_time("Tue 2026-12-01 02:00:00 UTC"),
+            Some(1_796_090_400_000)
+        );
+        assert_eq!(parse_shown_time("Tue 2026-12-01 02:00:00 CET"), None);
+        assert_eq!(parse_shown_time(""), None);
+        assert_eq!(parse_shown_time("n/a"), None);
         assert_eq!(
             bus_path("faultline-drill@a.timer"),
             "/org/freedesktop/systemd1/unit/faultline_2ddrill_40a_2etimer"
