@@ -300,7 +300,7 @@ Examples:
         name: String,
         /// The scenario (YAML), checked and copied.
         file: std::path::PathBuf,
-        /// When to run: a systemd calendar spec (daily, \"*-*-* 02:00:00 UTC\", \"Tue 10:00\").
+        /// When to run: a systemd calendar spec (daily, "*-*-* 02:00:00 UTC", "Tue 10:00").
         #[arg(long, value_name = "SPEC")]
         on_calendar: String,
         /// Start each run up to this much later, at random (RandomizedDelaySec): 10m, 1h.
