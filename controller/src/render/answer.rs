@@ -171,6 +171,17 @@ pub fn status_table(s: &StatusResponse, now_ms: u64) -> String {
         ("kernel", or_dash(&s.kernel_release)),
         ("cgroups", or_dash(&s.cgroup_mode)),
         ("limits", or_dash(&s.limits_source)),
+        (
+            "protected",
+            if s.protected_traffic.is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "network faults spare {} (and a TCP caller's own connection)",
+                    s.protected_traffic
+                )
+            },
+        ),
     ]);
     out.push('\n');
     let mut t = Table::new(&["KIND", "SUPPORTED", "DETAIL"]);
