@@ -86,6 +86,41 @@ fn bad_network_input_is_refused_and_changes_nothing() {
             3,
             "network.min_rate",
         ),
+        // Issue #15: a blackhole needs allow_blackhole (false in production); it takes no
+        // netem parameter; --dns takes no port or protocol.
+        (
+            &["--iface", &p.a, "--blackhole"],
+            3,
+            "network.allow_blackhole",
+        ),
+        (
+            &["--iface", &p.a, "--blackhole", "--direction", "both"],
+            3,
+            "network.allow_blackhole",
+        ),
+        (
+            &["--iface", &p.a, "--blackhole", "--delay", "10ms"],
+            2,
+            "takes no --delay",
+        ),
+        (
+            &["--iface", &p.a, "--dns", "--delay", "10ms", "--dport", "53"],
+            2,
+            "takes no --dport",
+        ),
+        (
+            &[
+                "--iface",
+                &p.a,
+                "--dns",
+                "--delay",
+                "10ms",
+                "--protocol",
+                "udp",
+            ],
+            2,
+            "takes no --protocol",
+        ),
     ];
     for (extra, code, needle) in cases {
         let mut args: Vec<&str> = base.to_vec();
