@@ -963,6 +963,7 @@ fn a_tls_controller_across_a_blackholed_veth_keeps_control() {
         ..Default::default()
     });
     let web = tcp_echo_in(&l.left, "10.77.0.1:8080");
+    let ssh = tcp_echo_in(&l.left, "10.77.0.1:22");
     let ctl = |args: &[&str]| -> std::process::Output {
         std::process::Command::new("ip")
             .args(["netns", "exec", &l.right.name])
@@ -1018,7 +1019,8 @@ fn a_tls_controller_across_a_blackholed_veth_keeps_control() {
         filters.contains("match 0a4d0002/ffffffff at 16") && filters.contains("gact action drop"),
         "a filter sparing packets to the caller, ahead of the drop: {filters}"
     );
-    // Everything else across the veth is cut, both ways.
+    // Everything else across the veth is cut, both ways; SSH is not.
+    tcp_round_trip(&l.right, ssh).expect("port 22 crosses a blackhole in both directions");
     assert!(tcp_round_trip(&l.right, web).is_err(), "8080 is blackholed");
     assert!(!udp_reaches(
         &l.left,
