@@ -62,9 +62,10 @@ Examples:
   faultctl inject net --iface eth0 --direction ingress --delay 30ms --for 1m
   faultctl inject net --iface eth0 --rate 10mbit --for 10m --dry-run
   faultctl inject net --iface eth0 --blackhole --dst 10.0.3.0/24 --for 1m   # drop, not delay
+  faultctl inject net --iface eth0 --blackhole --direction both --dst 10.0.3.0/24 --for 1m  # partition
   faultctl inject net --iface eth0 --dns --blackhole --for 1m          # DNS fails
 
-Without --dst/--src/--dport/--sport/--protocol the whole interface is affected; with
+Without --dst/--src/--dport/--sport/--protocol/--dns the whole interface is affected; with
 them only matching packets are, and all other traffic is untouched. Any combination of
 netem parameters fits in one fault. An interface whose root qdisc is the operator's
 own (htb, tbf, fq, cake...) is refused and left alone. One network fault at a time per
