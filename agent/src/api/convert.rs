@@ -808,6 +808,19 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
             max_corrupt_percent: l.network.max_corrupt_percent,
             max_reorder_percent: l.network.max_reorder_percent,
             min_rate_bits_per_sec: l.network.min_rate_bits,
+            protected_ports: l
+                .network
+                .protected_ports
+                .iter()
+                .map(|p| u32::from(*p))
+                .collect(),
+            protected_cidrs: l
+                .network
+                .protected_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            allow_blackhole: l.network.allow_blackhole,
         }),
         cpu: Some(pb::StressLimits {
             max_percent: l.cpu.max_percent,
