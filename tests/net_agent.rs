@@ -649,6 +649,10 @@ fn port_22_crosses_a_total_loss_fault_both_ways_and_8080_does_not() {
     let l = net_common::Link::new();
     let ssh = tcp_echo_in(&l.left, "10.77.0.1:22");
     let web = tcp_echo_in(&l.left, "10.77.0.1:8080");
+    // IPv6 too: the ip6 exemption filters (ports at offset 40 of the IPv6 header).
+    let ssh6 = tcp_echo_in(&l.left, "[fd77::1]:22");
+    let web6 = tcp_echo_in(&l.left, "[fd77::1]:8080");
+    tcp_round_trip(&l.right, ssh6).expect("IPv6 port 22 before the fault");
     tcp_round_trip(&l.right, ssh).expect("port 22 before the fault");
     tcp_round_trip(&l.right, web).expect("port 8080 before the fault");
     let status = agent.ctl_json(&["status"]);
@@ -711,10 +715,16 @@ fn port_22_crosses_a_total_loss_fault_both_ways_and_8080_does_not() {
         );
         tcp_round_trip(&l.right, ssh)
             .unwrap_or_else(|e| panic!("{direction}: port 22 under --loss 100%: {e}"));
+        tcp_round_trip(&l.right, ssh6)
+            .unwrap_or_else(|e| panic!("{direction}: IPv6 port 22 under --loss 100%: {e}"));
         let cut = tcp_round_trip(&l.right, web);
         assert!(
             cut.is_err(),
             "{direction}: port 8080 crossed a --loss 100% fault"
+        );
+        assert!(
+            tcp_round_trip(&l.right, web6).is_err(),
+            "{direction}: IPv6 port 8080 crossed a --loss 100% fault"
         );
         let out = agent.ctl(&["revert", &id]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -1042,4 +1052,53 @@ fn a_tls_controller_across_a_blackholed_veth_keeps_control() {
     assert_eq!(l.left.root_kind(&l.a), "noqueue");
     assert!(!l.left.links().contains("flifb"));
     tcp_round_trip(&l.right, web).expect("8080 after the revert");
+}
+
+/// Issue #15: `--dns --blackhole` drops DNS, UDP and TCP to port 53, and nothing else;
+/// the revert lets it through again.
+#[test]
+fn dns_blackhole_drops_udp_and_tcp_port_53_only() {
+    require!("root", "prio", "u32");
+    let agent = Agent::start_staging();
+    let l = net_common::Link::new();
+    let dns_tcp = tcp_echo_in(&l.right, "10.77.0.2:53");
+    let other_tcp = tcp_echo_in(&l.right, "10.77.0.2:5353");
+    assert!(udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:53"));
+    tcp_round_trip(&l.left, dns_tcp).expect("TCP 53 before the fault");
+    let id = fault_id(&agent.ctl_json(&[
+        "inject",
+        "net",
+        "--netns",
+        &l.left.name,
+        "--iface",
+        &l.a,
+        "--dns",
+        "--blackhole",
+        "--for",
+        "60s",
+    ]));
+    let got = agent.ctl_json(&["get", &id]);
+    assert!(
+        got.to_string().contains("DNS (dport 53, udp and tcp)"),
+        "{got}"
+    );
+    assert!(
+        !udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:53"),
+        "a DNS query over UDP left"
+    );
+    assert!(
+        tcp_round_trip(&l.left, dns_tcp).is_err(),
+        "DNS over TCP left"
+    );
+    assert!(udp_reaches(
+        &l.left,
+        "10.77.0.1",
+        &l.right,
+        "10.77.0.2:5353"
+    ));
+    tcp_round_trip(&l.left, other_tcp).expect("TCP 5353 is not DNS");
+    let o = agent.ctl(&["revert", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:53"));
+    tcp_round_trip(&l.left, dns_tcp).expect("TCP 53 after the revert");
 }

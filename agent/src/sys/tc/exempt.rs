@@ -12,6 +12,12 @@
 //! - a protected flow A:P (the TCP caller of an Inject): `match ip dst A/32 match ip
 //!   dport P` (packets to it) and `match ip src A/32 match ip sport P` (packets from it).
 //!
+//! - address resolution, whenever anything is protected: every ARP packet (`protocol
+//!   arp ... match u32 0 0`) and IPv6 neighbour discovery (ICMPv6 types 133-137:
+//!   `match ip6 protocol 58 0xff match u8 TYPE MASK at 40`). Without them a protected
+//!   flow dies once the neighbour cache entries expire (tens of seconds), because a
+//!   whole-interface fault would drop the ARP replies and neighbour advertisements.
+//!
 //! Ports are matched without a protocol, at the offsets iproute2's `match ip dport` uses:
 //! TCP and UDP alike. Other protocols whose header bytes happen to hold the same value
 //! at that offset are spared too, which errs on the side of safety.
@@ -19,8 +25,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use rtnetlink::packet_route::tc::TcU32Key;
+
 use super::error::NetError;
-use super::filter::{Cidr, PortRange, Selection, U32Match};
+use super::filter::{Cidr, ETH_P_ARP, ETH_P_IPV6, PortRange, Selection, U32Match, pack_field};
 
 /// The prio band (1-based class minor) protected flows are steered into: `fa17:2`, the
 /// band the priomap gives ordinary traffic.
@@ -29,9 +37,10 @@ pub const EXEMPT_BAND: u16 = 2;
 /// fault's selection (IPv4, IPv6), then the match-all of a whole-interface fault.
 pub const PRIO_EXEMPT_V4: u16 = 1;
 pub const PRIO_EXEMPT_V6: u16 = 2;
-pub const PRIO_SELECT_V4: u16 = 3;
-pub const PRIO_SELECT_V6: u16 = 4;
-pub const PRIO_ALL: u16 = 5;
+pub const PRIO_EXEMPT_ARP: u16 = 3;
+pub const PRIO_SELECT_V4: u16 = 4;
+pub const PRIO_SELECT_V6: u16 = 5;
+pub const PRIO_ALL: u16 = 6;
 
 /// Traffic no fault may touch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,8 +109,31 @@ impl Exempt {
                 }
             }
         }
+        if !out.is_empty() {
+            out.extend(neighbour_resolution());
+        }
         Ok(out)
     }
+}
+
+/// ARP, and ICMPv6 neighbour discovery (router solicitation 133, advertisement 134,
+/// neighbour solicitation 135, advertisement 136, redirect 137) as three type blocks:
+/// the traffic a protected flow needs to keep its neighbour entries alive.
+fn neighbour_resolution() -> Vec<U32Match> {
+    let mut out = vec![U32Match {
+        protocol: ETH_P_ARP,
+        ..U32Match::all()
+    }];
+    for (ty, mask) in [(133u32, 0xffu32), (134, 0xfe), (136, 0xfe)] {
+        let mut keys: Vec<TcU32Key> = Vec::new();
+        pack_field(&mut keys, 58, 0xff, 6, 8);
+        pack_field(&mut keys, ty, mask, 40, 8);
+        out.push(U32Match {
+            protocol: ETH_P_IPV6,
+            keys,
+        });
+    }
+    out
 }
 
 /// The /32 (or /128) of one address; an IPv4-mapped IPv6 address (a dual-stack
@@ -155,8 +187,11 @@ mod tests {
             ..Default::default()
         };
         let m = e.matches().unwrap();
-        // sport and dport, IPv4 and IPv6; the duplicate port adds nothing.
-        assert_eq!(m.len(), 4);
+        // sport and dport, IPv4 and IPv6; the duplicate port adds nothing; then ARP and
+        // the three neighbour discovery blocks.
+        assert_eq!(m.len(), 4 + 4);
+        assert_eq!(m[4].protocol, ETH_P_ARP);
+        let m = &m[..4];
         assert_eq!(m.iter().filter(|m| m.protocol == ETH_P_IP).count(), 2);
         assert_eq!(m.iter().filter(|m| m.protocol == ETH_P_IPV6).count(), 2);
         assert!(m.iter().all(|m| m.keys.len() == 1));
@@ -178,9 +213,10 @@ mod tests {
         };
         let m = e.matches().unwrap();
         // A mapped address is matched as the IPv4 address on the wire.
-        assert_eq!(m.len(), 2);
+        assert_eq!(m.len(), 2 + 4);
         assert!(
-            m.iter()
+            m[..2]
+                .iter()
                 .all(|m| m.protocol == ETH_P_IP && m.keys.len() == 2)
         );
         assert_eq!(e.to_string(), "flow 10.1.2.3:50522");
@@ -189,7 +225,7 @@ mod tests {
             ports: vec![22, 7443],
             ..Default::default()
         };
-        assert_eq!(c.matches().unwrap().len(), 2 * 4 + 2);
+        assert_eq!(c.matches().unwrap().len(), 2 * 4 + 2 + 4);
         assert_eq!(c.to_string(), "ports 22, 7443; 2001:db8::/32");
         assert_eq!(Exempt::none().to_string(), "nothing");
         assert!(Exempt::none().matches().unwrap().is_empty());

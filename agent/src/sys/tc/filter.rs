@@ -164,6 +164,7 @@ pub struct Selection {
 pub const ETH_P_ALL: u16 = 0x0003;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
 
 /// One u32 filter: the ethernet protocol it is attached for and its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,7 +221,7 @@ fn pack_prefix(keys: &mut Vec<TcU32Key>, c: &Cidr, off: i32) {
 }
 
 /// iproute2's pack_key16/pack_key8 for a field at byte offset `off`.
-fn pack_field(keys: &mut Vec<TcU32Key>, val: u32, mask: u32, off: i32, width_bits: u32) {
+pub(super) fn pack_field(keys: &mut Vec<TcU32Key>, val: u32, mask: u32, off: i32, width_bits: u32) {
     let shift = 32 - width_bits - 8 * (off as u32 & 3);
     pack(keys, val << shift, mask << shift, off & !3);
 }

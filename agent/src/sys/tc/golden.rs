@@ -731,7 +731,6 @@ fn exemption_filters_and_the_match_all() {
     .matches()
     .unwrap();
     // sport then dport for IPv4, then the same for IPv6.
-    assert_eq!(ssh.len(), 4);
     u32_readback("exempt_sport4", PRIO_EXEMPT_V4, ssh[0].clone(), EXEMPT_BAND);
     assert_eq!(ssh[3].protocol, ETH_P_IPV6);
     u32_readback("exempt_dport6", PRIO_EXEMPT_V6, ssh[3].clone(), EXEMPT_BAND);
@@ -751,6 +750,18 @@ fn exemption_filters_and_the_match_all() {
     // dst then src.
     u32_readback("exempt_src4", PRIO_EXEMPT_V4, net[1].clone(), EXEMPT_BAND);
     u32_readback("match_all", PRIO_ALL, U32Match::all(), FAULT_BAND);
+    // Address resolution rides along with any exemption: ARP, then ICMPv6 neighbour
+    // discovery as three type blocks (133, 134-135, 136-137).
+    let n = ssh.len();
+    assert_eq!(n, 8);
+    assert_eq!(ssh[4].protocol, super::filter::ETH_P_ARP);
+    u32_readback(
+        "exempt_arp",
+        super::exempt::PRIO_EXEMPT_ARP,
+        ssh[4].clone(),
+        EXEMPT_BAND,
+    );
+    u32_readback("exempt_nd6", PRIO_EXEMPT_V6, ssh[6].clone(), EXEMPT_BAND);
 }
 
 /// `... u32 match ... action drop`: a gact with TC_ACT_SHOT and no class, byte-exact

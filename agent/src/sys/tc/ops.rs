@@ -11,13 +11,13 @@
 //! - egress with a selection:
 //!   `tc qdisc replace dev IF root handle fa17: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1`,
 //!   `tc qdisc add dev IF parent fa17:4 handle fa18: netem ...`,
-//!   `tc filter add dev IF parent fa17: protocol ip|ipv6 prio 1|2 u32 match ... flowid fa17:4` (one per
+//!   `tc filter add dev IF parent fa17: protocol ip|ipv6 prio 4|5 u32 match ... flowid fa17:4` (one per
 //!   [`U32Match`]);
 //! - protected traffic ([`Exempt`], not empty): the prio root above even for a
 //!   whole-interface fault, with `tc filter add dev IF parent fa17: protocol ip|ipv6
-//!   prio 1|2 u32 match ip sport 22 0xffff flowid fa17:2` (and the like, see
-//!   [`super::exempt`]) ahead of the selection's filters (prio 3|4), and for a
-//!   whole-interface fault `tc filter add dev IF parent fa17: protocol all prio 5 u32
+//!   prio 1|2 u32 match ip sport 22 0xffff flowid fa17:2` (and the like, ARP at prio 3;
+//!   see [`super::exempt`]) ahead of the selection's filters (prio 4|5), and for a
+//!   whole-interface fault `tc filter add dev IF parent fa17: protocol all prio 6 u32
 //!   match u32 0 0 flowid fa17:4` after them;
 //! - ingress: `ip link add flifbXXXX type ifb`, `ip link set flifbXXXX up`, the egress
 //!   setup above on the IFB, then `tc qdisc add dev IF handle ffff: ingress` and
@@ -45,9 +45,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::NetError;
 use super::exempt::{
-    EXEMPT_BAND, Exempt, PRIO_ALL, PRIO_EXEMPT_V4, PRIO_EXEMPT_V6, PRIO_SELECT_V4, PRIO_SELECT_V6,
+    EXEMPT_BAND, Exempt, PRIO_ALL, PRIO_EXEMPT_ARP, PRIO_EXEMPT_V4, PRIO_EXEMPT_V6, PRIO_SELECT_V4,
+    PRIO_SELECT_V6,
 };
-use super::filter::{ETH_P_IP, GACT, Selection, TC_ACT_SHOT, TCA_GACT_PARMS, U32Match};
+use super::filter::{ETH_P_IP, ETH_P_IPV6, GACT, Selection, TC_ACT_SHOT, TCA_GACT_PARMS, U32Match};
 use super::msg::{self, INGRESS_HANDLE, INGRESS_PARENT, Mode, ROOT};
 use super::netem::Netem;
 use super::qdisc::{Prio, RootKind, Tbf, classify_root, handle_str};
@@ -533,9 +534,9 @@ impl Tc {
 
     /// `tc qdisc replace dev IF root handle fa17: prio bands 4 priomap ...`,
     /// `tc qdisc add dev IF parent fa17:4 handle fa18: netem ...`, then one
-    /// `tc filter add dev IF parent fa17: protocol P prio 1|2 u32 match ... flowid fa17:2`
-    /// per `exempt` match, then one `... prio 3|4 u32 match ... flowid fa17:4` per
-    /// `matches`; an empty `matches` adds a match-all (`protocol all prio 5 u32 match u32
+    /// `tc filter add dev IF parent fa17: protocol P prio 1|2|3 u32 match ... flowid fa17:2`
+    /// per `exempt` match, then one `... prio 4|5 u32 match ... flowid fa17:4` per
+    /// `matches`; an empty `matches` adds a match-all (`protocol all prio 6 u32 match u32
     /// 0 0 flowid fa17:4`) so that everything else takes the fault. Removes the root again
     /// if a later step fails. `netem` None: a blackhole, no netem child, and the fault's
     /// filters drop (`... u32 match ... action drop`) instead of classifying.
@@ -578,10 +579,10 @@ impl Tc {
                 .await?;
             }
             for m in exempt {
-                let prio = if m.protocol == ETH_P_IP {
-                    PRIO_EXEMPT_V4
-                } else {
-                    PRIO_EXEMPT_V6
+                let prio = match m.protocol {
+                    ETH_P_IP => PRIO_EXEMPT_V4,
+                    ETH_P_IPV6 => PRIO_EXEMPT_V6,
+                    _ => PRIO_EXEMPT_ARP,
                 };
                 self.add_u32_filter(
                     ifindex,

@@ -106,8 +106,10 @@ capture exempt_sport4          $F protocol ip prio 1 u32 match ip sport 22 0xfff
 capture exempt_dport6          $F protocol ipv6 prio 2 u32 match ip6 dport 22 0xffff flowid fa17:2
 capture exempt_flow4           $F protocol ip prio 1 u32 match ip dst 10.1.2.3/32 match ip dport 50522 0xffff flowid fa17:2
 capture exempt_src4            $F protocol ip prio 1 u32 match ip src 10.9.0.0/16 flowid fa17:2
-capture match_all              $F protocol all prio 5 u32 match u32 0 0 flowid fa17:4
+capture exempt_arp             $F protocol arp prio 3 u32 match u32 0 0 flowid fa17:2
+capture exempt_nd6             $F protocol ipv6 prio 2 u32 match ip6 protocol 58 0xff match u8 134 0xfe at 40 flowid fa17:2
+capture match_all              $F protocol all prio 6 u32 match u32 0 0 flowid fa17:4
 # blackhole: gact drop on the selection's filter, and on the match-all
-capture drop_dst4              $F protocol ip prio 3 u32 match ip dst 10.1.0.0/24 action drop
-capture drop_all               $F protocol all prio 5 u32 match u32 0 0 action drop
+capture drop_dst4              $F protocol ip prio 4 u32 match ip dst 10.1.0.0/24 action drop
+capture drop_all               $F protocol all prio 6 u32 match u32 0 0 action drop
 echo "fixtures written to $here"
