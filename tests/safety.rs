@@ -306,6 +306,38 @@ fn limits_file_with_wrong_permissions_stops_the_start() {
     assert!(!dir.path().join("s.sock").exists(), "never listened");
 }
 
+/// Issue #15: a protected port or prefix that does not parse stops faultd's start,
+/// naming the file, the line and the field; nothing listens.
+#[test]
+fn bad_protected_traffic_in_the_limits_file_stops_the_start() {
+    require!("root");
+    for (body, line, field, why) in [
+        (
+            "[network]\nprotected_ports = [22, 70000]\n",
+            2,
+            "network.protected_ports",
+            "70000 is not a port in 1..=65535",
+        ),
+        (
+            "profile = \"staging\"\n[network]\n\nprotected_cidrs = [\"10.0.0.0/8\", \"10.1.2\"]\n",
+            4,
+            "network.protected_cidrs",
+            "\"10.1.2\": not an IPv4 or IPv6 address",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("none.toml"), "").unwrap();
+        let p = dir.path().join("limits.toml");
+        std::fs::write(&p, body).unwrap();
+        let out = start_faultd_with_limits(&p, dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let want = format!("{}:{line}: field {field}: {why}", p.display());
+        assert!(err.contains(&want), "want {want:?} in: {err}");
+        assert!(!dir.path().join("s.sock").exists(), "never listened");
+    }
+}
+
 fn cleanup(state: &Path, config: &Path) -> std::process::Output {
     Command::new(faultline_tests::bin("faultd"))
         .arg("cleanup")

@@ -21,6 +21,9 @@ pub struct Host {
     /// state dir, so that a sweep removes only its own even if several agents share a
     /// cgroup (tests; one agent per node in production).
     pub instance: String,
+    /// The TCP port faultd serves gRPC on (mutual TLS), once bound: every network fault
+    /// steers it past itself, so no fault cuts a remote controller off.
+    pub listen_port: std::sync::OnceLock<u16>,
 }
 
 impl Host {
@@ -37,6 +40,7 @@ impl Host {
                 .unwrap_or_default(),
             net: Err("not probed yet".into()),
             instance: "x".into(),
+            listen_port: std::sync::OnceLock::new(),
             hostname: uts
                 .as_ref()
                 .map(|u| u.nodename().to_string_lossy().into_owned())

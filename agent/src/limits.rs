@@ -235,6 +235,13 @@ pub struct NetworkLimits {
     pub min_rate_bits: u64,
     /// Interfaces no network fault may touch (in any namespace).
     pub protected_interfaces: Vec<String>,
+    /// Ports (source or destination, TCP or UDP) every network fault steers past
+    /// itself, both ways; `[22]` by default.
+    pub protected_ports: Vec<u16>,
+    /// Address prefixes (source or destination) every network fault steers past itself.
+    pub protected_cidrs: Vec<crate::sys::tc::Cidr>,
+    /// Whether a network fault may drop every selected packet (`--blackhole`).
+    pub allow_blackhole: bool,
     /// Network faults active at once; `None`: only the global cap.
     pub max_concurrent: Option<u32>,
 }
@@ -284,6 +291,9 @@ impl Limits {
             max_reorder_percent,
             min_rate_bits,
             protected_interfaces,
+            protected_ports,
+            protected_cidrs,
+            allow_blackhole,
             max_concurrent: network_max,
         } = network;
         let HealthLimits {
@@ -329,6 +339,25 @@ impl Limits {
             ("network.max_reorder_percent", pct(max_reorder_percent)),
             ("network.min_rate", format_rate(*min_rate_bits)),
             ("network.protected_interfaces", list(protected_interfaces)),
+            (
+                "network.protected_ports",
+                list(
+                    &protected_ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("network.allow_blackhole", allow_blackhole.to_string()),
+            (
+                "network.protected_cidrs",
+                list(
+                    &protected_cidrs
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             ("network.max_concurrent", cap(network_max)),
         ]
         .into_iter()
@@ -411,6 +440,9 @@ impl Limits {
                 max_reorder_percent: 1.0,
                 min_rate_bits: 1_000_000,
                 protected_interfaces: vec![],
+                protected_ports: vec![22],
+                protected_cidrs: vec![],
+                allow_blackhole: false,
                 max_concurrent: None,
             },
             cpu: StressLimits {
@@ -439,6 +471,7 @@ impl Limits {
         l.network.max_corrupt_percent = 5.0;
         l.network.max_reorder_percent = 5.0;
         l.network.min_rate_bits = 100_000;
+        l.network.allow_blackhole = true;
         l.cpu.max_percent = 50.0;
         l.memory.max_percent = 30.0;
         l
@@ -568,6 +601,47 @@ impl Limits {
             }
             if let Some(v) = &n.protected_interfaces {
                 l.network.protected_interfaces = v.clone();
+            }
+            if let Some(v) = &n.allow_blackhole {
+                l.network.allow_blackhole = *v;
+            }
+            if let Some(v) = &n.protected_ports {
+                l.network.protected_ports = v
+                    .iter()
+                    .map(|p| {
+                        p.get_ref()
+                            .as_integer()
+                            .and_then(|i| u16::try_from(i).ok())
+                            .filter(|&i| i > 0)
+                            .ok_or_else(|| {
+                                bad(
+                                    p.span(),
+                                    "network.protected_ports",
+                                    format!("{} is not a port in 1..=65535", p.get_ref()),
+                                )
+                            })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            if let Some(v) = &n.protected_cidrs {
+                l.network.protected_cidrs = v
+                    .iter()
+                    .map(|c| {
+                        let e = |why: String| bad(c.span(), "network.protected_cidrs", why);
+                        match c.get_ref().as_str() {
+                            Some(t) => t.parse().map_err(|x| match x {
+                                crate::sys::tc::NetError::InvalidParameter { reason, .. } => {
+                                    e(reason)
+                                }
+                                other => e(other.to_string()),
+                            }),
+                            None => Err(e(format!(
+                                "{} is not a string such as \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                                c.get_ref()
+                            ))),
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
             }
             if let Some(m) = &n.max_concurrent {
                 l.network.max_concurrent = Some(*m.get_ref());
@@ -874,6 +948,9 @@ struct RawNetwork {
     max_reorder_percent: Option<Spanned<f64>>,
     min_rate: Option<Spanned<String>>,
     protected_interfaces: Option<Vec<String>>,
+    protected_ports: Option<Vec<Spanned<toml::Value>>>,
+    protected_cidrs: Option<Vec<Spanned<toml::Value>>>,
+    allow_blackhole: Option<bool>,
     max_concurrent: Option<Spanned<u32>>,
 }
 
@@ -907,6 +984,54 @@ pub(crate) mod tests {
         assert_eq!(l.process.max_kills_per_minute, 6);
         for p in ["sshd", "systemd-journald", "faultd"] {
             assert!(l.process.protected_processes.iter().any(|x| x == p));
+        }
+    }
+
+    #[test]
+    fn protected_traffic_defaults_to_ssh_and_bad_entries_name_line_and_field() {
+        for l in [Limits::production(), Limits::staging()] {
+            assert_eq!(l.network.protected_ports, vec![22]);
+            assert!(l.network.protected_cidrs.is_empty());
+        }
+        let l = parse(
+            "[network]\nprotected_ports = [22, 7443]\nprotected_cidrs = [\"10.9.0.0/16\", \"2001:db8::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(l.network.protected_ports, vec![22, 7443]);
+        assert_eq!(
+            l.network
+                .protected_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            ["10.9.0.0/16", "2001:db8::1/128"]
+        );
+        assert!(
+            parse("[network]\nprotected_ports = []\n")
+                .unwrap()
+                .network
+                .protected_ports
+                .is_empty()
+        );
+        for (text, want) in [
+            (
+                "[network]\n\nprotected_ports = [22,\n 70000]\n",
+                "/etc/faultline/limits.toml:4: field network.protected_ports: 70000 is not a port in 1..=65535",
+            ),
+            (
+                "[network]\nprotected_ports = [\"ssh\"]\n",
+                "/etc/faultline/limits.toml:2: field network.protected_ports: \"ssh\" is not a port in 1..=65535",
+            ),
+            (
+                "[network]\nprotected_cidrs = [\"10.0.0.0/33\"]\n",
+                "/etc/faultline/limits.toml:2: field network.protected_cidrs: \"10.0.0.0/33\": prefix length must be 0..=32",
+            ),
+            (
+                "[network]\nprotected_cidrs = [10]\n",
+                "/etc/faultline/limits.toml:2: field network.protected_cidrs: 10 is not a string such as \"10.0.0.0/8\" or \"2001:db8::/32\"",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), want);
         }
     }
 

@@ -320,6 +320,24 @@ mod tests {
         )
     }
 
+    #[test]
+    fn blackhole_needs_allow_blackhole() {
+        let mut bh = net(|_| {});
+        let FaultSpec::Network(n) = &mut bh else {
+            unreachable!()
+        };
+        n.set_blackhole();
+        let e = check(&bh, Some(Duration::from_secs(10)), &Limits::production()).unwrap_err();
+        assert_eq!(e.limit(), Some("network.allow_blackhole"));
+        assert!(
+            e.to_string().starts_with(
+                "refused by limit network.allow_blackhole = false: requested a blackhole"
+            ),
+            "{e}"
+        );
+        check(&bh, Some(Duration::from_secs(10)), &Limits::staging()).unwrap();
+    }
+
     fn delay(ms: u64, jitter_ms: u64) -> FaultSpec {
         net(|n| {
             n.delay = Some(crate::sys::tc::Delay {

@@ -206,6 +206,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 format!("cannot listen on {addr} (listen in faultd.toml or --listen)")
             })?;
             let local = listener.local_addr()?;
+            let _ = engine.host().listen_port.set(local.port());
             tracing::info!(address = %local, roles = cfg.roles.len(), "serving gRPC over mutual TLS");
             let roles = cfg.roles.iter().map(|(k, v)| (k.clone(), *v)).collect();
             let tls_auth = Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles);

@@ -398,6 +398,7 @@ impl Agent for FakeAgent {
             started_at_ms: self.started_at_ms,
             pid: std::process::id(),
             limits_source: "embedded defaults".into(),
+            protected_traffic: "port 22".into(),
         }))
     }
 

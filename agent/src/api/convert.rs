@@ -374,10 +374,11 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
     let direction = match n.direction.trim() {
         "" | "egress" => tc::Direction::Egress,
         "ingress" => tc::Direction::Ingress,
+        "both" => tc::Direction::Both,
         d => {
             return Err(FaultError::invalid(
                 format!("{F}.direction"),
-                format!("{d:?}: use egress or ingress"),
+                format!("{d:?}: use egress, ingress or both"),
             ));
         }
     };
@@ -482,12 +483,18 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             cell_overhead: 0,
         });
     }
-    if netem
+    let no_netem = netem
         == (tc::Netem {
             limit: netem.limit,
             ..tc::Netem::default()
-        })
-    {
+        });
+    if n.blackhole && (!no_netem || e.limit != 0) {
+        return Err(FaultError::invalid(
+            format!("{F}.blackhole"),
+            "a blackhole drops every selected packet: it takes no netem parameter (delay, loss, duplicate, corrupt, reorder, rate, limit); give one or the other",
+        ));
+    }
+    if no_netem && !n.blackhole {
         return Err(FaultError::invalid(
             format!("{F}.netem"),
             "no netem parameter given: set at least one of delay, loss, duplicate, corrupt, reorder, rate",
@@ -513,7 +520,17 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
                 .map_err(|e| FaultError::invalid(sf(name), e.to_string())),
         }
     };
-    let selection = tc::Selection {
+    if sel.dns
+        && (!sel.dport.trim().is_empty()
+            || !sel.sport.trim().is_empty()
+            || !sel.protocol.trim().is_empty())
+    {
+        return Err(FaultError::invalid(
+            sf("dns"),
+            "DNS selects destination port 53, UDP and TCP, itself: give no dport, sport or protocol with it",
+        ));
+    }
+    let mut selection = tc::Selection {
         dst: cidrs(&sel.dst, "dst")?,
         src: cidrs(&sel.src, "src")?,
         dport: port(&sel.dport, "dport")?,
@@ -532,16 +549,30 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             "ports need a protocol (tcp or udp): port offsets are only meaningful within one",
         ));
     }
+    if sel.dns {
+        // Port 53 at the UDP and TCP port offset, with no protocol key: both.
+        selection.dport = Some(tc::PortRange {
+            first: 53,
+            last: 53,
+        });
+    }
     let fault = tc::NetFault {
         iface: iface.to_string(),
         direction,
         netem,
         selection,
     };
-    match container {
+    let mut spec = match container {
         Some(c) => NetworkSpec::in_container(c, fault),
         None => NetworkSpec::new(target, fault),
+    }?;
+    if n.blackhole {
+        spec.set_blackhole();
     }
+    if sel.dns {
+        spec.set_dns();
+    }
+    Ok(spec)
 }
 
 fn placement(p: Option<&pb::StressPlacement>, field: &str) -> Result<Placement, FaultError> {
@@ -777,6 +808,19 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
             max_corrupt_percent: l.network.max_corrupt_percent,
             max_reorder_percent: l.network.max_reorder_percent,
             min_rate_bits_per_sec: l.network.min_rate_bits,
+            protected_ports: l
+                .network
+                .protected_ports
+                .iter()
+                .map(|p| u32::from(*p))
+                .collect(),
+            protected_cidrs: l
+                .network
+                .protected_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            allow_blackhole: l.network.allow_blackhole,
         }),
         cpu: Some(pb::StressLimits {
             max_percent: l.cpu.max_percent,
@@ -838,6 +882,102 @@ mod tests {
 
     fn err(r: pb::InjectRequest) -> String {
         inject_request(&r, "test".into()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn blackhole_dns_and_both_directions() {
+        let net = |n: pb::NetworkSpec| {
+            req(
+                pb::fault_spec::Kind::Network(pb::NetworkSpec {
+                    iface: "veth0".into(),
+                    ..n
+                }),
+                1000,
+            )
+        };
+        let r = inject_request(
+            &net(pb::NetworkSpec {
+                blackhole: true,
+                direction: "both".into(),
+                selection: Some(pb::TrafficSelector {
+                    dst: vec!["10.0.3.0/24".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            "test".into(),
+        )
+        .unwrap();
+        let FaultSpec::Network(n) = r.fault.spec() else {
+            panic!("not a network fault")
+        };
+        assert!(n.blackhole());
+        assert_eq!(n.fault().direction, tc::Direction::Both);
+        let back = n.to_proto();
+        assert!(back.blackhole);
+        assert_eq!(back.direction, "both");
+        assert_eq!(
+            err(net(pb::NetworkSpec {
+                blackhole: true,
+                netem: Some(pb::NetemSpec {
+                    delay_us: 1000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            "invalid spec.network.blackhole: a blackhole drops every selected packet: it takes no netem parameter (delay, loss, duplicate, corrupt, reorder, rate, limit); give one or the other"
+        );
+        // DNS: port 53 without a protocol (UDP and TCP), shown back as dns.
+        let dns = |sel: pb::TrafficSelector| {
+            net(pb::NetworkSpec {
+                netem: Some(pb::NetemSpec {
+                    delay_us: 1000,
+                    ..Default::default()
+                }),
+                selection: Some(pb::TrafficSelector { dns: true, ..sel }),
+                ..Default::default()
+            })
+        };
+        let r = inject_request(&dns(Default::default()), "test".into()).unwrap();
+        let FaultSpec::Network(n) = r.fault.spec() else {
+            panic!("not a network fault")
+        };
+        let s = &n.fault().selection;
+        assert_eq!(
+            (s.dport, s.protocol),
+            (
+                Some(tc::PortRange {
+                    first: 53,
+                    last: 53
+                }),
+                None
+            )
+        );
+        let sel = n.to_proto().selection.unwrap();
+        assert!(sel.dns && sel.dport.is_empty(), "{sel:?}");
+        for bad in [
+            pb::TrafficSelector {
+                dport: "53".into(),
+                ..Default::default()
+            },
+            pb::TrafficSelector {
+                protocol: "udp".into(),
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                err(dns(bad)).starts_with("invalid spec.network.selection.dns: "),
+                "refused"
+            );
+        }
+        assert!(
+            err(net(pb::NetworkSpec {
+                direction: "sideways".into(),
+                blackhole: true,
+                ..Default::default()
+            }))
+            .contains("use egress, ingress or both")
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl FaultSpec {
     /// did and reports both.
     pub async fn apply(&self, plan: Plan, host: &Arc<Host>) -> Result<Applied, FaultError> {
         match self {
-            FaultSpec::Network(n) => network::apply(n, plan).await,
+            FaultSpec::Network(n) => network::apply(n, plan, host).await,
             other => {
                 let (spec, host) = (other.clone(), host.clone());
                 blocking(move || match &spec {

@@ -61,12 +61,17 @@ Examples:
   faultctl inject net --container 3f1c9a2b7d4e --delay 100ms --for 1m  # its eth0
   faultctl inject net --iface eth0 --direction ingress --delay 30ms --for 1m
   faultctl inject net --iface eth0 --rate 10mbit --for 10m --dry-run
+  faultctl inject net --iface eth0 --blackhole --dst 10.0.3.0/24 --for 1m   # drop, not delay
+  faultctl inject net --iface eth0 --blackhole --direction both --dst 10.0.3.0/24 --for 1m  # partition
+  faultctl inject net --iface eth0 --dns --blackhole --for 1m          # DNS fails
 
-Without --dst/--src/--dport/--sport/--protocol the whole interface is affected; with
+Without --dst/--src/--dport/--sport/--protocol/--dns the whole interface is affected; with
 them only matching packets are, and all other traffic is untouched. Any combination of
 netem parameters fits in one fault. An interface whose root qdisc is the operator's
 own (htb, tbf, fq, cake...) is refused and left alone. One network fault at a time per
-interface and direction.
+interface and direction. Protected traffic (the limits' protected_ports, default 22, and
+protected_cidrs; faultd's TCP port; a TCP caller's own connection) is always spared:
+`faultctl status` shows it.
 
 Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
 5 agent unreachable, 6 host cannot do it (no netem module, foreign qdisc), 1 other."
@@ -193,7 +198,8 @@ pub struct NetArgs {
     /// digits.
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
-    /// egress (packets sent) or ingress (packets received, shaped on an IFB device).
+    /// egress (packets sent), ingress (packets received, shaped on an IFB device), or
+    /// both as one fault (with --blackhole and --dst/--src: a partition).
     #[arg(long, value_name = "DIR", default_value = "egress")]
     pub direction: String,
     /// Added delay, e.g. 50ms.
@@ -334,6 +340,15 @@ pub struct NetArgs {
         help_heading = "Traffic selection (combine with AND)"
     )]
     pub protocol: Option<String>,
+    /// DNS: destination port 53, UDP and TCP (not with --dport, --sport, --protocol);
+    /// with --blackhole (resolution fails) or --delay (resolution is slow).
+    #[arg(long, help_heading = "Traffic selection (combine with AND)")]
+    pub dns: bool,
+    /// Drop every selected packet (tc action gact drop: no queue) instead of netem; not
+    /// with netem parameters. Needs the limit network.allow_blackhole (production:
+    /// false). With --dst/--src and --direction both: a partition from those networks.
+    #[arg(long)]
+    pub blackhole: bool,
     /// How long the fault lasts (required), e.g. 30s, 5m.
     #[arg(long = "for", value_name = "DUR")]
     pub duration: String,
@@ -625,6 +640,8 @@ impl NetArgs {
             dport: text(&self.dport),
             sport: text(&self.sport),
             protocol: self.protocol.clone(),
+            blackhole: self.blackhole,
+            dns: self.dns,
         }
     }
 }

@@ -171,6 +171,17 @@ pub fn status_table(s: &StatusResponse, now_ms: u64) -> String {
         ("kernel", or_dash(&s.kernel_release)),
         ("cgroups", or_dash(&s.cgroup_mode)),
         ("limits", or_dash(&s.limits_source)),
+        (
+            "protected",
+            if s.protected_traffic.is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "network faults spare {} (and a TCP caller's own connection)",
+                    s.protected_traffic
+                )
+            },
+        ),
     ]);
     out.push('\n');
     let mut t = Table::new(&["KIND", "SUPPORTED", "DETAIL"]);
@@ -224,7 +235,7 @@ fn own_limit(n: u32) -> String {
 
 /// `faultctl limits`: every limit of the message, one row each.
 pub fn limits_table(l: &Limits) -> String {
-    let n = l.network.unwrap_or_default();
+    let n = l.network.clone().unwrap_or_default();
     let net = |set: bool, v: String| if set { v } else { "-".to_string() };
     let pct = |v: f64| net(l.network.is_some(), format!("{v}%"));
     kv(&[
@@ -253,6 +264,34 @@ pub fn limits_table(l: &Limits) -> String {
                 l.network.is_some() && n.min_rate_bits_per_sec > 0,
                 format_rate(n.min_rate_bits_per_sec),
             ),
+        ),
+        (
+            "network blackholes",
+            net(
+                l.network.is_some(),
+                if n.allow_blackhole {
+                    "allowed"
+                } else {
+                    "refused"
+                }
+                .into(),
+            ),
+        ),
+        (
+            "protected ports",
+            net(
+                l.network.is_some(),
+                list_or_dash(
+                    &n.protected_ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+        ),
+        (
+            "protected cidrs",
+            net(l.network.is_some(), list_or_dash(&n.protected_cidrs)),
         ),
         ("cpu stress", stress_text(l.cpu.as_ref())),
         ("memory stress", stress_text(l.memory.as_ref())),
@@ -796,6 +835,9 @@ mod tests {
                 max_corrupt_percent: 1.0,
                 max_reorder_percent: 25.0,
                 min_rate_bits_per_sec: 1_000_000,
+                protected_ports: vec![22, 7443],
+                protected_cidrs: vec![],
+                allow_blackhole: true,
             }),
             cpu: Some(StressLimits {
                 max_percent: 50.0,
@@ -811,7 +853,9 @@ mod tests {
             v["network"],
             json!({"max_delay_ms": 5000, "max_loss_percent": 10.0, "max_jitter_ms": 1000,
                    "max_duplicate_percent": 5.0, "max_corrupt_percent": 1.0,
-                   "max_reorder_percent": 25.0, "min_rate_bits_per_sec": 1_000_000})
+                   "max_reorder_percent": 25.0, "min_rate_bits_per_sec": 1_000_000,
+                   "protected_ports": [22, 7443], "protected_cidrs": [],
+                   "allow_blackhole": true})
         );
         assert_eq!(v["cpu"]["max_concurrent"], 2);
         assert_eq!(v["memory"]["max_concurrent"], 0);
@@ -824,6 +868,9 @@ mod tests {
             "network max corrupt    1%",
             "network max reorder    25%",
             "network min rate       1mbit",
+            "network blackholes     allowed",
+            "protected ports        22, 7443",
+            "protected cidrs        -",
             "cpu stress             at most 50% for at most 10m, 2 at once",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");

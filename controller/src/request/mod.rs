@@ -169,6 +169,38 @@ mod tests {
     }
 
     #[test]
+    fn scenario_steps_take_blackhole_direction_both_and_dns() {
+        let Kind::Network(n) = kind(
+            &doc("network: {iface: eth0, blackhole: true, direction: both, dst: [10.0.3.0/24]}\n")
+                .unwrap(),
+        ) else {
+            panic!()
+        };
+        assert!(n.blackhole);
+        assert_eq!(n.direction, "both");
+        assert_eq!(n.selection.unwrap().dst, ["10.0.3.0/24"]);
+        let Kind::Network(n) =
+            kind(&doc("network: {iface: eth0, dns: true, delay: 300ms}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert!(n.selection.unwrap().dns && !n.blackhole);
+        // Refused before anything is sent, naming the fields.
+        assert_eq!(
+            doc("network: {iface: eth0, blackhole: true, delay: 10ms, loss: 5%}\n")
+                .unwrap_err()
+                .to_string(),
+            "a blackhole (it drops every selected packet) takes no delay or loss"
+        );
+        assert_eq!(
+            doc("network: {iface: eth0, dns: true, blackhole: true, dport: 53, protocol: udp}\n")
+                .unwrap_err()
+                .to_string(),
+            "dns (it selects destination port 53, UDP and TCP) takes no dport or protocol"
+        );
+    }
+
+    #[test]
     fn every_kind_with_a_target_takes_a_container() {
         let id = "containerd://75bd73545e7023a79a68ca9c3590f63ef1397b86ab461edfab5e0a8456d68212";
         let Kind::Pause(p) = kind(&doc(&format!("pause: {{container: '{id}'}}\n")).unwrap()) else {
