@@ -34,6 +34,8 @@ pub struct Limits {
     pub network: NetworkLimits,
     pub cpu: StressLimits,
     pub memory: StressLimits,
+    /// `[disk]`: disk-fill faults.
+    pub disk: DiskLimits,
     /// Local abort conditions (`[health]`): on a breach every fault is reverted.
     pub health: HealthLimits,
 }
@@ -248,13 +250,28 @@ pub struct StressLimits {
     pub max_concurrent: Option<u32>,
 }
 
+/// `[disk]`: what a disk fill may do to a filesystem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskLimits {
+    /// No fill may push a filesystem past this many percent used (as `df` counts it).
+    pub max_used_percent: f64,
+    /// No fill may leave less than this many bytes available.
+    pub min_free: u64,
+    /// Filesystems (named by any path on them) never filled. The one holding faultd's
+    /// state dir is always protected besides these, so the journal can be written.
+    pub protected_paths: Vec<String>,
+    pub max_duration: Duration,
+    /// Fills active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
+}
+
 impl Limits {
     /// Every setting in force as `(key, value)`, one per key of the limits file
     /// (`network.max_jitter`, `cpu.max_concurrent`, `health.probe`...), in the file's
     /// order, unset ones included: what `faultd check-config` prints. The fields are
     /// destructured without `..`, so a new limit does not compile until it is listed.
     pub fn settings(&self) -> Vec<(String, String)> {
-        use faultline_proto::units::{format_duration as d, format_rate};
+        use faultline_proto::units::{format_duration as d, format_rate, format_size};
         let Limits {
             profile,
             source: _,
@@ -266,8 +283,16 @@ impl Limits {
             network,
             cpu,
             memory,
+            disk,
             health,
         } = self;
+        let DiskLimits {
+            max_used_percent,
+            min_free,
+            protected_paths,
+            max_duration: disk_max_duration,
+            max_concurrent: disk_max,
+        } = disk;
         let ProcessLimits {
             max_kills_per_minute,
             protected_processes,
@@ -344,6 +369,17 @@ impl Limits {
             out.push((format!("{section}.max_duration"), d(*max_duration)));
             out.push((format!("{section}.max_concurrent"), cap(max_concurrent)));
         }
+        out.push(("disk.max_used_percent".into(), pct(max_used_percent)));
+        out.push(("disk.min_free".into(), format_size(*min_free)));
+        out.push((
+            "disk.protected_paths".into(),
+            format!(
+                "{} (and the filesystem of faultd's state dir, always)",
+                list(protected_paths)
+            ),
+        ));
+        out.push(("disk.max_duration".into(), d(*disk_max_duration)));
+        out.push(("disk.max_concurrent".into(), cap(disk_max)));
         out.push(("health.interval".into(), d(*interval)));
         out.push((
             "health.min_mem_available".into(),
@@ -423,6 +459,13 @@ impl Limits {
                 max_duration: Duration::from_secs(60),
                 max_concurrent: None,
             },
+            disk: DiskLimits {
+                max_used_percent: 90.0,
+                min_free: 1 << 30,
+                protected_paths: vec![],
+                max_duration: Duration::from_secs(300),
+                max_concurrent: None,
+            },
             health: HealthLimits::default(),
         }
     }
@@ -441,6 +484,8 @@ impl Limits {
         l.network.min_rate_bits = 100_000;
         l.cpu.max_percent = 50.0;
         l.memory.max_percent = 30.0;
+        l.disk.max_used_percent = 95.0;
+        l.disk.min_free = 256 << 20;
         l
     }
 
@@ -591,6 +636,37 @@ impl Limits {
                 if let Some(m) = &s.max_concurrent {
                     out.max_concurrent = Some(*m.get_ref());
                 }
+            }
+        }
+        if let Some(d) = &raw.disk {
+            pct(
+                &d.max_used_percent,
+                "disk.max_used_percent",
+                &mut l.disk.max_used_percent,
+            )?;
+            if let Some(m) = &d.min_free {
+                l.disk.min_free = faultline_proto::units::parse_size(m.get_ref())
+                    .map_err(|e| bad(m.span(), "disk.min_free", e))?;
+            }
+            if let Some(v) = &d.protected_paths {
+                for p in v.get_ref() {
+                    if !p.starts_with('/') {
+                        return Err(bad(
+                            v.span(),
+                            "disk.protected_paths",
+                            format!("{p:?} is not an absolute path"),
+                        ));
+                    }
+                }
+                l.disk.protected_paths = v.get_ref().clone();
+            }
+            dur(
+                &d.max_duration,
+                "disk.max_duration",
+                &mut l.disk.max_duration,
+            )?;
+            if let Some(m) = &d.max_concurrent {
+                l.disk.max_concurrent = Some(*m.get_ref());
             }
         }
         if let Some(h) = &raw.health {
@@ -817,7 +893,18 @@ struct RawLimits {
     network: Option<RawNetwork>,
     cpu: Option<RawStress>,
     memory: Option<RawStress>,
+    disk: Option<RawDisk>,
     health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    max_used_percent: Option<Spanned<f64>>,
+    min_free: Option<Spanned<String>>,
+    protected_paths: Option<Spanned<Vec<String>>>,
+    max_duration: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -281,6 +281,7 @@ impl Metrics {
                 Kind::Network,
                 Kind::Cpu,
                 Kind::Memory,
+                Kind::DiskFill,
             ]
             .iter()
             .map(|k| (k.name(), 0))

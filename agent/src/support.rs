@@ -78,6 +78,11 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
             supported: stress.0,
             detail: stress.1,
         },
+        pb::KindSupport {
+            kind: pb::FaultKind::DiskFill as i32,
+            supported: true,
+            detail: "one tagged file per fault, taken with fallocate (written blocks where a filesystem refuses it)".into(),
+        },
     ]
 }
 

@@ -8,6 +8,7 @@ use regex::Regex;
 
 use crate::engine::{self, FaultRecord, State};
 use crate::error::FaultError;
+use crate::fault::disk::{DiskFillSpec, FillAmount};
 use crate::fault::process::parse_signal;
 use crate::fault::stress::{CpuAmount, MemAmount, Placement};
 use crate::fault::{
@@ -150,7 +151,7 @@ pub fn inject_request(
         None => {
             return Err(FaultError::invalid(
                 "spec",
-                "missing: choose a fault kind (kill, pause, network, cpu, memory)",
+                "missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill)",
             ));
         }
         Some(pb::fault_spec::Kind::Kill(k)) => {
@@ -177,6 +178,7 @@ pub fn inject_request(
         Some(pb::fault_spec::Kind::Network(n)) => FaultSpec::Network(network(n)?),
         Some(pb::fault_spec::Kind::Cpu(c)) => FaultSpec::Cpu(cpu(c)?),
         Some(pb::fault_spec::Kind::Memory(m)) => FaultSpec::Memory(memory(m)?),
+        Some(pb::fault_spec::Kind::DiskFill(d)) => FaultSpec::DiskFill(disk_fill(d)?),
     };
     let fault = Timed::new(spec, Some(Duration::from_millis(req.duration_ms)))?;
     if req.labels.len() > MAX_LABELS {
@@ -221,6 +223,7 @@ pub fn kind(k: Kind) -> pb::FaultKind {
         Kind::Network => pb::FaultKind::Network,
         Kind::Cpu => pb::FaultKind::Cpu,
         Kind::Memory => pb::FaultKind::Memory,
+        Kind::DiskFill => pb::FaultKind::DiskFill,
     }
 }
 
@@ -287,6 +290,22 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                 },
                 ramp_ms: m.ramp.as_millis() as u64,
                 placement: Some(placement_pb(&m.placement)),
+            }),
+            FaultSpec::DiskFill(d) => pb::fault_spec::Kind::DiskFill(pb::DiskFillSpec {
+                path: d.path.display().to_string(),
+                size_bytes: match d.amount {
+                    FillAmount::Bytes(b) => b,
+                    _ => 0,
+                },
+                percent: match d.amount {
+                    FillAmount::Percent(p) => p.get(),
+                    _ => 0.0,
+                },
+                free_bytes: match d.amount {
+                    FillAmount::Free(b) => b,
+                    _ => 0,
+                },
+                ramp_ms: d.ramp.as_millis() as u64,
             }),
         }),
     }
@@ -674,6 +693,41 @@ fn memory(m: &pb::MemorySpec) -> Result<MemSpec, FaultError> {
     })
 }
 
+fn disk_fill(d: &pb::DiskFillSpec) -> Result<DiskFillSpec, FaultError> {
+    if d.path.is_empty() {
+        return Err(FaultError::invalid(
+            "spec.disk_fill.path",
+            "give the directory whose filesystem to fill",
+        ));
+    }
+    let path = std::path::PathBuf::from(&d.path);
+    if !path.is_absolute() {
+        return Err(FaultError::invalid(
+            "spec.disk_fill.path",
+            format!("{:?} is not an absolute path", d.path),
+        ));
+    }
+    let given = [d.size_bytes != 0, d.percent != 0.0, d.free_bytes != 0];
+    let amount = match given {
+        [true, false, false] => FillAmount::Bytes(d.size_bytes),
+        [false, true, false] => {
+            FillAmount::Percent(in_percent(d.percent, "spec.disk_fill.percent")?)
+        }
+        [false, false, true] => FillAmount::Free(d.free_bytes),
+        _ => {
+            return Err(FaultError::invalid(
+                "spec.disk_fill",
+                "give exactly one of size_bytes, percent or free_bytes",
+            ));
+        }
+    };
+    Ok(DiskFillSpec {
+        path,
+        amount,
+        ramp: Duration::from_millis(d.ramp_ms),
+    })
+}
+
 pub fn target(p: &ProcInfo) -> pb::ProcessTarget {
     pb::ProcessTarget {
         pid: p.pid,
@@ -793,6 +847,13 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
         max_lease_ttl_ms: l.max_lease_ttl.as_millis() as u64,
         process_max_concurrent: l.process.max_concurrent.unwrap_or(0),
         network_max_concurrent: l.network.max_concurrent.unwrap_or(0),
+        disk: Some(pb::DiskLimits {
+            max_used_percent: l.disk.max_used_percent,
+            min_free_bytes: l.disk.min_free,
+            protected_paths: l.disk.protected_paths.clone(),
+            max_duration_ms: l.disk.max_duration.as_millis() as u64,
+            max_concurrent: l.disk.max_concurrent.unwrap_or(0),
+        }),
         health_conditions: l.health.describe(),
         health_interval_ms: if l.health.is_empty() {
             0
@@ -942,7 +1003,7 @@ mod tests {
         );
         assert_eq!(
             err(pb::InjectRequest::default()),
-            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory)"
+            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill)"
         );
         let bad_regex = pb::ProcessSelector {
             cmdline: Some("(".into()),

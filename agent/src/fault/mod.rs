@@ -5,6 +5,7 @@
 //! changes the kernel and returns the [`Undo`]; `Undo::revert` is idempotent: a target
 //! that is already gone counts as reverted.
 
+pub mod disk;
 pub mod network;
 pub mod process;
 pub mod stress;
@@ -13,6 +14,7 @@ pub mod values;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use disk::{DiskFillSpec, FillAmount};
 pub use network::NetworkSpec;
 pub use process::{KillSpec, PauseSpec, Pick, Selector};
 pub use stress::{CpuSpec, MemSpec};
@@ -45,6 +47,7 @@ pub enum Kind {
     Network,
     Cpu,
     Memory,
+    DiskFill,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Network => "network",
             Kind::Cpu => "cpu",
             Kind::Memory => "memory",
+            Kind::DiskFill => "disk-fill",
         }
     }
 }
@@ -67,6 +71,7 @@ pub enum FaultSpec {
     Network(NetworkSpec),
     Cpu(CpuSpec),
     Memory(MemSpec),
+    DiskFill(DiskFillSpec),
 }
 
 impl FaultSpec {
@@ -77,6 +82,7 @@ impl FaultSpec {
             FaultSpec::Network(_) => Kind::Network,
             FaultSpec::Cpu(_) => Kind::Cpu,
             FaultSpec::Memory(_) => Kind::Memory,
+            FaultSpec::DiskFill(_) => Kind::DiskFill,
         }
     }
 
@@ -88,7 +94,8 @@ impl FaultSpec {
             FaultSpec::Pause(_)
             | FaultSpec::Network(_)
             | FaultSpec::Cpu(_)
-            | FaultSpec::Memory(_) => true,
+            | FaultSpec::Memory(_)
+            | FaultSpec::DiskFill(_) => true,
         }
     }
 
@@ -107,6 +114,10 @@ impl FaultSpec {
                     }),
                     FaultSpec::Memory(m) => stress::plan_mem(m, &host).map(|(mut p, sp)| {
                         p.stress = Some(sp);
+                        p
+                    }),
+                    FaultSpec::DiskFill(d) => disk::plan(d, &host).map(|(mut p, fp)| {
+                        p.fill = Some(fp);
                         p
                     }),
                     FaultSpec::Network(_) => unreachable!("handled above"),
@@ -130,6 +141,12 @@ impl FaultSpec {
                         Some(sp) => stress::apply(&sp, &host, plan.description.clone()),
                         None => Err(FaultError::Failed(
                             "internal error: a stress plan without workers".into(),
+                        )),
+                    },
+                    FaultSpec::DiskFill(_) => match plan.fill.clone() {
+                        Some(fp) => disk::apply(&fp, plan.description.clone()),
+                        None => Err(FaultError::Failed(
+                            "internal error: a disk fill plan without its file".into(),
                         )),
                     },
                     FaultSpec::Network(_) => unreachable!("handled above"),
@@ -166,6 +183,8 @@ pub struct Plan {
     pub conflict_key: Option<String>,
     /// For stress faults: the group and workers to start.
     pub stress: Option<stress::StressPlan>,
+    /// For a disk fill: the file to create and its size.
+    pub fill: Option<disk::FillPlan>,
     /// The container the spec named, as resolved for this plan.
     pub container: Option<Container>,
     /// For network faults: the namespace resolved (a container's, by its first
@@ -207,6 +226,8 @@ pub enum Undo {
     Net(Box<crate::sys::tc::Undo>, Option<network::Pin>),
     /// Kill the stress workers and remove their group.
     Stress(stress::Running),
+    /// Stop the fill's ramp and remove its file.
+    DiskFill(disk::Filling),
 }
 
 impl Undo {
@@ -225,6 +246,7 @@ impl Undo {
             ),
             Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
             Undo::Net(u, _) => network::describe_undo(u),
+            Undo::DiskFill(f) => format!("remove {}", f.file.display()),
             Undo::Stress(r) => format!(
                 "kill the workers in cgroup {} and remove it",
                 r.group
@@ -243,6 +265,7 @@ impl Undo {
         match self {
             Undo::Nothing | Undo::StopLoop => Ok(None),
             Undo::Net(u, pin) => network::revert_pinned(&u, pin.as_ref()).await,
+            Undo::DiskFill(f) => blocking(move || disk::revert(&f).map(|()| None)).await,
             Undo::Stress(r) => {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
@@ -292,6 +315,8 @@ pub enum UndoRecord {
     },
     /// A stress fault about to start: sweep faultline's own stress groups.
     StressPending,
+    /// Remove this disk fill file (named before it is created).
+    DiskFill { file: std::path::PathBuf },
 }
 
 /// A process identity that a recycled pid cannot fake.
@@ -333,6 +358,12 @@ impl Plan {
         match (spec, &self.freeze) {
             (FaultSpec::Kill(_), _) => UndoRecord::Nothing,
             (FaultSpec::Cpu(_) | FaultSpec::Memory(_), _) => UndoRecord::StressPending,
+            (FaultSpec::DiskFill(_), _) => match &self.fill {
+                Some(f) => UndoRecord::DiskFill {
+                    file: f.file.clone(),
+                },
+                None => UndoRecord::Nothing,
+            },
             // Until applied, the exact undo is unknown; the sweep of faultline's tagged
             // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
             (FaultSpec::Network(n), _) => UndoRecord::NetPending {
@@ -366,6 +397,9 @@ impl Undo {
             Undo::Stress(r) => UndoRecord::Stress {
                 group: r.group.clone(),
             },
+            Undo::DiskFill(f) => UndoRecord::DiskFill {
+                file: f.file.clone(),
+            },
         }
     }
 }
@@ -390,6 +424,7 @@ impl UndoRecord {
                 Ok(())
             }
             UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
+            UndoRecord::DiskFill { file } => disk::remove(file),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {
                     Ok(tc) => tc,

@@ -297,6 +297,7 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
         description,
         conflict_key: Some(format!("net:{}:{}:{}:{dir}", id.0, id.1, spec.fault.iface)),
         stress: None,
+        fill: None,
         container,
         netns: Some((target, id)),
     })

@@ -355,6 +355,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, 
         description: String::new(),
         conflict_key: None,
         stress: None,
+        fill: None,
         container,
         netns: None,
     })

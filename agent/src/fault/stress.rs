@@ -339,6 +339,7 @@ fn plan(description: String, container: Option<Container>) -> Plan {
         description,
         conflict_key: None,
         stress: None,
+        fill: None,
         container,
         netns: None,
     }

@@ -7,8 +7,8 @@ use clap::{Args, CommandFactory, Subcommand};
 
 use crate::error::CtlError;
 use crate::request::{
-    Cpu, CpuInput, Fault, Field, Inject, Kill, Kind, Labels, Memory, MemoryInput, Network,
-    NetworkInput, Pause, Period, ProcessInput, RequestError, Text,
+    Cpu, CpuInput, DiskFill, DiskFillInput, Fault, Field, Inject, Kill, Kind, Labels, Memory,
+    MemoryInput, Network, NetworkInput, Pause, Period, ProcessInput, RequestError, Text,
 };
 
 /// The fault kinds `inject` knows.
@@ -108,6 +108,53 @@ Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
 5 agent unreachable, 6 host cannot do it, 1 other."
     )]
     Mem(Box<MemArgs>),
+    /// Fill the filesystem holding --path: --size more, to --percent used, or until only
+    /// --free is left, optionally over --ramp, for --for DUR.
+    #[command(after_help = "\
+Examples:
+  faultctl inject disk-fill --path /var/lib/app --percent 90 --for 5m
+  faultctl inject disk-fill --path /data --size 10GiB --ramp 2m --for 10m
+  faultctl inject disk-fill --path /var/log --free 500MiB --for 1m --dry-run
+
+The space is taken by one file, .faultline-fill-<instance>-<token>, created directly
+in --path with fallocate (or written zeros where the filesystem refuses fallocate);
+revert removes it and the space is back. Sizes are binary (KiB, MiB, GiB); percent
+and free count as df does (free: what unprivileged users can still write).
+The node's limits refuse a fill that would push the filesystem past
+disk.max_used_percent or leave less than disk.min_free, and any fill of a protected
+filesystem (disk.protected_paths, and always the one holding faultd's state dir).
+One fill per filesystem at a time. --dry-run shows the file, the size and the
+filesystem's use before and after.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
+5 agent unreachable, 6 host cannot do it, 1 other.")]
+    DiskFill(Box<DiskFillArgs>),
+}
+
+/// `faultctl inject disk-fill`.
+#[derive(Debug, Clone, Args)]
+#[group(id = "amount", required = true, multiple = false, args = ["size", "percent", "free"])]
+pub struct DiskFillArgs {
+    /// A directory on the filesystem to fill (absolute); the fill file goes in it.
+    #[arg(long, value_name = "DIR")]
+    pub path: String,
+    /// Use this much more: 512MiB, 10GiB...
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// Fill until the filesystem is P percent used.
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub percent: Option<f64>,
+    /// Fill until only SIZE is left available.
+    #[arg(long, value_name = "SIZE")]
+    pub free: Option<String>,
+    /// Grow linearly to the size over this long.
+    #[arg(long, value_name = "DUR")]
+    pub ramp: Option<String>,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub duration: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
 }
 
 /// Where stress runs (default: faultd's own cgroup subtree).
@@ -477,6 +524,7 @@ impl InjectCommand {
             InjectCommand::Net(a) => ("net", a.as_ref()),
             InjectCommand::Cpu(a) => ("cpu", a.as_ref()),
             InjectCommand::Mem(a) => ("mem", a.as_ref()),
+            InjectCommand::DiskFill(a) => ("disk-fill", a.as_ref()),
         }
     }
 
@@ -684,6 +732,27 @@ impl MemArgs {
         }
     }
 }
+
+impl KindFlags for DiskFillArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::DiskFill(DiskFill::new(&DiskFillInput {
+            path: Some(self.path.clone()),
+            size: text(&self.size),
+            percent: self.percent,
+            free: text(&self.free),
+            ramp: text(&self.ramp),
+        })?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,6 +1058,59 @@ mod tests {
         assert_eq!(
             (c.cores, c.load, c.placement.unwrap().unit.as_str()),
             (2, 50.0, "a.service")
+        );
+        let r = parse(&[
+            "disk-fill",
+            "--path",
+            "/data",
+            "--percent",
+            "90",
+            "--ramp",
+            "10s",
+            "--for",
+            "1m",
+        ])
+        .unwrap();
+        let Some(fault_spec::Kind::DiskFill(d)) = r.spec.unwrap().kind else {
+            panic!("disk fill");
+        };
+        assert_eq!(
+            (d.path.as_str(), d.percent, d.ramp_ms),
+            ("/data", 90.0, 10_000)
+        );
+        assert_eq!((d.size_bytes, d.free_bytes), (0, 0));
+        let r = parse(&["disk-fill", "--path", "/d", "--free", "1GiB", "--for", "1m"]).unwrap();
+        let Some(fault_spec::Kind::DiskFill(d)) = r.spec.unwrap().kind else {
+            panic!("disk fill");
+        };
+        assert_eq!(d.free_bytes, 1 << 30);
+        assert_eq!(
+            err(&[
+                "disk-fill",
+                "--path",
+                "data",
+                "--size",
+                "1GiB",
+                "--for",
+                "1m"
+            ]),
+            "invalid --path: \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            err(&[
+                "disk-fill",
+                "--path",
+                "/d",
+                "--percent",
+                "120",
+                "--for",
+                "1m"
+            ]),
+            "invalid --percent: 120 is not in (0, 100]"
+        );
+        assert!(
+            err(&["disk-fill", "--path", "/d", "--size", "0MiB", "--for", "1m"])
+                .starts_with("invalid --size")
         );
         let r = parse(&["mem", "--size", "512MiB", "--ramp", "20s", "--for", "1m"]).unwrap();
         let Some(fault_spec::Kind::Memory(m)) = r.spec.unwrap().kind else {

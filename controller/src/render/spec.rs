@@ -97,6 +97,25 @@ pub fn spec_text(spec: Option<&FaultSpec>) -> String {
             },
             placement_text(m.placement.as_ref())
         ),
+        Some(fault_spec::Kind::DiskFill(d)) => format!(
+            "disk-fill {} {}{}",
+            d.path,
+            if d.size_bytes > 0 {
+                format!("+{}", faultline_proto::units::format_size(d.size_bytes))
+            } else if d.free_bytes > 0 {
+                format!(
+                    "until {} free",
+                    faultline_proto::units::format_size(d.free_bytes)
+                )
+            } else {
+                format!("to {}% used", d.percent)
+            },
+            if d.ramp_ms > 0 {
+                format!(" ramp {}", format_ms(d.ramp_ms))
+            } else {
+                String::new()
+            }
+        ),
     }
 }
 

@@ -13,6 +13,7 @@
 //! A new fault kind is one file here (its input form, its type with the constructor and
 //! its conversion to the proto: a [`Kind`]) plus its line in `fault_kinds!`.
 
+mod disk;
 mod error;
 mod network;
 mod process;
@@ -22,6 +23,7 @@ mod value;
 use faultline_proto::v1;
 use serde::Deserialize;
 
+pub use disk::{DiskFill, DiskFillInput, FillAmount};
 pub use error::{Field, RequestError};
 pub use network::{GilbertElliott, Namespace, Netem, Network, NetworkInput, Selection};
 pub use process::{Kill, Pause, Pick, ProcessInput, Selector, Targets};
@@ -97,6 +99,7 @@ fault_kinds! {
     network: Network,
     cpu: Cpu,
     memory: Memory,
+    disk_fill: DiskFill,
 }
 
 impl Fault {
@@ -253,6 +256,15 @@ mod tests {
             panic!()
         };
         assert_eq!((m.size_bytes, m.ramp_ms), (64 << 20, 2000));
+        let Kind::DiskFill(d) =
+            kind(&doc("disk_fill: {path: /var/lib/app, free: 1GiB, ramp: 30s}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (d.path.as_str(), d.free_bytes, d.ramp_ms, d.size_bytes),
+            ("/var/lib/app", 1 << 30, 30_000, 0)
+        );
     }
 
     #[test]
@@ -260,11 +272,11 @@ mod tests {
         let e = |y: &str| doc(y).unwrap_err().to_string();
         assert_eq!(
             e("{}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory), got 0"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill), got 0"
         );
         assert_eq!(
             e("kill: {pid: 1}\npause: {pid: 1}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory), got 2"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill), got 2"
         );
         assert_eq!(
             e("pause: {pid: 1, signal: TERM}\n"),
@@ -301,6 +313,15 @@ mod tests {
             "give one of cgroup, unit, pid, container"
         );
         assert_eq!(e("memory: {ramp: 1s}\n"), "give size, or percent");
+        assert_eq!(
+            e("disk_fill: {path: /d, size: 1GiB, free: 1GiB}\n"),
+            "give one of size, percent, free"
+        );
+        assert_eq!(
+            e("disk_fill: {path: d, size: 1GiB}\n"),
+            "invalid path: \"d\" is not an absolute path"
+        );
+        assert_eq!(e("disk_fill: {size: 1GiB}\n"), "give path");
         assert_eq!(
             e("memory: {size: 0MiB}\n"),
             "invalid size: must be more than 0"
