@@ -8,85 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use faultline_tests::agent::{Agent, AgentOptions, eventually, fault_id, stderr};
+use faultline_tests::disk::{Tmpfs as Scratch, df};
 use faultline_tests::require;
 
 /// Limits for a small test filesystem: staging, with a floor of 1 MiB.
 const LIMITS: &str = "profile = \"staging\"\n[disk]\nmin_free = \"1MiB\"\nmax_used_percent = 95\n";
-
-/// A tmpfs of `mib` MiB at a unique mountpoint, unmounted (and removed) on drop.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn mount(tag: &str, mib: u64) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "faultline-disk14-{tag}-{}-{:08x}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ));
-        std::fs::create_dir(&dir).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m"),
-                "faultline-disk",
-            ])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mount tmpfs: {}", stderr(&out));
-        Scratch { dir }
-    }
-
-    fn path(&self) -> &str {
-        self.dir.to_str().unwrap()
-    }
-
-    /// Fill files in it.
-    fn fill_files(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|d| d.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(".faultline-fill-")
-            })
-            .collect()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-/// `df`'s view of a filesystem: (used, available) bytes.
-fn df(p: &Path) -> (u64, u64) {
-    let out = Command::new("df")
-        .args(["-B1", "--output=used,avail"])
-        .arg(p)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "df: {}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text.lines().nth(1).expect("df prints a row");
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (v[0], v[1])
-}
 
 fn used_percent(p: &Path) -> f64 {
     let (u, a) = df(p);
