@@ -64,7 +64,13 @@ fn fill_to_a_percent_and_revert_returns_the_space() {
         "10s",
     ]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&id), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "fault {id} is already filling the same filesystem"
+        )),
+        "{}",
+        stderr(&out)
+    );
     agent.ctl_json(&["revert", &id]);
     assert!(s.fill_files().is_empty(), "the file is removed");
     let after = df(&s.dir);

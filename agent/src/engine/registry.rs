@@ -195,8 +195,16 @@ impl<U> Registry<U> {
                 .values()
                 .find(|e| e.conflict_key.as_deref() == Some(k))
         {
+            let what = match e.record.kind() {
+                Kind::DiskFill => {
+                    "filling the same filesystem: revert it first (one disk fill per filesystem)"
+                }
+                _ => {
+                    "active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
+                }
+            };
             return Err(FaultError::Precondition(format!(
-                "fault {} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)",
+                "fault {} is already {what}",
                 e.record.id
             )));
         }
