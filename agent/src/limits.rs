@@ -36,6 +36,8 @@ pub struct Limits {
     pub memory: StressLimits,
     /// `[disk]`: disk-fill faults.
     pub disk: DiskLimits,
+    /// `[io]`: io-limit faults.
+    pub io: IoLimits,
     /// Local abort conditions (`[health]`): on a breach every fault is reverted.
     pub health: HealthLimits,
 }
@@ -265,6 +267,18 @@ pub struct DiskLimits {
     pub max_concurrent: Option<u32>,
 }
 
+/// `[io]`: what an io limit may impose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoLimits {
+    /// The lowest bytes per second a limit may set.
+    pub min_bps: u64,
+    /// The lowest I/O operations per second a limit may set.
+    pub min_iops: u64,
+    pub max_duration: Duration,
+    /// Io limits active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
+}
+
 impl Limits {
     /// Every setting in force as `(key, value)`, one per key of the limits file
     /// (`network.max_jitter`, `cpu.max_concurrent`, `health.probe`...), in the file's
@@ -284,8 +298,15 @@ impl Limits {
             cpu,
             memory,
             disk,
+            io,
             health,
         } = self;
+        let IoLimits {
+            min_bps,
+            min_iops,
+            max_duration: io_max_duration,
+            max_concurrent: io_max,
+        } = io;
         let DiskLimits {
             max_used_percent,
             min_free,
@@ -380,6 +401,10 @@ impl Limits {
         ));
         out.push(("disk.max_duration".into(), d(*disk_max_duration)));
         out.push(("disk.max_concurrent".into(), cap(disk_max)));
+        out.push(("io.min_bps".into(), format!("{}/s", format_size(*min_bps))));
+        out.push(("io.min_iops".into(), min_iops.to_string()));
+        out.push(("io.max_duration".into(), d(*io_max_duration)));
+        out.push(("io.max_concurrent".into(), cap(io_max)));
         out.push(("health.interval".into(), d(*interval)));
         out.push((
             "health.min_mem_available".into(),
@@ -466,6 +491,12 @@ impl Limits {
                 max_duration: Duration::from_secs(300),
                 max_concurrent: None,
             },
+            io: IoLimits {
+                min_bps: 1 << 20,
+                min_iops: 10,
+                max_duration: Duration::from_secs(300),
+                max_concurrent: None,
+            },
             health: HealthLimits::default(),
         }
     }
@@ -486,6 +517,8 @@ impl Limits {
         l.memory.max_percent = 30.0;
         l.disk.max_used_percent = 95.0;
         l.disk.min_free = 256 << 20;
+        l.io.min_bps = 64 << 10;
+        l.io.min_iops = 1;
         l
     }
 
@@ -667,6 +700,19 @@ impl Limits {
             )?;
             if let Some(m) = &d.max_concurrent {
                 l.disk.max_concurrent = Some(*m.get_ref());
+            }
+        }
+        if let Some(i) = &raw.io {
+            if let Some(m) = &i.min_bps {
+                l.io.min_bps = faultline_proto::units::parse_size(m.get_ref())
+                    .map_err(|e| bad(m.span(), "io.min_bps", e))?;
+            }
+            if let Some(m) = &i.min_iops {
+                l.io.min_iops = *m.get_ref();
+            }
+            dur(&i.max_duration, "io.max_duration", &mut l.io.max_duration)?;
+            if let Some(m) = &i.max_concurrent {
+                l.io.max_concurrent = Some(*m.get_ref());
             }
         }
         if let Some(h) = &raw.health {
@@ -894,7 +940,17 @@ struct RawLimits {
     cpu: Option<RawStress>,
     memory: Option<RawStress>,
     disk: Option<RawDisk>,
+    io: Option<RawIo>,
     health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIo {
+    min_bps: Option<Spanned<String>>,
+    min_iops: Option<Spanned<u64>>,
+    max_duration: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -282,6 +282,7 @@ impl Metrics {
                 Kind::Cpu,
                 Kind::Memory,
                 Kind::DiskFill,
+                Kind::IoLimit,
             ]
             .iter()
             .map(|k| (k.name(), 0))

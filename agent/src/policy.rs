@@ -72,14 +72,18 @@ pub fn check(
             }
         }
         FaultSpec::Pause(_) => {}
-        FaultSpec::DiskFill(_) => {
+        FaultSpec::DiskFill(_) | FaultSpec::IoLimit(_) => {
+            let (name, max) = match spec {
+                FaultSpec::DiskFill(_) => ("disk.max_duration", limits.disk.max_duration),
+                _ => ("io.max_duration", limits.io.max_duration),
+            };
             if let Some(d) = duration
-                && d > limits.disk.max_duration
+                && d > max
             {
                 return Err(limit(
                     limits,
-                    "disk.max_duration",
-                    format_duration(limits.disk.max_duration),
+                    name,
+                    format_duration(max),
                     format_duration(d),
                 ));
             }
@@ -193,6 +197,7 @@ pub fn kind_cap(kind: Kind, limits: &Limits) -> (Option<u32>, &'static str) {
         Kind::Cpu => (limits.cpu.max_concurrent, "cpu.max_concurrent"),
         Kind::Memory => (limits.memory.max_concurrent, "memory.max_concurrent"),
         Kind::DiskFill => (limits.disk.max_concurrent, "disk.max_concurrent"),
+        Kind::IoLimit => (limits.io.max_concurrent, "io.max_concurrent"),
     }
 }
 

@@ -9,6 +9,7 @@ use regex::Regex;
 use crate::engine::{self, FaultRecord, State};
 use crate::error::FaultError;
 use crate::fault::disk::{DiskFillSpec, FillAmount};
+use crate::fault::io::{IoDevice, IoLimitSpec};
 use crate::fault::process::parse_signal;
 use crate::fault::stress::{CpuAmount, MemAmount, Placement};
 use crate::fault::{
@@ -151,7 +152,7 @@ pub fn inject_request(
         None => {
             return Err(FaultError::invalid(
                 "spec",
-                "missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill)",
+                "missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit)",
             ));
         }
         Some(pb::fault_spec::Kind::Kill(k)) => {
@@ -179,6 +180,7 @@ pub fn inject_request(
         Some(pb::fault_spec::Kind::Cpu(c)) => FaultSpec::Cpu(cpu(c)?),
         Some(pb::fault_spec::Kind::Memory(m)) => FaultSpec::Memory(memory(m)?),
         Some(pb::fault_spec::Kind::DiskFill(d)) => FaultSpec::DiskFill(disk_fill(d)?),
+        Some(pb::fault_spec::Kind::IoLimit(i)) => FaultSpec::IoLimit(io_limit(i)?),
     };
     let fault = Timed::new(spec, Some(Duration::from_millis(req.duration_ms)))?;
     if req.labels.len() > MAX_LABELS {
@@ -224,6 +226,7 @@ pub fn kind(k: Kind) -> pb::FaultKind {
         Kind::Cpu => pb::FaultKind::Cpu,
         Kind::Memory => pb::FaultKind::Memory,
         Kind::DiskFill => pb::FaultKind::DiskFill,
+        Kind::IoLimit => pb::FaultKind::IoLimit,
     }
 }
 
@@ -306,6 +309,21 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                     _ => 0,
                 },
                 ramp_ms: d.ramp.as_millis() as u64,
+            }),
+            FaultSpec::IoLimit(i) => pb::fault_spec::Kind::IoLimit(pb::IoLimitSpec {
+                target: Some(placement_pb(&i.target)),
+                device: match &i.device {
+                    IoDevice::Device(p) => p.display().to_string(),
+                    IoDevice::Path(_) => String::new(),
+                },
+                path: match &i.device {
+                    IoDevice::Path(p) => p.display().to_string(),
+                    IoDevice::Device(_) => String::new(),
+                },
+                read_bps: i.values[0].unwrap_or(0),
+                write_bps: i.values[1].unwrap_or(0),
+                read_iops: i.values[2].unwrap_or(0),
+                write_iops: i.values[3].unwrap_or(0),
             }),
         }),
     }
@@ -693,6 +711,37 @@ fn memory(m: &pb::MemorySpec) -> Result<MemSpec, FaultError> {
     })
 }
 
+fn io_limit(i: &pb::IoLimitSpec) -> Result<IoLimitSpec, FaultError> {
+    let target = placement(i.target.as_ref(), "spec.io_limit.target")?;
+    if target == Placement::Own {
+        return Err(FaultError::invalid(
+            "spec.io_limit.target",
+            "give the cgroup to throttle: cgroup, unit, pid or container",
+        ));
+    }
+    let device = match (i.device.is_empty(), i.path.is_empty()) {
+        (false, true) => IoDevice::Device(i.device.clone().into()),
+        (true, false) => IoDevice::Path(i.path.clone().into()),
+        _ => {
+            return Err(FaultError::invalid(
+                "spec.io_limit",
+                "give exactly one of device or path",
+            ));
+        }
+    };
+    let v = |n: u64| (n != 0).then_some(n);
+    Ok(IoLimitSpec {
+        target,
+        device,
+        values: [
+            v(i.read_bps),
+            v(i.write_bps),
+            v(i.read_iops),
+            v(i.write_iops),
+        ],
+    })
+}
+
 fn disk_fill(d: &pb::DiskFillSpec) -> Result<DiskFillSpec, FaultError> {
     if d.path.is_empty() {
         return Err(FaultError::invalid(
@@ -854,6 +903,12 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
             max_duration_ms: l.disk.max_duration.as_millis() as u64,
             max_concurrent: l.disk.max_concurrent.unwrap_or(0),
         }),
+        io: Some(pb::IoLimits {
+            min_bps: l.io.min_bps,
+            min_iops: l.io.min_iops,
+            max_duration_ms: l.io.max_duration.as_millis() as u64,
+            max_concurrent: l.io.max_concurrent.unwrap_or(0),
+        }),
         health_conditions: l.health.describe(),
         health_interval_ms: if l.health.is_empty() {
             0
@@ -1003,7 +1058,7 @@ mod tests {
         );
         assert_eq!(
             err(pb::InjectRequest::default()),
-            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill)"
+            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit)"
         );
         let bad_regex = pb::ProcessSelector {
             cmdline: Some("(".into()),

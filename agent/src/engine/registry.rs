@@ -199,6 +199,9 @@ impl<U> Registry<U> {
                 Kind::DiskFill => {
                     "filling the same filesystem: revert it first (one disk fill per filesystem)"
                 }
+                Kind::IoLimit => {
+                    "limiting the same cgroup on the same device: revert it first (one io limit per cgroup and device)"
+                }
                 _ => {
                     "active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
                 }

@@ -280,6 +280,7 @@ pub fn plan(s: &DiskFillSpec, host: &Host) -> Result<(Plan, FillPlan), FaultErro
         conflict_key: Some(format!("disk-fill:{}", meta.dev())),
         stress: None,
         fill: None,
+        io: None,
         container: None,
         netns: None,
     };

@@ -6,6 +6,7 @@
 //! that is already gone counts as reverted.
 
 pub mod disk;
+pub mod io;
 pub mod network;
 pub mod process;
 pub mod stress;
@@ -48,6 +49,7 @@ pub enum Kind {
     Cpu,
     Memory,
     DiskFill,
+    IoLimit,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Cpu => "cpu",
             Kind::Memory => "memory",
             Kind::DiskFill => "disk-fill",
+            Kind::IoLimit => "io-limit",
         }
     }
 }
@@ -72,6 +75,7 @@ pub enum FaultSpec {
     Cpu(CpuSpec),
     Memory(MemSpec),
     DiskFill(DiskFillSpec),
+    IoLimit(io::IoLimitSpec),
 }
 
 impl FaultSpec {
@@ -83,6 +87,7 @@ impl FaultSpec {
             FaultSpec::Cpu(_) => Kind::Cpu,
             FaultSpec::Memory(_) => Kind::Memory,
             FaultSpec::DiskFill(_) => Kind::DiskFill,
+            FaultSpec::IoLimit(_) => Kind::IoLimit,
         }
     }
 
@@ -95,7 +100,8 @@ impl FaultSpec {
             | FaultSpec::Network(_)
             | FaultSpec::Cpu(_)
             | FaultSpec::Memory(_)
-            | FaultSpec::DiskFill(_) => true,
+            | FaultSpec::DiskFill(_)
+            | FaultSpec::IoLimit(_) => true,
         }
     }
 
@@ -120,6 +126,10 @@ impl FaultSpec {
                         p.fill = Some(fp);
                         p
                     }),
+                    FaultSpec::IoLimit(i) => io::plan(i, &host).map(|(mut p, ip)| {
+                        p.io = Some(ip);
+                        p
+                    }),
                     FaultSpec::Network(_) => unreachable!("handled above"),
                 })
                 .await
@@ -141,6 +151,12 @@ impl FaultSpec {
                         Some(sp) => stress::apply(&sp, &host, plan.description.clone()),
                         None => Err(FaultError::Failed(
                             "internal error: a stress plan without workers".into(),
+                        )),
+                    },
+                    FaultSpec::IoLimit(_) => match plan.io.clone() {
+                        Some(ip) => io::apply(&ip, plan.description.clone()),
+                        None => Err(FaultError::Failed(
+                            "internal error: an io limit plan without its values".into(),
                         )),
                     },
                     FaultSpec::DiskFill(_) => match plan.fill.clone() {
@@ -185,6 +201,8 @@ pub struct Plan {
     pub stress: Option<stress::StressPlan>,
     /// For a disk fill: the file to create and its size.
     pub fill: Option<disk::FillPlan>,
+    /// For an io limit: where, and the values before and after.
+    pub io: Option<io::IoPlan>,
     /// The container the spec named, as resolved for this plan.
     pub container: Option<Container>,
     /// For network faults: the namespace resolved (a container's, by its first
@@ -228,6 +246,8 @@ pub enum Undo {
     Stress(stress::Running),
     /// Stop the fill's ramp and remove its file.
     DiskFill(disk::Filling),
+    /// Write the previous blk-throttle values back.
+    IoLimit(io::IoUndo),
 }
 
 impl Undo {
@@ -247,6 +267,20 @@ impl Undo {
             Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
             Undo::Net(u, _) => network::describe_undo(u),
             Undo::DiskFill(f) => format!("remove {}", f.file.display()),
+            Undo::IoLimit(u) => format!(
+                "restore {} for {} in {}",
+                u.previous
+                    .iter()
+                    .map(|(i, v)| format!(
+                        "{}={}",
+                        io::KEYS[*i],
+                        v.map_or("max".to_string(), |n| n.to_string())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                u.dev,
+                u.dir.display()
+            ),
             Undo::Stress(r) => format!(
                 "kill the workers in cgroup {} and remove it",
                 r.group
@@ -266,6 +300,7 @@ impl Undo {
             Undo::Nothing | Undo::StopLoop => Ok(None),
             Undo::Net(u, pin) => network::revert_pinned(&u, pin.as_ref()).await,
             Undo::DiskFill(f) => blocking(move || disk::revert(&f).map(|()| None)).await,
+            Undo::IoLimit(u) => io::revert(&u).map(|()| None),
             Undo::Stress(r) => {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
@@ -317,6 +352,8 @@ pub enum UndoRecord {
     StressPending,
     /// Remove this disk fill file (named before it is created).
     DiskFill { file: std::path::PathBuf },
+    /// Write these blk-throttle values back.
+    IoLimit { undo: io::IoUndo },
 }
 
 /// A process identity that a recycled pid cannot fake.
@@ -358,6 +395,12 @@ impl Plan {
         match (spec, &self.freeze) {
             (FaultSpec::Kill(_), _) => UndoRecord::Nothing,
             (FaultSpec::Cpu(_) | FaultSpec::Memory(_), _) => UndoRecord::StressPending,
+            (FaultSpec::IoLimit(_), _) => match &self.io {
+                Some(p) => UndoRecord::IoLimit {
+                    undo: p.undo.clone(),
+                },
+                None => UndoRecord::Nothing,
+            },
             (FaultSpec::DiskFill(_), _) => match &self.fill {
                 Some(f) => UndoRecord::DiskFill {
                     file: f.file.clone(),
@@ -400,6 +443,7 @@ impl Undo {
             Undo::DiskFill(f) => UndoRecord::DiskFill {
                 file: f.file.clone(),
             },
+            Undo::IoLimit(u) => UndoRecord::IoLimit { undo: u.clone() },
         }
     }
 }
@@ -425,6 +469,7 @@ impl UndoRecord {
             }
             UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
             UndoRecord::DiskFill { file } => disk::remove(file),
+            UndoRecord::IoLimit { undo } => io::revert(undo),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {
                     Ok(tc) => tc,

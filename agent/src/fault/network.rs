@@ -298,6 +298,7 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
         conflict_key: Some(format!("net:{}:{}:{}:{dir}", id.0, id.1, spec.fault.iface)),
         stress: None,
         fill: None,
+        io: None,
         container,
         netns: Some((target, id)),
     })

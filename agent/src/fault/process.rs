@@ -356,6 +356,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, 
         conflict_key: None,
         stress: None,
         fill: None,
+        io: None,
         container,
         netns: None,
     })

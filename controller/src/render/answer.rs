@@ -278,6 +278,22 @@ pub fn limits_table(l: &Limits) -> String {
             },
         ),
         (
+            "io limit",
+            match &l.io {
+                None => "-".into(),
+                Some(i) => format!(
+                    "at least {}/s and {} iops, {} max, {}",
+                    faultline_proto::units::format_size(i.min_bps),
+                    i.min_iops,
+                    format_ms(i.max_duration_ms),
+                    match i.max_concurrent {
+                        0 => "concurrency: only the global limit".to_string(),
+                        n => format!("at most {n} at once"),
+                    }
+                ),
+            },
+        ),
+        (
             "lease required",
             if l.require_lease { "yes" } else { "no" }.into(),
         ),

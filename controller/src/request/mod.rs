@@ -15,6 +15,7 @@
 
 mod disk;
 mod error;
+mod io;
 mod network;
 mod process;
 mod stress;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub use disk::{DiskFill, DiskFillInput, FillAmount};
 pub use error::{Field, RequestError};
+pub use io::{IoLimit, IoLimitInput};
 pub use network::{GilbertElliott, Namespace, Netem, Network, NetworkInput, Selection};
 pub use process::{Kill, Pause, Pick, ProcessInput, Selector, Targets};
 pub use stress::{Cpu, CpuAmount, CpuInput, Memory, MemoryAmount, MemoryInput, Placement};
@@ -100,6 +102,7 @@ fault_kinds! {
     cpu: Cpu,
     memory: Memory,
     disk_fill: DiskFill,
+    io_limit: IoLimit,
 }
 
 impl Fault {
@@ -265,6 +268,17 @@ mod tests {
             (d.path.as_str(), d.free_bytes, d.ramp_ms, d.size_bytes),
             ("/var/lib/app", 1 << 30, 30_000, 0)
         );
+        let Kind::IoLimit(l) = kind(
+            &doc("io_limit: {unit: api.service, path: /var/lib/api, write_bps: 4MiB, read_iops: 100}\n")
+                .unwrap(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (l.path.as_str(), l.write_bps, l.read_iops, l.read_bps),
+            ("/var/lib/api", 4 << 20, 100, 0)
+        );
+        assert_eq!(l.target.unwrap().unit, "api.service");
     }
 
     #[test]
@@ -272,11 +286,11 @@ mod tests {
         let e = |y: &str| doc(y).unwrap_err().to_string();
         assert_eq!(
             e("{}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill), got 0"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit), got 0"
         );
         assert_eq!(
             e("kill: {pid: 1}\npause: {pid: 1}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill), got 2"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit), got 2"
         );
         assert_eq!(
             e("pause: {pid: 1, signal: TERM}\n"),
@@ -322,6 +336,18 @@ mod tests {
             "invalid path: \"d\" is not an absolute path"
         );
         assert_eq!(e("disk_fill: {size: 1GiB}\n"), "give path");
+        assert_eq!(
+            e("io_limit: {device: /dev/vdb, write_bps: 4MiB}\n"),
+            "give cgroup, or unit, or pid, or container"
+        );
+        assert_eq!(
+            e("io_limit: {unit: a.service, path: /data}\n"),
+            "give read_bps, or write_bps, or read_iops, or write_iops"
+        );
+        assert_eq!(
+            e("io_limit: {unit: a.service, write_bps: 4MiB}\n"),
+            "give device, or path"
+        );
         assert_eq!(
             e("memory: {size: 0MiB}\n"),
             "invalid size: must be more than 0"
