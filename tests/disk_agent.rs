@@ -302,3 +302,55 @@ fn bad_disk_fill_input_is_refused_and_nothing_is_created() {
         "nothing started: {listed}"
     );
 }
+
+#[test]
+fn the_health_guard_aborts_everything_when_a_path_runs_low_on_space() {
+    require!("root");
+    let s = Scratch::mount("guard", 64);
+    let used0 = df(&s.dir).0;
+    let agent = Agent::start_with(AgentOptions {
+        limits: Some(format!(
+            "{LIMITS}[health]\ninterval = \"200ms\"\nmin_disk_free = {{ \"{}\" = \"16MiB\" }}\n",
+            s.path()
+        )),
+        ..Default::default()
+    });
+    let limits = agent.ctl_json(&["limits"]);
+    assert!(
+        limits
+            .to_string()
+            .contains(&format!("space available on {} below 16MiB", s.path())),
+        "{limits}"
+    );
+    // Leaves 8 MiB: allowed by disk.min_free (1 MiB), below the guard's 16 MiB floor.
+    let out = agent.ctl_json(&[
+        "inject",
+        "disk-fill",
+        "--path",
+        s.path(),
+        "--free",
+        "8MiB",
+        "--for",
+        "60s",
+    ]);
+    let id = fault_id(&out);
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            || agent.ctl_json(&["get", &id])["state"] == "reverted"
+        ),
+        "the guard reverted it: {}\n{}",
+        agent.ctl_json(&["get", &id]),
+        agent.log_text()
+    );
+    let got = agent.ctl_json(&["get", &id]);
+    assert!(
+        got["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("health guard: space available on {} ", s.path())),
+        "{got}"
+    );
+    assert!(s.fill_files().is_empty());
+    assert_eq!(df(&s.dir).0, used0, "space back");
+}

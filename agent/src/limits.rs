@@ -55,6 +55,9 @@ pub struct HealthLimits {
     pub max_psi_memory_some_avg10: Option<f64>,
     /// Same for /proc/pressure/io.
     pub max_psi_io_some_avg10: Option<f64>,
+    /// Abort when the space available on the filesystem holding a path falls below its
+    /// floor (bytes, or percent of the filesystem's size).
+    pub min_disk_free: Vec<(String, MemThreshold)>,
     pub probes: Vec<Probe>,
 }
 
@@ -66,6 +69,7 @@ impl Default for HealthLimits {
             max_psi_cpu_some_avg10: None,
             max_psi_memory_some_avg10: None,
             max_psi_io_some_avg10: None,
+            min_disk_free: Vec::new(),
             probes: Vec::new(),
         }
     }
@@ -78,6 +82,7 @@ impl HealthLimits {
             && self.max_psi_cpu_some_avg10.is_none()
             && self.max_psi_memory_some_avg10.is_none()
             && self.max_psi_io_some_avg10.is_none()
+            && self.min_disk_free.is_empty()
             && self.probes.is_empty()
     }
 
@@ -96,6 +101,12 @@ impl HealthLimits {
                 out.push(format!("PSI {name} some avg10 above {v}"));
             }
         }
+        for (p, m) in &self.min_disk_free {
+            out.push(format!(
+                "space available on {p} below {}",
+                disk_floor_text(m)
+            ));
+        }
         for p in &self.probes {
             out.push(format!(
                 "probe {} fails {} time{} in a row (timeout {})",
@@ -106,6 +117,14 @@ impl HealthLimits {
             ));
         }
         out
+    }
+}
+
+/// A disk floor in words: `1GiB`-style bytes, or a share of the filesystem.
+pub fn disk_floor_text(m: &MemThreshold) -> String {
+    match m {
+        MemThreshold::Bytes(b) => faultline_proto::units::format_size(*b),
+        MemThreshold::Percent(p) => format!("{p}% of the filesystem"),
     }
 }
 
@@ -338,6 +357,7 @@ impl Limits {
             max_psi_cpu_some_avg10,
             max_psi_memory_some_avg10,
             max_psi_io_some_avg10,
+            min_disk_free,
             probes,
         } = health;
         let list = |v: &[String]| {
@@ -420,6 +440,18 @@ impl Limits {
         ] {
             out.push((key.into(), off(v.as_ref().map(pct))));
         }
+        out.push((
+            "health.min_disk_free".into(),
+            if min_disk_free.is_empty() {
+                "(off)".to_string()
+            } else {
+                min_disk_free
+                    .iter()
+                    .map(|(p, m)| format!("{p}: {}", disk_floor_text(m)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ));
         if probes.is_empty() {
             out.push(("health.probe".into(), "(none)".to_string()));
         }
@@ -786,6 +818,20 @@ fn parse_health(
             *o = Some(Percent::probability(*s.get_ref()).map_err(|m| bad(s.span(), name, m))?);
         }
     }
+    if let Some(m) = &h.min_disk_free {
+        for (path, floor) in m.get_ref() {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    m.span(),
+                    "health.min_disk_free",
+                    format!("{path:?} is not an absolute path"),
+                ));
+            }
+            let t = MemThreshold::parse(floor)
+                .map_err(|e| bad(m.span(), "health.min_disk_free", format!("{path}: {e}")))?;
+            out.min_disk_free.push((path.clone(), t));
+        }
+    }
     for (i, p) in h.probe.iter().enumerate() {
         let field = |f: &str| format!("health.probe[{i}].{f}");
         let given = [
@@ -971,6 +1017,7 @@ struct RawHealth {
     max_psi_cpu_some_avg10: Option<Spanned<f64>>,
     max_psi_memory_some_avg10: Option<Spanned<f64>>,
     max_psi_io_some_avg10: Option<Spanned<f64>>,
+    min_disk_free: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     #[serde(default)]
     probe: Vec<RawProbe>,
 }
@@ -1195,6 +1242,32 @@ pub(crate) mod tests {
         let mut l = parse(&text).unwrap();
         l.source = "embedded defaults".into();
         assert_eq!(l, Limits::production());
+    }
+
+    #[test]
+    fn health_min_disk_free() {
+        let l =
+            parse("[health]\nmin_disk_free = { \"/var\" = \"1GiB\", \"/\" = \"5%\" }\n").unwrap();
+        assert_eq!(
+            l.health.min_disk_free,
+            vec![
+                ("/".to_string(), MemThreshold::Percent(5.0)),
+                ("/var".to_string(), MemThreshold::Bytes(1 << 30)),
+            ]
+        );
+        assert_eq!(
+            l.health.describe(),
+            vec![
+                "space available on / below 5% of the filesystem",
+                "space available on /var below 1GiB"
+            ]
+        );
+        let e = parse("[health]\nmin_disk_free = { \"var\" = \"1GiB\" }\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("field health.min_disk_free: \"var\" is not an absolute path"),
+            "{e}"
+        );
     }
 
     #[test]
