@@ -354,3 +354,78 @@ fn the_health_guard_aborts_everything_when_a_path_runs_low_on_space() {
     assert!(s.fill_files().is_empty());
     assert_eq!(df(&s.dir).0, used0, "space back");
 }
+
+/// The VM tier's scratch virtio disk (ext4), mounted at a unique directory.
+struct ScratchDisk {
+    dir: PathBuf,
+}
+
+impl Drop for ScratchDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn fill_an_ext4_disk_to_a_percent_and_back() {
+    require!("root");
+    let Ok(disk) = std::env::var("FAULTLINE_SCRATCH_DISK") else {
+        faultline_tests::skip(
+            "disk_agent::fill_an_ext4_disk_to_a_percent_and_back",
+            "scratch-disk",
+            "no FAULTLINE_SCRATCH_DISK (the VM tier gives one)",
+        );
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("faultline-disk-ext4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "ext4", &disk])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount {disk}: {}", stderr(&out));
+    let m = ScratchDisk { dir };
+    let before = df(&m.dir);
+    let mut agent = agent(None);
+    let out = agent.ctl_json(&[
+        "inject",
+        "disk-fill",
+        "--path",
+        m.dir.to_str().unwrap(),
+        "--percent",
+        "70",
+        "--for",
+        "60s",
+    ]);
+    let (u, a) = df(&m.dir);
+    let pct = u as f64 * 100.0 / (u + a) as f64;
+    eprintln!("ext4 disk fill to 70%: {pct:.2}% used");
+    assert!((pct - 70.0).abs() <= 1.0, "used {pct:.2}%, asked 70%");
+    agent.ctl_json(&["revert", &fault_id(&out)]);
+    assert!(
+        eventually(Duration::from_secs(5), || df(&m.dir).0 == before.0),
+        "space back: {before:?} -> {:?}",
+        df(&m.dir)
+    );
+    // And after SIGKILL + restart.
+    agent.ctl_json(&[
+        "inject",
+        "disk-fill",
+        "--path",
+        m.dir.to_str().unwrap(),
+        "--size",
+        "64MiB",
+        "--for",
+        "60s",
+    ]);
+    assert!(df(&m.dir).0 >= before.0 + (64 << 20));
+    agent.crash();
+    let _again = self::agent(Some(agent.state_dir()));
+    assert!(
+        eventually(Duration::from_secs(5), || df(&m.dir).0 == before.0),
+        "space back after restart: {before:?} -> {:?}",
+        df(&m.dir)
+    );
+}

@@ -1,7 +1,9 @@
 //! End-to-end io limit: the real `faultd` and `faultctl` throttle a test cgroup's
-//! `O_DIRECT` writes on the disk holding a test directory (blk-throttle through the v1
-//! blkio hierarchy on the host), measured by `dd`; the operator's own value comes back
-//! exactly on revert and after SIGKILL + restart.
+//! `O_DIRECT` writes on the disk holding a test directory, measured by `dd`'s wall time;
+//! the operator's own value comes back exactly on revert and after SIGKILL + restart.
+//! On the host: blk-throttle through the v1 blkio hierarchy, on the disk of /var/tmp. In
+//! the VM tier: cgroup2 `io.max` on the scratch virtio disk (`FAULTLINE_SCRATCH_DISK`,
+//! ext4, mounted by the test).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,8 +40,10 @@ impl Group {
             .to_string()
     }
 
-    /// Writes `mib` MiB with O_DIRECT from inside the group; returns dd's MiB/s.
+    /// Writes `mib` MiB with O_DIRECT from inside the group; returns MiB/s (by dd's
+    /// wall time: coreutils' and busybox's dd report differently).
     fn write_rate(&self, file: &Path, mib: u64) -> f64 {
+        let t0 = std::time::Instant::now();
         let out = Command::new("/bin/sh")
             .arg("-c")
             .arg("echo $$ > \"$0/cgroup.procs\" && exec dd if=/dev/zero of=\"$1\" bs=1M count=\"$2\" oflag=direct")
@@ -48,17 +52,10 @@ impl Group {
             .arg(mib.to_string())
             .output()
             .unwrap();
-        let err = stderr(&out);
-        assert!(out.status.success(), "dd: {err}");
-        // "16777216 bytes (17 MB, 16 MiB) copied, 4.00012 s, 4.2 MB/s"
-        let line = err.lines().last().unwrap_or_default();
-        let bytes: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
-        let secs: f64 = line
-            .split(", ")
-            .find(|p| p.ends_with(" s"))
-            .and_then(|p| p.trim_end_matches(" s").parse().ok())
-            .unwrap_or_else(|| panic!("dd's time in {line:?}"));
-        bytes / secs / (1 << 20) as f64
+        let secs = t0.elapsed().as_secs_f64();
+        assert!(out.status.success(), "dd: {}", stderr(&out));
+        let _ = std::fs::remove_file(file);
+        mib as f64 / secs
     }
 }
 
@@ -68,24 +65,84 @@ impl Drop for Group {
     }
 }
 
+/// The scratch disk mounted at a unique directory, unmounted on drop.
+struct Mounted {
+    dir: PathBuf,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// How the kernel throttles here: the file the limit shows in, and its lines.
+struct Backend {
+    file: &'static str,
+    /// The operator's value, as written.
+    operator: fn(&str) -> String,
+    /// What the file reads for a 4 MiB/s write limit.
+    limited: fn(&str, &str) -> bool,
+    /// Clears the test's value.
+    clear: fn(&str) -> String,
+}
+
+const V1: Backend = Backend {
+    file: "blkio.throttle.write_bps_device",
+    operator: |dev| format!("{dev} 1048576000"),
+    limited: |dev, text| text == format!("{dev} 4194304"),
+    clear: |dev| format!("{dev} 0"),
+};
+
+const V2: Backend = Backend {
+    file: "io.max",
+    operator: |dev| format!("{dev} wbps=1048576000"),
+    limited: |dev, text| {
+        text.lines()
+            .any(|l| l.starts_with(&format!("{dev} ")) && l.contains(" wbps=4194304"))
+    },
+    clear: |dev| format!("{dev} wbps=max"),
+};
+
 #[test]
 fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
     require!("root");
     const TEST: &str =
         "io_agent::write_bps_throttles_a_cgroup_and_revert_restores_the_value_before";
-    let Some(root) = faultline_tests::caps::v1_mount("blkio")
-        .filter(|r| r.join("blkio.throttle.write_bps_device").exists())
-    else {
-        faultline_tests::skip(
-            TEST,
-            "cgroup-v1-blkio-throttle",
-            "no v1 blkio hierarchy with blkio.throttle.* (the VM's cgroup2 io.max is not covered yet)",
-        );
-        return;
+    let v1 = faultline_tests::caps::v1_mount("blkio")
+        .filter(|r| r.join("blkio.throttle.write_bps_device").exists());
+    let v2 = faultline_tests::caps::v2_mount().filter(|r| {
+        std::fs::read_to_string(r.join("cgroup.subtree_control"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "io"))
+    });
+    let scratch = std::env::var("FAULTLINE_SCRATCH_DISK").ok();
+    let (root, backend, base, _mounted) = match (v1, v2, scratch) {
+        (Some(r), ..) => (r, V1, PathBuf::from("/var/tmp"), None),
+        (None, Some(r), Some(disk)) => {
+            let dir =
+                std::env::temp_dir().join(format!("faultline-io-scratch-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = Command::new("mount")
+                .args(["-t", "ext4", &disk])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "mount {disk}: {}", stderr(&out));
+            (r, V2, dir.clone(), Some(Mounted { dir }))
+        }
+        _ => {
+            faultline_tests::skip(
+                TEST,
+                "blk-throttle",
+                "neither v1 blkio throttling nor cgroup2 io with a scratch disk (FAULTLINE_SCRATCH_DISK, the VM tier)",
+            );
+            return;
+        }
     };
     let work = tempfile::Builder::new()
         .prefix("faultline-io-")
-        .tempdir_in("/var/tmp")
+        .tempdir_in(&base)
         .unwrap();
     let file = work.path().join("direct");
     let g = Group::new(&root);
@@ -96,8 +153,8 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
         faultline_agent::fault::io::throttle_device(ma, mi).expect("a block device")
     };
     // The operator's own limit, which the fault must put back exactly.
-    let before = format!("{dev} 1048576000");
-    std::fs::write(g.dir.join("blkio.throttle.write_bps_device"), &before).unwrap();
+    std::fs::write(g.dir.join(backend.file), (backend.operator)(&dev)).unwrap();
+    let before = g.read(backend.file);
     let mut agent = Agent::start_with(AgentOptions {
         limits: Some(LIMITS.into()),
         ..Default::default()
@@ -117,9 +174,10 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
         ])
     };
     let out = inject(&agent);
-    assert_eq!(
-        g.read("blkio.throttle.write_bps_device"),
-        format!("{dev} 4194304")
+    assert!(
+        (backend.limited)(&dev, &g.read(backend.file)),
+        "{}",
+        g.read(backend.file)
     );
     let limited = g.write_rate(&file, 16);
     eprintln!("io-limit --write-bps 4MiB: dd wrote at {limited:.2} MiB/s");
@@ -147,16 +205,17 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
         stderr(&again)
     );
     agent.ctl_json(&["revert", &fault_id(&out)]);
-    assert_eq!(g.read("blkio.throttle.write_bps_device"), before);
+    assert_eq!(g.read(backend.file), before);
     let free = g.write_rate(&file, 16);
     eprintln!("after revert: dd wrote at {free:.2} MiB/s");
     assert!(free >= 5.0 * limited, "{free:.2} MiB/s after revert");
 
     // SIGKILL with the limit on: the next start restores the operator's value.
     inject(&agent);
-    assert_eq!(
-        g.read("blkio.throttle.write_bps_device"),
-        format!("{dev} 4194304")
+    assert!(
+        (backend.limited)(&dev, &g.read(backend.file)),
+        "{}",
+        g.read(backend.file)
     );
     agent.crash();
     let _again = Agent::start_with(AgentOptions {
@@ -165,11 +224,9 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
         ..Default::default()
     });
     assert!(
-        eventually(Duration::from_secs(2), || g
-            .read("blkio.throttle.write_bps_device")
-            == before),
+        eventually(Duration::from_secs(2), || g.read(backend.file) == before),
         "restored after restart: {}",
-        g.read("blkio.throttle.write_bps_device")
+        g.read(backend.file)
     );
     // Bad input changes nothing.
     for (args, code, needle) in [
@@ -200,7 +257,7 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
         let out = _again.ctl(&a);
         assert_eq!(out.status.code(), Some(code), "{a:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{a:?}: {}", stderr(&out));
-        assert_eq!(g.read("blkio.throttle.write_bps_device"), before);
+        assert_eq!(g.read(backend.file), before);
     }
     let out = _again.ctl(&[
         "inject",
@@ -215,9 +272,5 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
         "10s",
     ]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    std::fs::write(
-        g.dir.join("blkio.throttle.write_bps_device"),
-        format!("{dev} 0"),
-    )
-    .unwrap();
+    std::fs::write(g.dir.join(backend.file), (backend.clear)(&dev)).unwrap();
 }
