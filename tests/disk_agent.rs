@@ -355,18 +355,6 @@ fn the_health_guard_aborts_everything_when_a_path_runs_low_on_space() {
     assert_eq!(df(&s.dir).0, used0, "space back");
 }
 
-/// The VM tier's scratch virtio disk (ext4), mounted at a unique directory.
-struct ScratchDisk {
-    dir: PathBuf,
-}
-
-impl Drop for ScratchDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 fn fill_an_ext4_disk_to_a_percent_and_back() {
     require!("root");
@@ -378,15 +366,7 @@ fn fill_an_ext4_disk_to_a_percent_and_back() {
         );
         return;
     };
-    let dir = std::env::temp_dir().join(format!("faultline-disk-ext4-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("mount")
-        .args(["-t", "ext4", &disk])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mount {disk}: {}", stderr(&out));
-    let m = ScratchDisk { dir };
+    let m = Scratch::device("ext4", &disk, "ext4");
     let before = df(&m.dir);
     let mut agent = agent(None);
     let out = agent.ctl_json(&[

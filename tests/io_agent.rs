@@ -21,14 +21,7 @@ struct Group {
 
 impl Group {
     fn new(root: &Path) -> Group {
-        let dir = root.join(format!(
-            "faultline-io-{}-{:08x}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ));
+        let dir = root.join(faultline_tests::disk::unique("io"));
         std::fs::create_dir(&dir).unwrap();
         Group { dir }
     }
@@ -61,18 +54,6 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-/// The scratch disk mounted at a unique directory, unmounted on drop.
-struct Mounted {
-    dir: PathBuf,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
@@ -120,16 +101,8 @@ fn write_bps_throttles_a_cgroup_and_revert_restores_the_value_before() {
     let (root, backend, base, _mounted) = match (v1, v2, scratch) {
         (Some(r), ..) => (r, V1, PathBuf::from("/var/tmp"), None),
         (None, Some(r), Some(disk)) => {
-            let dir =
-                std::env::temp_dir().join(format!("faultline-io-scratch-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = Command::new("mount")
-                .args(["-t", "ext4", &disk])
-                .arg(&dir)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "mount {disk}: {}", stderr(&out));
-            (r, V2, dir.clone(), Some(Mounted { dir }))
+            let m = faultline_tests::disk::Tmpfs::device("io", &disk, "ext4");
+            (r, V2, m.dir.clone(), Some(m))
         }
         _ => {
             faultline_tests::skip(

@@ -6,34 +6,49 @@ use std::process::Command;
 
 use crate::agent::stderr;
 
-/// A tmpfs of `mib` MiB at a unique mountpoint, unmounted (and removed) on drop.
+/// A name no other test (or helper) uses: `faultline-<tag>-<pid>-<nanos>`.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "faultline-{tag}-{}-{:08x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+/// A filesystem a test mounts at a unique directory, unmounted (and the directory
+/// removed) on drop.
 pub struct Tmpfs {
     pub dir: PathBuf,
 }
 
 impl Tmpfs {
+    /// A tmpfs of `mib` MiB.
     pub fn mount(tag: &str, mib: u64) -> Tmpfs {
-        let dir = std::env::temp_dir().join(format!(
-            "faultline-disk-{tag}-{}-{:08x}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ));
-        std::fs::create_dir(&dir).unwrap();
-        let out = Command::new("mount")
-            .args([
+        Tmpfs::of(
+            tag,
+            &[
                 "-t",
                 "tmpfs",
                 "-o",
                 &format!("size={mib}m"),
                 "faultline-disk",
-            ])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mount tmpfs: {}", stderr(&out));
+            ],
+        )
+    }
+
+    /// The block device `dev` (e.g. the VM's scratch disk), of type `fstype`.
+    pub fn device(tag: &str, dev: &str, fstype: &str) -> Tmpfs {
+        Tmpfs::of(tag, &["-t", fstype, dev])
+    }
+
+    fn of(tag: &str, args: &[&str]) -> Tmpfs {
+        let dir = std::env::temp_dir().join(unique(&format!("disk-{tag}")));
+        std::fs::create_dir(&dir).unwrap();
+        let out = Command::new("mount").args(args).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "mount {args:?}: {}", stderr(&out));
         Tmpfs { dir }
     }
 

@@ -270,20 +270,9 @@ pub fn plan(s: &DiskFillSpec, host: &Host) -> Result<(Plan, FillPlan), FaultErro
             )
         }
     );
-    let plan = Plan {
-        targets: Vec::new(),
-        excluded: Vec::new(),
-        freeze: None,
-        description,
-        // One fill per filesystem: a second one's checks would not see the first's
-        // growth (with a ramp), so the limits could be overshot.
-        conflict_key: Some(format!("disk-fill:{}", meta.dev())),
-        stress: None,
-        fill: None,
-        io: None,
-        container: None,
-        netns: None,
-    };
+    // One fill per filesystem: a second one's checks would not see the first's growth
+    // (with a ramp), so the limits could be overshot.
+    let plan = Plan::described(description, Some(format!("disk-fill:{}", meta.dev())));
     Ok((
         plan,
         FillPlan {

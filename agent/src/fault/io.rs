@@ -303,18 +303,10 @@ pub fn plan(s: &IoLimitSpec, host: &Host) -> Result<(Plan, IoPlan), FaultError> 
             .collect::<Vec<_>>()
             .join(" "),
     );
-    let plan = Plan {
-        targets: Vec::new(),
-        excluded: Vec::new(),
-        freeze: None,
+    let plan = Plan::described(
         description,
-        conflict_key: Some(format!("io-limit:{}:{dev}", group.dir.display())),
-        stress: None,
-        fill: None,
-        io: None,
-        container: None,
-        netns: None,
-    };
+        Some(format!("io-limit:{}:{dev}", group.dir.display())),
+    );
     Ok((
         plan,
         IoPlan {

@@ -211,6 +211,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan that hits no process: its description and conflict key, nothing else
+    /// (the kind's own part is set by the caller).
+    pub fn described(description: String, conflict_key: Option<String>) -> Plan {
+        Plan {
+            targets: Vec::new(),
+            excluded: Vec::new(),
+            freeze: None,
+            description,
+            conflict_key,
+            stress: None,
+            fill: None,
+            io: None,
+            container: None,
+            netns: None,
+        }
+    }
+
     pub fn target_infos(&self) -> Vec<ProcInfo> {
         self.targets.iter().map(|t| t.info.clone()).collect()
     }
