@@ -305,6 +305,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
     }
 
+    // Disk fill files of a previous run that the journal did not know: faultline owns
+    // them (by name, in the directories fills noted), so remove them.
+    match engine.host().sweep_fill_files() {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::warn!(files = ?swept, "removed disk fill files left by a previous run")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sweep disk fill files left by a previous run")
+        }
+    }
+
     // The health guard (if the limits set a [health] section) aborts every fault on a breach.
     let _guard = crate::engine::health::spawn(engine.clone());
 

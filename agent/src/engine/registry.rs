@@ -198,8 +198,19 @@ impl<U> Registry<U> {
                 .values()
                 .find(|e| e.conflict_key.as_deref().is_some_and(|x| overlap(x, k)))
         {
+            let what = match e.record.kind() {
+                Kind::DiskFill => {
+                    "filling the same filesystem: revert it first (one disk fill per filesystem)"
+                }
+                Kind::IoLimit => {
+                    "limiting the same cgroup on the same device: revert it first (one io limit per cgroup and device)"
+                }
+                _ => {
+                    "active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
+                }
+            };
             return Err(FaultError::Precondition(format!(
-                "fault {} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)",
+                "fault {} is already {what}",
                 e.record.id
             )));
         }

@@ -386,6 +386,8 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
         description,
         conflict_key: Some(conflict_key),
         stress: None,
+        fill: None,
+        io: None,
         container,
         netns: Some((target, id)),
     })

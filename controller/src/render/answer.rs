@@ -296,6 +296,43 @@ pub fn limits_table(l: &Limits) -> String {
         ("cpu stress", stress_text(l.cpu.as_ref())),
         ("memory stress", stress_text(l.memory.as_ref())),
         (
+            "disk fill",
+            match &l.disk {
+                None => "-".into(),
+                Some(d) => format!(
+                    "up to {}% used, at least {} left free, {} max, {}; protected: faultd's state dir's filesystem{}",
+                    d.max_used_percent,
+                    faultline_proto::units::format_size(d.min_free_bytes),
+                    format_ms(d.max_duration_ms),
+                    match d.max_concurrent {
+                        0 => "concurrency: only the global limit".to_string(),
+                        n => format!("at most {n} at once"),
+                    },
+                    if d.protected_paths.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and {}", d.protected_paths.join(", "))
+                    }
+                ),
+            },
+        ),
+        (
+            "io limit",
+            match &l.io {
+                None => "-".into(),
+                Some(i) => format!(
+                    "at least {}/s and {} iops, {} max, {}",
+                    faultline_proto::units::format_size(i.min_bps),
+                    i.min_iops,
+                    format_ms(i.max_duration_ms),
+                    match i.max_concurrent {
+                        0 => "concurrency: only the global limit".to_string(),
+                        n => format!("at most {n} at once"),
+                    }
+                ),
+            },
+        ),
+        (
             "lease required",
             if l.require_lease { "yes" } else { "no" }.into(),
         ),
