@@ -86,6 +86,41 @@ fn bad_network_input_is_refused_and_changes_nothing() {
             3,
             "network.min_rate",
         ),
+        // Issue #15: a blackhole needs allow_blackhole (false in production); it takes no
+        // netem parameter; --dns takes no port or protocol.
+        (
+            &["--iface", &p.a, "--blackhole"],
+            3,
+            "network.allow_blackhole",
+        ),
+        (
+            &["--iface", &p.a, "--blackhole", "--direction", "both"],
+            3,
+            "network.allow_blackhole",
+        ),
+        (
+            &["--iface", &p.a, "--blackhole", "--delay", "10ms"],
+            2,
+            "takes no --delay",
+        ),
+        (
+            &["--iface", &p.a, "--dns", "--delay", "10ms", "--dport", "53"],
+            2,
+            "takes no --dport",
+        ),
+        (
+            &[
+                "--iface",
+                &p.a,
+                "--dns",
+                "--delay",
+                "10ms",
+                "--protocol",
+                "udp",
+            ],
+            2,
+            "takes no --protocol",
+        ),
     ];
     for (extra, code, needle) in cases {
         let mut args: Vec<&str> = base.to_vec();
@@ -202,17 +237,19 @@ fn netem_applied_read_back_and_reverted() {
     ]);
     let id = fault_id(&out);
     let (kind, handle) = root(&p, &p.a);
+    // Port 22 is protected by default: a whole-interface fault is faultline's prio root
+    // with the netem on its fault band, and the exemption filters ahead of a match-all.
     assert_eq!(
         (kind.as_str(), handle.as_str()),
-        ("netem", "fa17:"),
-        "faultline's tagged netem root"
+        ("prio", "fa17:"),
+        "faultline's tagged prio root"
     );
     let q = p.ns.qdiscs_json(&p.a);
     let opts = &q
         .as_array()
         .unwrap()
         .iter()
-        .find(|q| q["root"] == true)
+        .find(|q| q["kind"] == "netem")
         .unwrap()["options"];
     assert_eq!(opts["delay"]["delay"].as_f64(), Some(0.03), "{opts}");
     assert_eq!(opts["delay"]["jitter"].as_f64(), Some(0.005), "{opts}");
@@ -312,9 +349,14 @@ fn crash_recovery_removes_the_netem() {
     agent.ctl_json(&[
         "inject", "net", "--netns", &p.ns.name, "--iface", &p.a, "--delay", "10ms", "--for", "5m",
     ]);
-    assert_eq!(root(&p, &p.a).0, "netem");
+    assert_eq!(root(&p, &p.a).0, "prio");
+    assert!(
+        p.ns.tc(&["filter", "show", "dev", &p.a])
+            .contains("flowid fa17:2"),
+        "exemption filters in place"
+    );
     agent.crash();
-    assert_eq!(root(&p, &p.a).0, "netem", "a crash leaves the fault");
+    assert_eq!(root(&p, &p.a).0, "prio", "a crash leaves the fault");
     let _again = Agent::start_with(AgentOptions {
         state_dir: Some(agent.state_dir()),
         ..Default::default()
@@ -323,6 +365,11 @@ fn crash_recovery_removes_the_netem() {
         root(&p, &p.a).0,
         "noqueue",
         "recovered before the agent listens"
+    );
+    assert_eq!(
+        p.ns.tc(&["filter", "show", "dev", &p.a]).trim(),
+        "",
+        "no exemption filter left behind"
     );
 }
 
@@ -365,7 +412,7 @@ fn pid_selects_the_process_network_namespace() {
         "60s",
     ]);
     let id = fault_id(&out);
-    assert_eq!(root(&p, &p.a).0, "netem");
+    assert_eq!(root(&p, &p.a).0, "prio");
     agent.ctl(&["revert", &id]);
     assert_eq!(root(&p, &p.a).0, "noqueue");
     let _ = child.kill();
@@ -479,7 +526,7 @@ fn netem_by_container_id_lands_in_the_containers_namespace() {
     assert_eq!(out["container"]["netns_pid"], c.pid(), "{out}");
     // iproute2 reads faultline's netem in the container's namespace.
     let (kind, handle) = root(&p, &p.a);
-    assert_eq!((kind.as_str(), handle.as_str()), ("netem", "fa17:"));
+    assert_eq!((kind.as_str(), handle.as_str()), ("prio", "fa17:"));
     let show = p.ns.tc(&["qdisc", "show", "dev", &p.a]);
     assert!(show.contains("delay 30ms"), "{show}");
     // The journal holds the namespace by path and identity, not the container.
@@ -514,7 +561,7 @@ fn netem_by_container_id_ends_as_target_gone_when_the_container_stops() {
         "60s",
     ]);
     let id = fault_id(&out);
-    assert_eq!(root(&p, &p.a).0, "netem");
+    assert_eq!(root(&p, &p.a).0, "prio");
     // The container's process ends; its namespace lives on (pinned in /run/netns), so
     // the undo has something to do: faultd must still remove its netem.
     let started = std::time::Instant::now();
@@ -540,4 +587,518 @@ fn netem_by_container_id_ends_as_target_gone_when_the_container_stops() {
         "{why}"
     );
     assert_eq!(root(&p, &p.a).0, "noqueue");
+}
+
+/// A TCP listener bound inside `ns` that answers every connection by echoing what it
+/// reads, until dropped with the namespace.
+fn tcp_echo_in(ns: &net_common::Netns, bind: &str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let bind = bind.to_string();
+    let l = ns
+        .target()
+        .run_in(move || std::net::TcpListener::bind(bind))
+        .expect("listen in the namespace");
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Connects from inside `ns` to `to` (3 s to complete the handshake), sends a line and
+/// reads it back: `Ok` only if the connection completed and carried data both ways.
+fn tcp_round_trip(ns: &net_common::Netns, to: std::net::SocketAddr) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut s = ns
+        .target()
+        .run_in(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+        .map_err(|e| format!("connect to {to}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let msg = b"faultline protected traffic\n";
+    s.write_all(msg)
+        .map_err(|e| format!("write to {to}: {e}"))?;
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got)
+        .map_err(|e| format!("read back from {to}: {e}"))?;
+    if got != msg {
+        return Err(format!("{to} echoed {got:?}"));
+    }
+    Ok(())
+}
+
+/// Issue #15: with `--loss 100%` on a veth (egress, then ingress through an IFB), a TCP
+/// connection from the peer namespace to a listener on port 22 still completes and
+/// carries data; one to port 8080 does not. The exemptions show in the dry run, in
+/// `get` and in `status`, and go with the revert.
+#[test]
+fn port_22_crosses_a_total_loss_fault_both_ways_and_8080_does_not() {
+    require!("root", "netem", "prio", "u32", "ifb", "mirred");
+    let agent = Agent::start_with(AgentOptions {
+        limits: Some("profile = \"staging\"\n[network]\nmax_loss_percent = 100\n".into()),
+        ..Default::default()
+    });
+    let l = net_common::Link::new();
+    let ssh = tcp_echo_in(&l.left, "10.77.0.1:22");
+    let web = tcp_echo_in(&l.left, "10.77.0.1:8080");
+    // IPv6 too: the ip6 exemption filters (ports at offset 40 of the IPv6 header).
+    let ssh6 = tcp_echo_in(&l.left, "[fd77::1]:22");
+    let web6 = tcp_echo_in(&l.left, "[fd77::1]:8080");
+    tcp_round_trip(&l.right, ssh6).expect("IPv6 port 22 before the fault");
+    tcp_round_trip(&l.right, ssh).expect("port 22 before the fault");
+    tcp_round_trip(&l.right, web).expect("port 8080 before the fault");
+    let status = agent.ctl_json(&["status"]);
+    assert_eq!(status["protected_traffic"], "port 22", "{status}");
+    for direction in ["egress", "ingress"] {
+        let args = |dry: bool| {
+            let mut a = vec![
+                "inject",
+                "net",
+                "--netns",
+                &l.left.name,
+                "--iface",
+                &l.a,
+                "--direction",
+                direction,
+                "--loss",
+                "100%",
+                "--for",
+                "60s",
+            ];
+            if dry {
+                a.push("--dry-run");
+            }
+            a
+        };
+        let dry = agent.ctl(&args(true));
+        assert!(dry.status.success(), "{}", stderr(&dry));
+        let shown = String::from_utf8_lossy(&dry.stdout).to_string();
+        assert!(
+            shown.contains("sparing protected traffic (port 22)"),
+            "the dry run shows the exemptions: {shown}"
+        );
+        let id = fault_id(&agent.ctl_json(&args(false)));
+        let got = agent.ctl_json(&["get", &id]);
+        assert!(
+            got.to_string()
+                .contains("sparing protected traffic (port 22)"),
+            "get shows the exemptions: {got}"
+        );
+        // The device that carries the fault: the veth itself, or its IFB.
+        let dev = if direction == "egress" {
+            l.a.clone()
+        } else {
+            l.left
+                .links()
+                .split_whitespace()
+                .find_map(|w| {
+                    w.trim_end_matches(':')
+                        .split('@')
+                        .next()
+                        .filter(|n| n.starts_with("flifb"))
+                        .map(str::to_string)
+                })
+                .expect("an IFB device")
+        };
+        let filters = l.left.tc(&["filter", "show", "dev", &dev]);
+        assert!(
+            filters.contains("flowid fa17:2") && filters.contains("flowid fa17:4"),
+            "{direction}: exemption filters ahead of the match-all on {dev}: {filters}"
+        );
+        tcp_round_trip(&l.right, ssh)
+            .unwrap_or_else(|e| panic!("{direction}: port 22 under --loss 100%: {e}"));
+        tcp_round_trip(&l.right, ssh6)
+            .unwrap_or_else(|e| panic!("{direction}: IPv6 port 22 under --loss 100%: {e}"));
+        let cut = tcp_round_trip(&l.right, web);
+        assert!(
+            cut.is_err(),
+            "{direction}: port 8080 crossed a --loss 100% fault"
+        );
+        assert!(
+            tcp_round_trip(&l.right, web6).is_err(),
+            "{direction}: IPv6 port 8080 crossed a --loss 100% fault"
+        );
+        let out = agent.ctl(&["revert", &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(l.left.root_kind(&l.a), "noqueue", "{direction}");
+        assert_eq!(
+            l.left.tc(&["filter", "show", "dev", &l.a]).trim(),
+            "",
+            "{direction}: no filter left behind"
+        );
+        assert!(
+            !l.left.links().contains("flifb"),
+            "{direction}: IFB removed"
+        );
+        tcp_round_trip(&l.right, web)
+            .unwrap_or_else(|e| panic!("{direction}: port 8080 after the revert: {e}"));
+    }
+}
+
+/// Whether a datagram sent from `from` (bound to `src`, in its namespace) reaches a
+/// socket bound to `dst` in `to`'s namespace within 1 s (3 tries).
+fn udp_reaches(from: &net_common::Netns, src: &str, to: &net_common::Netns, dst: &str) -> bool {
+    let rx = net_common::udp_in(to, dst);
+    rx.set_read_timeout(Some(Duration::from_millis(350)))
+        .unwrap();
+    let tx = net_common::udp_in(from, &format!("{src}:0"));
+    let to_addr = rx.local_addr().unwrap();
+    let mut buf = [0u8; 16];
+    (0..3).any(|_| {
+        tx.send_to(b"partition?", to_addr).unwrap();
+        rx.recv(&mut buf).is_ok()
+    })
+}
+
+/// Everything of the veth's traffic control and the namespace's links, as iproute2
+/// shows them: what a revert must restore exactly.
+fn tc_state(l: &net_common::Link) -> String {
+    let names: Vec<String> = l
+        .left
+        .links()
+        .lines()
+        .map(|s| s.split(':').nth(1).unwrap_or("").trim().to_string())
+        .collect();
+    format!(
+        "{}\n{}\n{}\n{}\nlinks: {names:?}",
+        l.left.tc(&["qdisc", "show", "dev", &l.a]),
+        l.left.tc(&["filter", "show", "dev", &l.a]),
+        l.left.tc(&["filter", "show", "dev", &l.a, "ingress"]),
+        l.left.tc(&["class", "show", "dev", &l.a]),
+    )
+}
+
+/// Two networks on one veth pair: 10.77.0.0/24 (the Link's) and 10.78.0.0/24.
+fn two_networks() -> net_common::Link {
+    let l = net_common::Link::new();
+    l.left.ip(&["addr", "add", "10.78.0.1/24", "dev", &l.a]);
+    l.right.ip(&["addr", "add", "10.78.0.2/24", "dev", &l.b]);
+    l
+}
+
+/// `--blackhole --direction both --dst 10.77.0.0/24` on the Link's left end for 5
+/// minutes: a partition from that network. Returns the fault's id.
+fn partition(agent: &Agent, l: &net_common::Link) -> String {
+    fault_id(&agent.ctl_json(&[
+        "inject",
+        "net",
+        "--netns",
+        &l.left.name,
+        "--iface",
+        &l.a,
+        "--blackhole",
+        "--direction",
+        "both",
+        "--dst",
+        "10.77.0.0/24",
+        "--for",
+        "5m",
+    ]))
+}
+
+/// Issue #15: `--blackhole --direction both --dst` a /24 cuts exactly that network, both
+/// ways (a datagram neither leaves for it nor arrives from it), leaves the other network
+/// and port 22 alone, is one fault with one id, and its revert restores the qdiscs,
+/// filters and links exactly as they were (IFB included).
+#[test]
+fn partition_from_a_24_cuts_it_both_ways_and_reverts_exactly() {
+    require!("root", "netem", "prio", "u32", "ifb", "mirred");
+    let agent = Agent::start_staging();
+    let l = two_networks();
+    let ssh = tcp_echo_in(&l.left, "10.77.0.1:22");
+    let web = tcp_echo_in(&l.left, "10.77.0.1:8080");
+    let before = tc_state(&l);
+    for (a, b) in [("10.77.0.1", "10.77.0.2"), ("10.78.0.1", "10.78.0.2")] {
+        assert!(udp_reaches(&l.left, a, &l.right, &format!("{b}:7101")));
+        assert!(udp_reaches(&l.right, b, &l.left, &format!("{a}:7102")));
+    }
+    let id = partition(&agent, &l);
+    // One fault: the prio root on the veth, the ingress redirect, and an IFB; the
+    // filters drop (gact) after the exemptions.
+    assert_eq!(l.left.root_kind(&l.a), "prio");
+    let egress = l.left.tc(&["filter", "show", "dev", &l.a]);
+    assert!(
+        egress.contains("action order 1: gact action drop") && egress.contains("flowid fa17:2"),
+        "{egress}"
+    );
+    assert!(l.left.links().contains("flifb"), "{}", l.left.links());
+    assert_eq!(
+        agent.ctl_json(&["list"])["faults"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "one fault for both directions"
+    );
+    // Cut both ways from 10.77.0.0/24, not from 10.78.0.0/24.
+    assert!(
+        !udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:7103"),
+        "a datagram left for the partitioned network"
+    );
+    assert!(
+        !udp_reaches(&l.right, "10.77.0.2", &l.left, "10.77.0.1:7104"),
+        "a datagram arrived from the partitioned network"
+    );
+    assert!(udp_reaches(
+        &l.left,
+        "10.78.0.1",
+        &l.right,
+        "10.78.0.2:7105"
+    ));
+    assert!(udp_reaches(
+        &l.right,
+        "10.78.0.2",
+        &l.left,
+        "10.78.0.1:7106"
+    ));
+    tcp_round_trip(&l.right, ssh).expect("port 22 is spared by the partition");
+    assert!(tcp_round_trip(&l.right, web).is_err(), "8080 is cut");
+    // Another fault on the same interface, either direction, conflicts with it.
+    for d in ["egress", "ingress"] {
+        let o = agent.ctl(&[
+            "inject",
+            "net",
+            "--netns",
+            &l.left.name,
+            "--iface",
+            &l.a,
+            "--direction",
+            d,
+            "--delay",
+            "10ms",
+            "--for",
+            "60s",
+        ]);
+        assert_eq!(o.status.code(), Some(6), "{d}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&id), "{d}: {}", stderr(&o));
+    }
+    let o = agent.ctl(&["revert", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        tc_state(&l),
+        before,
+        "the revert restores everything exactly"
+    );
+    assert!(udp_reaches(
+        &l.left,
+        "10.77.0.1",
+        &l.right,
+        "10.77.0.2:7107"
+    ));
+    assert!(udp_reaches(
+        &l.right,
+        "10.77.0.2",
+        &l.left,
+        "10.77.0.1:7108"
+    ));
+}
+
+/// Issue #15: a crash under a partition leaves it in place; the next start reverts it,
+/// exemption filters, ingress redirect and IFB included; and `faultd cleanup` sweeps one
+/// whose journal is gone, by its tags.
+#[test]
+fn crash_recovery_and_cleanup_sweep_a_partition_and_its_exemptions() {
+    require!("root", "netem", "prio", "u32", "ifb", "mirred");
+    let mut agent = Agent::start_staging();
+    let l = two_networks();
+    let before = tc_state(&l);
+    partition(&agent, &l);
+    agent.crash();
+    let during = tc_state(&l);
+    assert!(
+        during.contains("flowid fa17:2") && during.contains("flifb"),
+        "a crash leaves the fault: {during}"
+    );
+    let again = Agent::start_with(AgentOptions {
+        state_dir: Some(agent.state_dir()),
+        limits: Some("profile = \"staging\"\n".into()),
+        ..Default::default()
+    });
+    assert_eq!(tc_state(&l), before, "recovered before the agent listens");
+    // The same fault again, then a crash and a lost journal: only the sweep can find it.
+    let mut again = again;
+    partition(&again, &l);
+    again.crash();
+    // `again` runs on the first agent's state dir (its own `state_dir()` is unused).
+    let state = agent.state_dir();
+    let journal = state.join("journal");
+    for e in std::fs::read_dir(&journal).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    assert_ne!(tc_state(&l), before);
+    let out = std::process::Command::new(faultline_tests::bin("faultd"))
+        .arg("cleanup")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--config")
+        .arg(again.config_path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tc_state(&l), before, "the sweep removed everything");
+}
+
+/// Issue #15: faultd serving mutual TLS on the veth it blackholes. A controller in the
+/// peer namespace injects a whole-interface blackhole in both directions over TLS: its
+/// own connection is spared (the caller's flow and faultd's port are exemptions), so it
+/// can still `status`, `list`, `get` and `revert` over TLS from new connections, while
+/// every other flow across the veth is cut.
+#[test]
+fn a_tls_controller_across_a_blackholed_veth_keeps_control() {
+    require!("root", "netem", "prio", "u32", "ifb", "mirred");
+    let l = net_common::Link::new();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = faultline_tests::pki::Ca::new(pki.path(), "fl15-ca");
+    let (cert, key) = ca.leaf_at(pki.path(), "node15", "10.77.0.1".parse().unwrap());
+    let (alice, alice_key) = ca.leaf(pki.path(), "alice", false);
+    let port = 7443;
+    let agent = Agent::start_with(AgentOptions {
+        limits: Some("profile = \"staging\"\n".into()),
+        netns: Some(l.left.name.clone()),
+        config: Some(format!(
+            "listen = \"10.77.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\n[roles]\noperator = [\"alice\"]\n",
+            cert.display(),
+            key.display(),
+            ca.pem.display()
+        )),
+        ..Default::default()
+    });
+    let web = tcp_echo_in(&l.left, "10.77.0.1:8080");
+    let ssh = tcp_echo_in(&l.left, "10.77.0.1:22");
+    let ctl = |args: &[&str]| -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &l.right.name])
+            .arg(faultline_tests::bin("faultctl"))
+            .args(["--agent", &format!("https://10.77.0.1:{port}")])
+            .arg("--ca")
+            .arg(&ca.pem)
+            .arg("--cert")
+            .arg(&alice)
+            .arg("--key")
+            .arg(&alice_key)
+            .args(["-o", "json"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let json = |o: std::process::Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}\n{}", stderr(&o), agent.log_text());
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let status = json(ctl(&["status"]));
+    assert_eq!(
+        status["protected_traffic"],
+        format!("ports 22, {port}"),
+        "{status}"
+    );
+    let out = json(ctl(&[
+        "inject",
+        "net",
+        "--netns",
+        &l.left.name,
+        "--iface",
+        &l.a,
+        "--blackhole",
+        "--direction",
+        "both",
+        "--for",
+        "60s",
+    ]));
+    let id = fault_id(&out);
+    // The Inject's own connection is an exemption: its address and port, both ways.
+    let got = json(ctl(&["get", &id]));
+    let text = got.to_string();
+    assert!(
+        text.contains(&format!(
+            "sparing protected traffic (ports 22, {port}; flow 10.77.0.2:"
+        )),
+        "{got}"
+    );
+    let filters = l.left.tc(&["filter", "show", "dev", &l.a]);
+    assert!(
+        filters.contains("match 0a4d0002/ffffffff at 16") && filters.contains("gact action drop"),
+        "a filter sparing packets to the caller, ahead of the drop: {filters}"
+    );
+    // Everything else across the veth is cut, both ways; SSH is not.
+    tcp_round_trip(&l.right, ssh).expect("port 22 crosses a blackhole in both directions");
+    assert!(tcp_round_trip(&l.right, web).is_err(), "8080 is blackholed");
+    assert!(!udp_reaches(
+        &l.left,
+        "10.77.0.1",
+        &l.right,
+        "10.77.0.2:7201"
+    ));
+    assert!(!udp_reaches(
+        &l.right,
+        "10.77.0.2",
+        &l.left,
+        "10.77.0.1:7202"
+    ));
+    // The controller keeps control from new connections.
+    let list = json(ctl(&["list"]));
+    assert_eq!(list["faults"][0]["id"], id.as_str(), "{list}");
+    let o = ctl(&["revert", &id]);
+    assert!(o.status.success(), "revert over TLS: {}", stderr(&o));
+    assert_eq!(l.left.root_kind(&l.a), "noqueue");
+    assert!(!l.left.links().contains("flifb"));
+    tcp_round_trip(&l.right, web).expect("8080 after the revert");
+}
+
+/// Issue #15: `--dns --blackhole` drops DNS, UDP and TCP to port 53, and nothing else;
+/// the revert lets it through again.
+#[test]
+fn dns_blackhole_drops_udp_and_tcp_port_53_only() {
+    require!("root", "prio", "u32");
+    let agent = Agent::start_staging();
+    let l = net_common::Link::new();
+    let dns_tcp = tcp_echo_in(&l.right, "10.77.0.2:53");
+    let other_tcp = tcp_echo_in(&l.right, "10.77.0.2:5353");
+    assert!(udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:53"));
+    tcp_round_trip(&l.left, dns_tcp).expect("TCP 53 before the fault");
+    let id = fault_id(&agent.ctl_json(&[
+        "inject",
+        "net",
+        "--netns",
+        &l.left.name,
+        "--iface",
+        &l.a,
+        "--dns",
+        "--blackhole",
+        "--for",
+        "60s",
+    ]));
+    let got = agent.ctl_json(&["get", &id]);
+    assert!(
+        got.to_string().contains("DNS (dport 53, udp and tcp)"),
+        "{got}"
+    );
+    assert!(
+        !udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:53"),
+        "a DNS query over UDP left"
+    );
+    assert!(
+        tcp_round_trip(&l.left, dns_tcp).is_err(),
+        "DNS over TCP left"
+    );
+    assert!(udp_reaches(
+        &l.left,
+        "10.77.0.1",
+        &l.right,
+        "10.77.0.2:5353"
+    ));
+    tcp_round_trip(&l.left, other_tcp).expect("TCP 5353 is not DNS");
+    let o = agent.ctl(&["revert", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(udp_reaches(&l.left, "10.77.0.1", &l.right, "10.77.0.2:53"));
+    tcp_round_trip(&l.left, dns_tcp).expect("TCP 53 after the revert");
 }

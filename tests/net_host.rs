@@ -216,6 +216,7 @@ async fn ingress_redirect_to_ifb_for_real() {
         previous_root: "noqueue".into(),
         installed_root: "none".into(),
         filters: 0,
+        exemptions: 0,
         ifb: Some(IfbRecord {
             name: ifb_name.clone(),
             ifindex: ifb,
@@ -402,6 +403,7 @@ fn tbf_undo(ns: &NetnsTarget, iface: &str, ifindex: u32) -> Undo {
         previous_root: "noqueue".into(),
         installed_root: "tbf".into(),
         filters: 0,
+        exemptions: 0,
         ifb: None,
     }
 }

@@ -306,6 +306,38 @@ fn limits_file_with_wrong_permissions_stops_the_start() {
     assert!(!dir.path().join("s.sock").exists(), "never listened");
 }
 
+/// Issue #15: a protected port or prefix that does not parse stops faultd's start,
+/// naming the file, the line and the field; nothing listens.
+#[test]
+fn bad_protected_traffic_in_the_limits_file_stops_the_start() {
+    require!("root");
+    for (body, line, field, why) in [
+        (
+            "[network]\nprotected_ports = [22, 70000]\n",
+            2,
+            "network.protected_ports",
+            "70000 is not a port in 1..=65535",
+        ),
+        (
+            "profile = \"staging\"\n[network]\n\nprotected_cidrs = [\"10.0.0.0/8\", \"10.1.2\"]\n",
+            4,
+            "network.protected_cidrs",
+            "\"10.1.2\": not an IPv4 or IPv6 address",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("none.toml"), "").unwrap();
+        let p = dir.path().join("limits.toml");
+        std::fs::write(&p, body).unwrap();
+        let out = start_faultd_with_limits(&p, dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let want = format!("{}:{line}: field {field}: {why}", p.display());
+        assert!(err.contains(&want), "want {want:?} in: {err}");
+        assert!(!dir.path().join("s.sock").exists(), "never listened");
+    }
+}
+
 fn cleanup(state: &Path, config: &Path) -> std::process::Output {
     Command::new(faultline_tests::bin("faultd"))
         .arg("cleanup")
@@ -458,6 +490,8 @@ enum Kind {
     Freeze,
     Stress,
     Net,
+    Fill,
+    Io,
 }
 
 /// How a round of the crash loop ends the agent.
@@ -489,7 +523,7 @@ fn rounds() -> usize {
 
 /// In every 10 rounds: 0, 2, 4, 6 live; 1, 7 random; 3, 8 after the journal; 5, 9 after
 /// the kernel change. The hook rounds of each sort take the kinds in turn, so 20 rounds
-/// cover 4 kinds with each hook.
+/// cover 4 kinds with each hook (with 5, the 50 host rounds cover every kind).
 fn crash_of(round: usize, kinds: &[Kind]) -> Crash {
     let block = round / 10 * 2;
     let kind = |n: usize| kinds[(block + n) % kinds.len()];
@@ -504,7 +538,8 @@ fn crash_of(round: usize, kinds: &[Kind]) -> Crash {
 }
 
 /// 50 times (see [`rounds`]): start faultd, inject a pause, a kill loop, a cgroup freeze,
-/// CPU stress and a netem delay (each kind where the kernel has it: a counted skip
+/// CPU stress, a disk fill (on a tmpfs of its own), an io limit (on a blkio group of its
+/// own) and a netem delay (each kind where the kernel has it: a counted skip
 /// otherwise), SIGKILL it (of 50 rounds: 20 once every fault is visible in the kernel, 10
 /// at a random moment, 10 between the journal write and the kernel change, 10 right after
 /// the kernel change), start it again: the node is clean by the time it listens. Each
@@ -566,6 +601,31 @@ fn crash_loop_leaves_nothing_behind() {
     if pair.is_some() {
         kinds.push(Kind::Net);
     }
+    // A disk fill on a tmpfs of the test's own.
+    let scratch = faultline_tests::disk::Tmpfs::mount("crash", 32);
+    kinds.push(Kind::Fill);
+    // An io limit on a test blkio group of its own, where the host throttles through v1
+    // (the VM's cgroup2 io.max is left out: a counted skip).
+    let io_group = match faultline_tests::caps::v1_mount("blkio")
+        .filter(|r| r.join("blkio.throttle.write_bps_device").exists())
+    {
+        Some(root) => {
+            let d = root.join(format!("faultline-crash-io-{}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            kinds.push(Kind::Io);
+            Some(d)
+        }
+        None => {
+            faultline_tests::skip(
+                TEST,
+                "cgroup-v1-blkio-throttle",
+                "no v1 blkio throttling: the io limit part is left out",
+            );
+            None
+        }
+    };
+    let io_limited =
+        |d: &Path| read_trim(&d.join("blkio.throttle.write_bps_device")).ends_with(" 4194304");
     let ours = |p: &net_common::Pair| {
         p.ns.qdiscs_json(&p.a)
             .as_array()
@@ -605,7 +665,8 @@ fn crash_loop_leaves_nothing_behind() {
             .iter()
             .any(|g| !read_trim(&g.join("cgroup.procs")).is_empty())
     };
-    let limits = format!("{STAGING}[process]\nmax_kills_per_minute = 1000\n");
+    let limits =
+        format!("{STAGING}[process]\nmax_kills_per_minute = 1000\n[disk]\nmin_free = \"1MiB\"\n");
     let mut worst = Duration::ZERO;
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     // Rounds where the crash left a fault of that kind in the kernel for recovery to undo.
@@ -681,6 +742,26 @@ fn crash_loop_leaves_nothing_behind() {
                         "5m".into(),
                     ]
                 }
+                Some(Kind::Fill) => vec![
+                    "disk-fill".into(),
+                    "--path".into(),
+                    scratch.path().into(),
+                    "--size".into(),
+                    "8MiB".into(),
+                    "--for".into(),
+                    "5m".into(),
+                ],
+                Some(Kind::Io) => vec![
+                    "io-limit".into(),
+                    "--cgroup".into(),
+                    io_group.as_ref().unwrap().display().to_string(),
+                    "--path".into(),
+                    "/var/tmp".into(),
+                    "--write-bps".into(),
+                    "4MiB".into(),
+                    "--for".into(),
+                    "5m".into(),
+                ],
                 Some(Kind::Freeze) => vec![
                     "pause".into(),
                     "--cgroup".into(),
@@ -706,6 +787,8 @@ fn crash_loop_leaves_nothing_behind() {
                 .as_deref()
                 .is_some_and(|r| !stress_left(r).is_empty()),
             Kind::Net => pair.as_ref().is_some_and(ours),
+            Kind::Fill => !scratch.fill_files().is_empty(),
+            Kind::Io => io_group.as_deref().is_some_and(io_limited),
         };
         let _spawned: Vec<faultline_tests::agent::KillOnDrop> = cmds
             .iter()
@@ -784,6 +867,8 @@ fn crash_loop_leaves_nothing_behind() {
                 && looped.state() != Some('T')
                 && group.as_ref().is_none_or(|g| !g.frozen())
                 && pair.as_ref().is_none_or(|p| !ours(p))
+                && scratch.fill_files().is_empty()
+                && io_group.as_deref().is_none_or(|d| !io_limited(d))
                 && stress_root
                     .as_deref()
                     .is_none_or(|r| stress_left(r).is_empty())
@@ -795,12 +880,13 @@ fn crash_loop_leaves_nothing_behind() {
         worst = worst.max(took);
         assert!(
             clean,
-            "round {round} ({crash:?}): not clean 1 s after restart: pause {:?}, loop {:?}, group frozen {:?}, our qdisc {:?}, stress groups {:?}\nfirst agent:\n{}\nsecond agent:\n{}",
+            "round {round} ({crash:?}): not clean 1 s after restart: pause {:?}, loop {:?}, group frozen {:?}, our qdisc {:?}, stress groups {:?}, fill files {:?}\nfirst agent:\n{}\nsecond agent:\n{}",
             paused.state(),
             looped.state(),
             group.as_ref().map(|g| g.frozen()),
             pair.as_ref().map(ours),
             stress_root.as_deref().map(stress_left),
+            scratch.fill_files(),
             agent.log_text(),
             again.log_text()
         );
@@ -809,6 +895,9 @@ fn crash_loop_leaves_nothing_behind() {
     eprintln!(
         "crash loop: {rounds} rounds {counts:?}, kinds {kinds:?}; rounds with a fault live in the kernel at the crash: {live:?}; clean each time; worst wait after listening {worst:?}"
     );
+    if let Some(d) = &io_group {
+        let _ = std::fs::remove_dir(d);
+    }
     let live_rounds = (0..rounds)
         .filter(|&r| crash_of(r, &kinds) == Crash::Live)
         .count();

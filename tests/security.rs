@@ -504,6 +504,7 @@ fn bad_input_battery_from_a_raw_client_changes_nothing() {
                 netem: Some(n),
                 selection: None,
                 container: String::new(),
+                ..Default::default()
             })),
         }),
         duration_ms: 10_000,

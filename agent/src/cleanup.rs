@@ -81,7 +81,29 @@ pub async fn run(state_dir: &Path, limits: Limits) -> anyhow::Result<Report> {
         ),
         Err(e) => r.left.push(format!("stress cgroup sweep: {e}")),
     }
+    // This agent's disk fill files (`.faultline-fill-<instance>-*`) in every directory
+    // a fill touched (`<state-dir>/disk-dirs.json`).
+    match engine.host().sweep_fill_files() {
+        Ok(files) => r.done.extend(
+            files
+                .into_iter()
+                .map(|f| format!("removed disk fill file {}", f.display())),
+        ),
+        Err(e) => r.left.push(format!("disk fill sweep: {e}")),
+    }
     // Look again.
+    if let Ok(files) = engine.host().sweep_fill_files()
+        && !files.is_empty()
+    {
+        r.left.push(format!(
+            "a second sweep still found disk fill files: {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     match engine.host().sweep_stress_groups() {
         Ok(names) if !names.is_empty() => r.left.push(format!(
             "a second sweep still found stress cgroups: {}",

@@ -21,6 +21,12 @@ pub struct Host {
     /// state dir, so that a sweep removes only its own even if several agents share a
     /// cgroup (tests; one agent per node in production).
     pub instance: String,
+    /// The TCP port faultd serves gRPC on (mutual TLS), once bound: every network fault
+    /// steers it past itself, so no fault cuts a remote controller off.
+    pub listen_port: std::sync::OnceLock<u16>,
+    /// faultd's state dir (its filesystem is never filled; disk fills note the
+    /// directories they touch in it), once known.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Host {
@@ -37,6 +43,8 @@ impl Host {
                 .unwrap_or_default(),
             net: Err("not probed yet".into()),
             instance: "x".into(),
+            listen_port: std::sync::OnceLock::new(),
+            state_dir: None,
             hostname: uts
                 .as_ref()
                 .map(|u| u.nodename().to_string_lossy().into_owned())
@@ -58,6 +66,7 @@ impl Host {
             .unwrap_or_else(|_| state_dir.to_path_buf())
             .hash(&mut h);
         self.instance = format!("{:06x}", h.finish() & 0xff_ffff);
+        self.state_dir = Some(state_dir.to_path_buf());
     }
 
     /// Removes this agent's stress groups left by a previous run (kills their workers);
@@ -84,6 +93,15 @@ impl Host {
             out.push(g.name);
         }
         Ok(out)
+    }
+
+    /// Removes this agent's disk fill files left by a previous run in every directory
+    /// a fill touched; returns them.
+    pub fn sweep_fill_files(&self) -> Result<Vec<std::path::PathBuf>, FaultError> {
+        match &self.state_dir {
+            Some(d) => crate::fault::disk::sweep(d, &self.instance),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The cgroup hierarchies, or why there are none.

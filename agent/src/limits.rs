@@ -34,6 +34,10 @@ pub struct Limits {
     pub network: NetworkLimits,
     pub cpu: StressLimits,
     pub memory: StressLimits,
+    /// `[disk]`: disk-fill faults.
+    pub disk: DiskLimits,
+    /// `[io]`: io-limit faults.
+    pub io: IoLimits,
     /// Local abort conditions (`[health]`): on a breach every fault is reverted.
     pub health: HealthLimits,
 }
@@ -51,6 +55,9 @@ pub struct HealthLimits {
     pub max_psi_memory_some_avg10: Option<f64>,
     /// Same for /proc/pressure/io.
     pub max_psi_io_some_avg10: Option<f64>,
+    /// Abort when the space available on the filesystem holding a path falls below its
+    /// floor (bytes, or percent of the filesystem's size).
+    pub min_disk_free: Vec<(String, MemThreshold)>,
     pub probes: Vec<Probe>,
 }
 
@@ -62,6 +69,7 @@ impl Default for HealthLimits {
             max_psi_cpu_some_avg10: None,
             max_psi_memory_some_avg10: None,
             max_psi_io_some_avg10: None,
+            min_disk_free: Vec::new(),
             probes: Vec::new(),
         }
     }
@@ -74,6 +82,7 @@ impl HealthLimits {
             && self.max_psi_cpu_some_avg10.is_none()
             && self.max_psi_memory_some_avg10.is_none()
             && self.max_psi_io_some_avg10.is_none()
+            && self.min_disk_free.is_empty()
             && self.probes.is_empty()
     }
 
@@ -92,6 +101,12 @@ impl HealthLimits {
                 out.push(format!("PSI {name} some avg10 above {v}"));
             }
         }
+        for (p, m) in &self.min_disk_free {
+            out.push(format!(
+                "space available on {p} below {}",
+                disk_floor_text(m)
+            ));
+        }
         for p in &self.probes {
             out.push(format!(
                 "probe {} fails {} time{} in a row (timeout {})",
@@ -102,6 +117,14 @@ impl HealthLimits {
             ));
         }
         out
+    }
+}
+
+/// A disk floor in words: `1GiB`-style bytes, or a share of the filesystem.
+pub fn disk_floor_text(m: &MemThreshold) -> String {
+    match m {
+        MemThreshold::Bytes(b) => faultline_proto::units::format_size(*b),
+        MemThreshold::Percent(p) => format!("{p}% of the filesystem"),
     }
 }
 
@@ -235,6 +258,13 @@ pub struct NetworkLimits {
     pub min_rate_bits: u64,
     /// Interfaces no network fault may touch (in any namespace).
     pub protected_interfaces: Vec<String>,
+    /// Ports (source or destination, TCP or UDP) every network fault steers past
+    /// itself, both ways; `[22]` by default.
+    pub protected_ports: Vec<u16>,
+    /// Address prefixes (source or destination) every network fault steers past itself.
+    pub protected_cidrs: Vec<crate::sys::tc::Cidr>,
+    /// Whether a network fault may drop every selected packet (`--blackhole`).
+    pub allow_blackhole: bool,
     /// Network faults active at once; `None`: only the global cap.
     pub max_concurrent: Option<u32>,
 }
@@ -248,13 +278,40 @@ pub struct StressLimits {
     pub max_concurrent: Option<u32>,
 }
 
+/// `[disk]`: what a disk fill may do to a filesystem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskLimits {
+    /// No fill may push a filesystem past this many percent used (as `df` counts it).
+    pub max_used_percent: f64,
+    /// No fill may leave less than this many bytes available.
+    pub min_free: u64,
+    /// Filesystems (named by any path on them) never filled. The one holding faultd's
+    /// state dir is always protected besides these, so the journal can be written.
+    pub protected_paths: Vec<String>,
+    pub max_duration: Duration,
+    /// Fills active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
+}
+
+/// `[io]`: what an io limit may impose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoLimits {
+    /// The lowest bytes per second a limit may set.
+    pub min_bps: u64,
+    /// The lowest I/O operations per second a limit may set.
+    pub min_iops: u64,
+    pub max_duration: Duration,
+    /// Io limits active at once; `None`: only the global cap.
+    pub max_concurrent: Option<u32>,
+}
+
 impl Limits {
     /// Every setting in force as `(key, value)`, one per key of the limits file
     /// (`network.max_jitter`, `cpu.max_concurrent`, `health.probe`...), in the file's
     /// order, unset ones included: what `faultd check-config` prints. The fields are
     /// destructured without `..`, so a new limit does not compile until it is listed.
     pub fn settings(&self) -> Vec<(String, String)> {
-        use faultline_proto::units::{format_duration as d, format_rate};
+        use faultline_proto::units::{format_duration as d, format_rate, format_size};
         let Limits {
             profile,
             source: _,
@@ -266,8 +323,23 @@ impl Limits {
             network,
             cpu,
             memory,
+            disk,
+            io,
             health,
         } = self;
+        let IoLimits {
+            min_bps,
+            min_iops,
+            max_duration: io_max_duration,
+            max_concurrent: io_max,
+        } = io;
+        let DiskLimits {
+            max_used_percent,
+            min_free,
+            protected_paths,
+            max_duration: disk_max_duration,
+            max_concurrent: disk_max,
+        } = disk;
         let ProcessLimits {
             max_kills_per_minute,
             protected_processes,
@@ -284,6 +356,9 @@ impl Limits {
             max_reorder_percent,
             min_rate_bits,
             protected_interfaces,
+            protected_ports,
+            protected_cidrs,
+            allow_blackhole,
             max_concurrent: network_max,
         } = network;
         let HealthLimits {
@@ -292,6 +367,7 @@ impl Limits {
             max_psi_cpu_some_avg10,
             max_psi_memory_some_avg10,
             max_psi_io_some_avg10,
+            min_disk_free,
             probes,
         } = health;
         let list = |v: &[String]| {
@@ -329,6 +405,25 @@ impl Limits {
             ("network.max_reorder_percent", pct(max_reorder_percent)),
             ("network.min_rate", format_rate(*min_rate_bits)),
             ("network.protected_interfaces", list(protected_interfaces)),
+            (
+                "network.protected_ports",
+                list(
+                    &protected_ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("network.allow_blackhole", allow_blackhole.to_string()),
+            (
+                "network.protected_cidrs",
+                list(
+                    &protected_cidrs
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             ("network.max_concurrent", cap(network_max)),
         ]
         .into_iter()
@@ -344,6 +439,21 @@ impl Limits {
             out.push((format!("{section}.max_duration"), d(*max_duration)));
             out.push((format!("{section}.max_concurrent"), cap(max_concurrent)));
         }
+        out.push(("disk.max_used_percent".into(), pct(max_used_percent)));
+        out.push(("disk.min_free".into(), format_size(*min_free)));
+        out.push((
+            "disk.protected_paths".into(),
+            format!(
+                "{} (and the filesystem of faultd's state dir, always)",
+                list(protected_paths)
+            ),
+        ));
+        out.push(("disk.max_duration".into(), d(*disk_max_duration)));
+        out.push(("disk.max_concurrent".into(), cap(disk_max)));
+        out.push(("io.min_bps".into(), format!("{}/s", format_size(*min_bps))));
+        out.push(("io.min_iops".into(), min_iops.to_string()));
+        out.push(("io.max_duration".into(), d(*io_max_duration)));
+        out.push(("io.max_concurrent".into(), cap(io_max)));
         out.push(("health.interval".into(), d(*interval)));
         out.push((
             "health.min_mem_available".into(),
@@ -359,6 +469,18 @@ impl Limits {
         ] {
             out.push((key.into(), off(v.as_ref().map(pct))));
         }
+        out.push((
+            "health.min_disk_free".into(),
+            if min_disk_free.is_empty() {
+                "(off)".to_string()
+            } else {
+                min_disk_free
+                    .iter()
+                    .map(|(p, m)| format!("{p}: {}", disk_floor_text(m)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ));
         if probes.is_empty() {
             out.push(("health.probe".into(), "(none)".to_string()));
         }
@@ -411,6 +533,9 @@ impl Limits {
                 max_reorder_percent: 1.0,
                 min_rate_bits: 1_000_000,
                 protected_interfaces: vec![],
+                protected_ports: vec![22],
+                protected_cidrs: vec![],
+                allow_blackhole: false,
                 max_concurrent: None,
             },
             cpu: StressLimits {
@@ -421,6 +546,19 @@ impl Limits {
             memory: StressLimits {
                 max_percent: 10.0,
                 max_duration: Duration::from_secs(60),
+                max_concurrent: None,
+            },
+            disk: DiskLimits {
+                max_used_percent: 90.0,
+                min_free: 1 << 30,
+                protected_paths: vec![],
+                max_duration: Duration::from_secs(300),
+                max_concurrent: None,
+            },
+            io: IoLimits {
+                min_bps: 1 << 20,
+                min_iops: 10,
+                max_duration: Duration::from_secs(300),
                 max_concurrent: None,
             },
             health: HealthLimits::default(),
@@ -439,8 +577,13 @@ impl Limits {
         l.network.max_corrupt_percent = 5.0;
         l.network.max_reorder_percent = 5.0;
         l.network.min_rate_bits = 100_000;
+        l.network.allow_blackhole = true;
         l.cpu.max_percent = 50.0;
         l.memory.max_percent = 30.0;
+        l.disk.max_used_percent = 95.0;
+        l.disk.min_free = 256 << 20;
+        l.io.min_bps = 64 << 10;
+        l.io.min_iops = 1;
         l
     }
 
@@ -569,6 +712,47 @@ impl Limits {
             if let Some(v) = &n.protected_interfaces {
                 l.network.protected_interfaces = v.clone();
             }
+            if let Some(v) = &n.allow_blackhole {
+                l.network.allow_blackhole = *v;
+            }
+            if let Some(v) = &n.protected_ports {
+                l.network.protected_ports = v
+                    .iter()
+                    .map(|p| {
+                        p.get_ref()
+                            .as_integer()
+                            .and_then(|i| u16::try_from(i).ok())
+                            .filter(|&i| i > 0)
+                            .ok_or_else(|| {
+                                bad(
+                                    p.span(),
+                                    "network.protected_ports",
+                                    format!("{} is not a port in 1..=65535", p.get_ref()),
+                                )
+                            })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            if let Some(v) = &n.protected_cidrs {
+                l.network.protected_cidrs = v
+                    .iter()
+                    .map(|c| {
+                        let e = |why: String| bad(c.span(), "network.protected_cidrs", why);
+                        match c.get_ref().as_str() {
+                            Some(t) => t.parse().map_err(|x| match x {
+                                crate::sys::tc::NetError::InvalidParameter { reason, .. } => {
+                                    e(reason)
+                                }
+                                other => e(other.to_string()),
+                            }),
+                            None => Err(e(format!(
+                                "{} is not a string such as \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                                c.get_ref()
+                            ))),
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             if let Some(m) = &n.max_concurrent {
                 l.network.max_concurrent = Some(*m.get_ref());
             }
@@ -591,6 +775,50 @@ impl Limits {
                 if let Some(m) = &s.max_concurrent {
                     out.max_concurrent = Some(*m.get_ref());
                 }
+            }
+        }
+        if let Some(d) = &raw.disk {
+            pct(
+                &d.max_used_percent,
+                "disk.max_used_percent",
+                &mut l.disk.max_used_percent,
+            )?;
+            if let Some(m) = &d.min_free {
+                l.disk.min_free = faultline_proto::units::parse_size(m.get_ref())
+                    .map_err(|e| bad(m.span(), "disk.min_free", e))?;
+            }
+            if let Some(v) = &d.protected_paths {
+                for p in v.get_ref() {
+                    if !p.starts_with('/') {
+                        return Err(bad(
+                            v.span(),
+                            "disk.protected_paths",
+                            format!("{p:?} is not an absolute path"),
+                        ));
+                    }
+                }
+                l.disk.protected_paths = v.get_ref().clone();
+            }
+            dur(
+                &d.max_duration,
+                "disk.max_duration",
+                &mut l.disk.max_duration,
+            )?;
+            if let Some(m) = &d.max_concurrent {
+                l.disk.max_concurrent = Some(*m.get_ref());
+            }
+        }
+        if let Some(i) = &raw.io {
+            if let Some(m) = &i.min_bps {
+                l.io.min_bps = faultline_proto::units::parse_size(m.get_ref())
+                    .map_err(|e| bad(m.span(), "io.min_bps", e))?;
+            }
+            if let Some(m) = &i.min_iops {
+                l.io.min_iops = *m.get_ref();
+            }
+            dur(&i.max_duration, "io.max_duration", &mut l.io.max_duration)?;
+            if let Some(m) = &i.max_concurrent {
+                l.io.max_concurrent = Some(*m.get_ref());
             }
         }
         if let Some(h) = &raw.health {
@@ -662,6 +890,20 @@ fn parse_health(
     ] {
         if let Some(s) = v {
             *o = Some(Percent::probability(*s.get_ref()).map_err(|m| bad(s.span(), name, m))?);
+        }
+    }
+    if let Some(m) = &h.min_disk_free {
+        for (path, floor) in m.get_ref() {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    m.span(),
+                    "health.min_disk_free",
+                    format!("{path:?} is not an absolute path"),
+                ));
+            }
+            let t = MemThreshold::parse(floor)
+                .map_err(|e| bad(m.span(), "health.min_disk_free", format!("{path}: {e}")))?;
+            out.min_disk_free.push((path.clone(), t));
         }
     }
     for (i, p) in h.probe.iter().enumerate() {
@@ -817,7 +1059,28 @@ struct RawLimits {
     network: Option<RawNetwork>,
     cpu: Option<RawStress>,
     memory: Option<RawStress>,
+    disk: Option<RawDisk>,
+    io: Option<RawIo>,
     health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIo {
+    min_bps: Option<Spanned<String>>,
+    min_iops: Option<Spanned<u64>>,
+    max_duration: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    max_used_percent: Option<Spanned<f64>>,
+    min_free: Option<Spanned<String>>,
+    protected_paths: Option<Spanned<Vec<String>>>,
+    max_duration: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -828,6 +1091,7 @@ struct RawHealth {
     max_psi_cpu_some_avg10: Option<Spanned<f64>>,
     max_psi_memory_some_avg10: Option<Spanned<f64>>,
     max_psi_io_some_avg10: Option<Spanned<f64>>,
+    min_disk_free: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     #[serde(default)]
     probe: Vec<RawProbe>,
 }
@@ -874,6 +1138,9 @@ struct RawNetwork {
     max_reorder_percent: Option<Spanned<f64>>,
     min_rate: Option<Spanned<String>>,
     protected_interfaces: Option<Vec<String>>,
+    protected_ports: Option<Vec<Spanned<toml::Value>>>,
+    protected_cidrs: Option<Vec<Spanned<toml::Value>>>,
+    allow_blackhole: Option<bool>,
     max_concurrent: Option<Spanned<u32>>,
 }
 
@@ -907,6 +1174,54 @@ pub(crate) mod tests {
         assert_eq!(l.process.max_kills_per_minute, 6);
         for p in ["sshd", "systemd-journald", "faultd"] {
             assert!(l.process.protected_processes.iter().any(|x| x == p));
+        }
+    }
+
+    #[test]
+    fn protected_traffic_defaults_to_ssh_and_bad_entries_name_line_and_field() {
+        for l in [Limits::production(), Limits::staging()] {
+            assert_eq!(l.network.protected_ports, vec![22]);
+            assert!(l.network.protected_cidrs.is_empty());
+        }
+        let l = parse(
+            "[network]\nprotected_ports = [22, 7443]\nprotected_cidrs = [\"10.9.0.0/16\", \"2001:db8::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(l.network.protected_ports, vec![22, 7443]);
+        assert_eq!(
+            l.network
+                .protected_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            ["10.9.0.0/16", "2001:db8::1/128"]
+        );
+        assert!(
+            parse("[network]\nprotected_ports = []\n")
+                .unwrap()
+                .network
+                .protected_ports
+                .is_empty()
+        );
+        for (text, want) in [
+            (
+                "[network]\n\nprotected_ports = [22,\n 70000]\n",
+                "/etc/faultline/limits.toml:4: field network.protected_ports: 70000 is not a port in 1..=65535",
+            ),
+            (
+                "[network]\nprotected_ports = [\"ssh\"]\n",
+                "/etc/faultline/limits.toml:2: field network.protected_ports: \"ssh\" is not a port in 1..=65535",
+            ),
+            (
+                "[network]\nprotected_cidrs = [\"10.0.0.0/33\"]\n",
+                "/etc/faultline/limits.toml:2: field network.protected_cidrs: \"10.0.0.0/33\": prefix length must be 0..=32",
+            ),
+            (
+                "[network]\nprotected_cidrs = [10]\n",
+                "/etc/faultline/limits.toml:2: field network.protected_cidrs: 10 is not a string such as \"10.0.0.0/8\" or \"2001:db8::/32\"",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), want);
         }
     }
 
@@ -1052,6 +1367,32 @@ pub(crate) mod tests {
         let mut l = parse(&text).unwrap();
         l.source = "embedded defaults".into();
         assert_eq!(l, Limits::production());
+    }
+
+    #[test]
+    fn health_min_disk_free() {
+        let l =
+            parse("[health]\nmin_disk_free = { \"/var\" = \"1GiB\", \"/\" = \"5%\" }\n").unwrap();
+        assert_eq!(
+            l.health.min_disk_free,
+            vec![
+                ("/".to_string(), MemThreshold::Percent(5.0)),
+                ("/var".to_string(), MemThreshold::Bytes(1 << 30)),
+            ]
+        );
+        assert_eq!(
+            l.health.describe(),
+            vec![
+                "space available on / below 5% of the filesystem",
+                "space available on /var below 1GiB"
+            ]
+        );
+        let e = parse("[health]\nmin_disk_free = { \"var\" = \"1GiB\" }\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("field health.min_disk_free: \"var\" is not an absolute path"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -281,6 +281,8 @@ impl Metrics {
                 Kind::Network,
                 Kind::Cpu,
                 Kind::Memory,
+                Kind::DiskFill,
+                Kind::IoLimit,
             ]
             .iter()
             .map(|k| (k.name(), 0))

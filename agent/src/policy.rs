@@ -10,7 +10,7 @@ use crate::error::FaultError;
 use crate::fault::{FaultSpec, Kind};
 use crate::limits::Limits;
 
-fn limit(limits: &Limits, name: &str, value: String, requested: String) -> FaultError {
+pub(crate) fn limit(limits: &Limits, name: &str, value: String, requested: String) -> FaultError {
     FaultError::Limit {
         limit: name.into(),
         value,
@@ -72,6 +72,22 @@ pub fn check(
             }
         }
         FaultSpec::Pause(_) => {}
+        FaultSpec::DiskFill(_) | FaultSpec::IoLimit(_) => {
+            let (name, max) = match spec {
+                FaultSpec::DiskFill(_) => ("disk.max_duration", limits.disk.max_duration),
+                _ => ("io.max_duration", limits.io.max_duration),
+            };
+            if let Some(d) = duration
+                && d > max
+            {
+                return Err(limit(
+                    limits,
+                    name,
+                    format_duration(max),
+                    format_duration(d),
+                ));
+            }
+        }
         FaultSpec::Cpu(_) | FaultSpec::Memory(_) => {
             let (name, l) = match spec {
                 FaultSpec::Cpu(_) => ("cpu.max_duration", &limits.cpu),
@@ -180,6 +196,8 @@ pub fn kind_cap(kind: Kind, limits: &Limits) -> (Option<u32>, &'static str) {
         Kind::Network => (limits.network.max_concurrent, "network.max_concurrent"),
         Kind::Cpu => (limits.cpu.max_concurrent, "cpu.max_concurrent"),
         Kind::Memory => (limits.memory.max_concurrent, "memory.max_concurrent"),
+        Kind::DiskFill => (limits.disk.max_concurrent, "disk.max_concurrent"),
+        Kind::IoLimit => (limits.io.max_concurrent, "io.max_concurrent"),
     }
 }
 
@@ -318,6 +336,24 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn blackhole_needs_allow_blackhole() {
+        let mut bh = net(|_| {});
+        let FaultSpec::Network(n) = &mut bh else {
+            unreachable!()
+        };
+        n.set_blackhole();
+        let e = check(&bh, Some(Duration::from_secs(10)), &Limits::production()).unwrap_err();
+        assert_eq!(e.limit(), Some("network.allow_blackhole"));
+        assert!(
+            e.to_string().starts_with(
+                "refused by limit network.allow_blackhole = false: requested a blackhole"
+            ),
+            "{e}"
+        );
+        check(&bh, Some(Duration::from_secs(10)), &Limits::staging()).unwrap();
     }
 
     fn delay(ms: u64, jitter_ms: u64) -> FaultSpec {

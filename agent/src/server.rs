@@ -206,6 +206,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 format!("cannot listen on {addr} (listen in faultd.toml or --listen)")
             })?;
             let local = listener.local_addr()?;
+            let _ = engine.host().listen_port.set(local.port());
             tracing::info!(address = %local, roles = cfg.roles.len(), "serving gRPC over mutual TLS");
             let roles = cfg.roles.iter().map(|(k, v)| (k.clone(), *v)).collect();
             let tls_auth = Authorizer::new(&[], format!("tcp:{local}")).with_roles(roles);
@@ -302,6 +303,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot sweep stress cgroups left by a previous run"),
+    }
+
+    // Disk fill files of a previous run that the journal did not know: faultline owns
+    // them (by name, in the directories fills noted), so remove them.
+    match engine.host().sweep_fill_files() {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::warn!(files = ?swept, "removed disk fill files left by a previous run")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sweep disk fill files left by a previous run")
+        }
     }
 
     // The health guard (if the limits set a [health] section) aborts every fault on a breach.

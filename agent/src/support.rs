@@ -78,7 +78,50 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
             supported: stress.0,
             detail: stress.1,
         },
+        pb::KindSupport {
+            kind: pb::FaultKind::DiskFill as i32,
+            supported: true,
+            detail: "one tagged file per fault, taken with fallocate (written blocks where a filesystem refuses it)".into(),
+        },
+        io_support(host),
     ]
+}
+
+/// Whether io limits work here: blk-throttle through v1 blkio or cgroup v2 io.max.
+fn io_support(host: &Host) -> pb::KindSupport {
+    let (supported, detail) = match host.cgroups() {
+        Ok(c) => match c.v1_root("blkio") {
+            Some(r) if r.join("blkio.throttle.write_bps_device").exists() => (
+                true,
+                "blk-throttle through cgroup v1 blkio.throttle.*".to_string(),
+            ),
+            Some(_) => (
+                false,
+                "the v1 blkio hierarchy has no blkio.throttle files: the kernel lacks CONFIG_BLK_DEV_THROTTLING".to_string(),
+            ),
+            None => match c.v2_root() {
+                Some(r) if std::fs::read_to_string(r.join("cgroup.controllers"))
+                    .is_ok_and(|s| s.split_whitespace().any(|x| x == "io")) =>
+                {
+                    (
+                        true,
+                        "blk-throttle through cgroup v2 io.max (the target's parent must enable +io)".to_string(),
+                    )
+                }
+                Some(_) => (
+                    false,
+                    "cgroup2 offers no io controller here (cgroup.controllers lacks io)".to_string(),
+                ),
+                None => (false, "no blkio or cgroup2 hierarchy".to_string()),
+            },
+        },
+        Err(e) => (false, e.to_string()),
+    };
+    pb::KindSupport {
+        kind: pb::FaultKind::IoLimit as i32,
+        supported,
+        detail,
+    }
 }
 
 /// Whether network faults work here, and what the kernel has: each fact once (the

@@ -21,6 +21,8 @@ pub enum ExitCode {
     Unreachable = 5,
     /// FailedPrecondition: this host cannot do it.
     Unsupported = 6,
+    /// A chaos freeze skipped the run (`faultctl freeze`).
+    Frozen = 7,
 }
 
 impl ExitCode {
@@ -33,6 +35,7 @@ impl ExitCode {
             4 => ExitCode::NotFound,
             5 => ExitCode::Unreachable,
             6 => ExitCode::Unsupported,
+            7 => ExitCode::Frozen,
             _ => ExitCode::Other,
         }
     }
@@ -50,7 +53,8 @@ macro_rules! exit_codes_text {
   3  refused by policy (a limit, a protected target, not allowed, too many faults)
   4  not found (unknown fault id, or a selector that matches nothing)
   5  agent unreachable (cannot connect, or the agent is unavailable)
-  6  this host cannot do it (missing kernel feature, foreign state)"
+  6  this host cannot do it (missing kernel feature, foreign state)
+  7  skipped: chaos is frozen (faultctl freeze); nothing was touched"
     };
 }
 
@@ -115,6 +119,12 @@ pub enum CtlError {
     /// A report that does not verify.
     #[error(transparent)]
     Verify(#[from] crate::sign::VerifyError),
+    /// A scheduled drill.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    /// Setting, lifting or reading the chaos freeze.
+    #[error(transparent)]
+    Freeze(#[from] crate::freeze::FreezeError),
 }
 
 impl CtlError {
@@ -133,7 +143,20 @@ impl CtlError {
             CtlError::Sign(e) if e.is_bad_input() => ExitCode::BadInput,
             CtlError::Verify(e) if e.is_bad_input() => ExitCode::BadInput,
             CtlError::Sign(_) | CtlError::Verify(_) => ExitCode::Other,
+            CtlError::Freeze(e) => freeze_code(e),
+            CtlError::Schedule(e) => e.exit_code(),
         }
+    }
+}
+
+fn freeze_code(e: &crate::freeze::FreezeError) -> ExitCode {
+    use crate::freeze::FreezeError as F;
+    match e {
+        F::Input(_) => ExitCode::BadInput,
+        F::Write { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            ExitCode::Refused
+        }
+        _ => ExitCode::Other,
     }
 }
 
@@ -143,6 +166,8 @@ fn scenario_code(e: &crate::scenario::ScenarioError) -> ExitCode {
         E::Invalid { .. } | E::NoInventory | E::Inventory(_) => ExitCode::BadInput,
         E::Sign(s) if s.is_bad_input() => ExitCode::BadInput,
         E::DryRunFailed { .. } => ExitCode::Refused,
+        E::Frozen { .. } => ExitCode::Frozen,
+        E::Freeze(f) => freeze_code(f),
         _ => ExitCode::Other,
     }
 }

@@ -30,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod fanout;
 pub mod fleet;
+pub mod freeze;
 pub mod inventory;
 pub mod kubectl;
 pub mod lease;
@@ -38,7 +39,9 @@ pub mod probe;
 pub mod render;
 pub mod request;
 pub mod scenario;
+pub mod schedule;
 pub mod sign;
+pub mod summary;
 
 pub use cli::{Cli, Command, InjectCommand, LeaseCommand, Output, run};
 pub use client::{ConnectError, connect};

@@ -110,6 +110,9 @@ pub fn selection(s: &TrafficSelector) -> String {
             parts.push(format!("{word} {}", v.trim()));
         }
     }
+    if s.dns {
+        parts.push("DNS (dport 53, udp and tcp)".into());
+    }
     if parts.is_empty() {
         "all traffic".into()
     } else {
@@ -133,10 +136,14 @@ pub fn network(n: &NetworkSpec) -> String {
         "" => "egress",
         d => d,
     };
+    let what = if n.blackhole {
+        "blackhole (drop)".to_string()
+    } else {
+        netem(&n.netem.clone().unwrap_or_default())
+    };
     format!(
-        "network {}{ns} {direction}: {}; {}",
+        "network {}{ns} {direction}: {what}; {}",
         n.iface,
-        netem(&n.netem.clone().unwrap_or_default()),
         selection(&n.selection.clone().unwrap_or_default())
     )
 }
@@ -226,7 +233,9 @@ mod tests {
                 dport: "5432".into(),
                 sport: "1000-2000".into(),
                 protocol: "tcp".into(),
+                dns: false,
             }),
+            blackhole: false,
         };
         assert_eq!(
             network(&n),
@@ -240,6 +249,25 @@ mod tests {
             ..n
         };
         assert!(network(&n).starts_with("network veth1 (netns of pid 42) ingress: "));
+        let partition = NetworkSpec {
+            direction: "both".into(),
+            blackhole: true,
+            netem: None,
+            selection: Some(TrafficSelector {
+                dst: vec!["10.0.3.0/24".into()],
+                ..Default::default()
+            }),
+            ..n.clone()
+        };
+        assert_eq!(
+            network(&partition),
+            "network veth1 (netns of pid 42) both: blackhole (drop); dst 10.0.3.0/24"
+        );
+        let dns = TrafficSelector {
+            dns: true,
+            ..Default::default()
+        };
+        assert_eq!(selection(&dns), "DNS (dport 53, udp and tcp)");
         let n = NetworkSpec {
             pid: 0,
             netns: String::new(),

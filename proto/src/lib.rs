@@ -38,6 +38,8 @@ impl v1::FaultKind {
             v1::FaultKind::Network => "network",
             v1::FaultKind::Cpu => "cpu",
             v1::FaultKind::Memory => "memory",
+            v1::FaultKind::DiskFill => "disk-fill",
+            v1::FaultKind::IoLimit => "io-limit",
         }
     }
 }

@@ -140,6 +140,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
+/// Formats a size in binary units, exactly when it can: `1GiB`, `256MiB`, `1.5GiB`,
+/// `4096B`.
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        let div = 1u64 << shift;
+        if bytes >= div {
+            if bytes.is_multiple_of(div) {
+                return format!("{}{unit}", bytes / div);
+            }
+            return format!("{:.1}{unit}", bytes as f64 / div as f64);
+        }
+    }
+    format!("{bytes}B")
+}
+
 /// Formats bits per second as tc does: `10mbit`, `512kbit`, `1500bit`.
 pub fn format_rate(bits: u64) -> String {
     for (div, unit) in [
@@ -164,6 +179,9 @@ mod tests {
     #[test]
     fn sizes_parse_in_binary_units() {
         assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(format_size(1 << 30), "1GiB");
+        assert_eq!(format_size(3 << 29), "1.5GiB");
+        assert_eq!(format_size(100), "100B");
         assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
         assert_eq!(parse_size("64M").unwrap(), 64 << 20);
         assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);

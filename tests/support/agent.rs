@@ -175,6 +175,10 @@ pub struct AgentOptions {
     /// Return once the socket accepts connections, before crash recovery is done
     /// (health NOT_SERVING); [`Agent::wait_ready`] waits for the rest.
     pub listening_only: bool,
+    /// Run faultd inside this network namespace (a name under /run/netns), entered with
+    /// `nsenter --net` (which, unlike `ip netns exec`, leaves /sys and the cgroup mounts
+    /// alone): its TCP listener is then on that namespace's interfaces.
+    pub netns: Option<String>,
 }
 
 impl Agent {
@@ -199,6 +203,15 @@ impl Agent {
         let socket = dir.path().join("run/faultd.sock");
         let log = dir.path().join("faultd.log");
         let home = opts.home.clone().or_else(CgroupHome::if_needed);
+        let netns: Vec<String> = match &opts.netns {
+            Some(n) => vec![
+                "nsenter".into(),
+                format!("--net=/run/netns/{n}"),
+                "--".into(),
+            ],
+            None => vec![],
+        };
+        let faultd = crate::bin("faultd");
         let mut cmd = match &home {
             // Joins the home before exec, so faultd's first look at its own group (the
             // recovery sweep at start) already sees the home.
@@ -207,10 +220,16 @@ impl Agent {
                 c.arg("-c")
                     .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
                     .arg(h.leaf())
-                    .arg(crate::bin("faultd"));
+                    .args(&netns)
+                    .arg(faultd);
                 c
             }
-            None => Command::new(crate::bin("faultd")),
+            None if !netns.is_empty() => {
+                let mut c = Command::new(&netns[0]);
+                c.args(&netns[1..]).arg(faultd);
+                c
+            }
+            None => Command::new(faultd),
         };
         cmd.arg("--socket")
             .arg(&socket)

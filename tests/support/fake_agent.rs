@@ -223,7 +223,9 @@ impl Agent for FakeAgent {
             Some(
                 fault_spec::Kind::Network(_)
                 | fault_spec::Kind::Cpu(_)
-                | fault_spec::Kind::Memory(_),
+                | fault_spec::Kind::Memory(_)
+                | fault_spec::Kind::DiskFill(_)
+                | fault_spec::Kind::IoLimit(_),
             ) => {
                 return Err(Status::failed_precondition(
                     "the fake agent does only process faults",
@@ -398,6 +400,7 @@ impl Agent for FakeAgent {
             started_at_ms: self.started_at_ms,
             pid: std::process::id(),
             limits_source: "embedded defaults".into(),
+            protected_traffic: "port 22".into(),
         }))
     }
 

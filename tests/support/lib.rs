@@ -27,6 +27,7 @@ pub mod agent;
 pub mod caps;
 pub mod chromium;
 pub mod container;
+pub mod disk;
 pub mod fake_agent;
 pub mod fleet;
 pub mod interop;

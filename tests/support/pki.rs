@@ -35,11 +35,27 @@ impl Ca {
         self.leaf_with(dir, cn, false, false)
     }
 
+    /// A leaf certificate for CN `cn` with SAN DNS `cn` and IP `addr` (an agent dialled
+    /// at that address).
+    pub fn leaf_at(&self, dir: &Path, cn: &str, addr: std::net::IpAddr) -> (PathBuf, PathBuf) {
+        self.leaf_full(dir, cn, false, Some(addr))
+    }
+
     fn leaf_with(&self, dir: &Path, cn: &str, expired: bool, ip: bool) -> (PathBuf, PathBuf) {
+        let ip = ip.then(|| "127.0.0.1".parse().unwrap());
+        self.leaf_full(dir, cn, expired, ip)
+    }
+
+    fn leaf_full(
+        &self,
+        dir: &Path,
+        cn: &str,
+        expired: bool,
+        ip: Option<std::net::IpAddr>,
+    ) -> (PathBuf, PathBuf) {
         let mut p = CertificateParams::new(vec![cn.to_string()]).unwrap();
-        if ip {
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        if let Some(ip) = ip {
+            p.subject_alt_names.push(SanType::IpAddress(ip));
         }
         p.distinguished_name.push(DnType::CommonName, cn);
         if expired {

@@ -8,6 +8,8 @@ use regex::Regex;
 
 use crate::engine::{self, FaultRecord, State};
 use crate::error::FaultError;
+use crate::fault::disk::{DiskFillSpec, FillAmount};
+use crate::fault::io::{IoDevice, IoLimitSpec};
 use crate::fault::process::parse_signal;
 use crate::fault::stress::{CpuAmount, MemAmount, Placement};
 use crate::fault::{
@@ -150,7 +152,7 @@ pub fn inject_request(
         None => {
             return Err(FaultError::invalid(
                 "spec",
-                "missing: choose a fault kind (kill, pause, network, cpu, memory)",
+                "missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit)",
             ));
         }
         Some(pb::fault_spec::Kind::Kill(k)) => {
@@ -177,6 +179,8 @@ pub fn inject_request(
         Some(pb::fault_spec::Kind::Network(n)) => FaultSpec::Network(network(n)?),
         Some(pb::fault_spec::Kind::Cpu(c)) => FaultSpec::Cpu(cpu(c)?),
         Some(pb::fault_spec::Kind::Memory(m)) => FaultSpec::Memory(memory(m)?),
+        Some(pb::fault_spec::Kind::DiskFill(d)) => FaultSpec::DiskFill(disk_fill(d)?),
+        Some(pb::fault_spec::Kind::IoLimit(i)) => FaultSpec::IoLimit(io_limit(i)?),
     };
     let fault = Timed::new(spec, Some(Duration::from_millis(req.duration_ms)))?;
     if req.labels.len() > MAX_LABELS {
@@ -221,6 +225,8 @@ pub fn kind(k: Kind) -> pb::FaultKind {
         Kind::Network => pb::FaultKind::Network,
         Kind::Cpu => pb::FaultKind::Cpu,
         Kind::Memory => pb::FaultKind::Memory,
+        Kind::DiskFill => pb::FaultKind::DiskFill,
+        Kind::IoLimit => pb::FaultKind::IoLimit,
     }
 }
 
@@ -287,6 +293,37 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                 },
                 ramp_ms: m.ramp.as_millis() as u64,
                 placement: Some(placement_pb(&m.placement)),
+            }),
+            FaultSpec::DiskFill(d) => pb::fault_spec::Kind::DiskFill(pb::DiskFillSpec {
+                path: d.path.display().to_string(),
+                size_bytes: match d.amount {
+                    FillAmount::Bytes(b) => b,
+                    _ => 0,
+                },
+                percent: match d.amount {
+                    FillAmount::Percent(p) => p.get(),
+                    _ => 0.0,
+                },
+                free_bytes: match d.amount {
+                    FillAmount::Free(b) => b,
+                    _ => 0,
+                },
+                ramp_ms: d.ramp.as_millis() as u64,
+            }),
+            FaultSpec::IoLimit(i) => pb::fault_spec::Kind::IoLimit(pb::IoLimitSpec {
+                target: Some(placement_pb(&i.target)),
+                device: match &i.device {
+                    IoDevice::Device(p) => p.display().to_string(),
+                    IoDevice::Path(_) => String::new(),
+                },
+                path: match &i.device {
+                    IoDevice::Path(p) => p.display().to_string(),
+                    IoDevice::Device(_) => String::new(),
+                },
+                read_bps: i.values[0].unwrap_or(0),
+                write_bps: i.values[1].unwrap_or(0),
+                read_iops: i.values[2].unwrap_or(0),
+                write_iops: i.values[3].unwrap_or(0),
             }),
         }),
     }
@@ -374,10 +411,11 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
     let direction = match n.direction.trim() {
         "" | "egress" => tc::Direction::Egress,
         "ingress" => tc::Direction::Ingress,
+        "both" => tc::Direction::Both,
         d => {
             return Err(FaultError::invalid(
                 format!("{F}.direction"),
-                format!("{d:?}: use egress or ingress"),
+                format!("{d:?}: use egress, ingress or both"),
             ));
         }
     };
@@ -482,12 +520,18 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             cell_overhead: 0,
         });
     }
-    if netem
+    let no_netem = netem
         == (tc::Netem {
             limit: netem.limit,
             ..tc::Netem::default()
-        })
-    {
+        });
+    if n.blackhole && (!no_netem || e.limit != 0) {
+        return Err(FaultError::invalid(
+            format!("{F}.blackhole"),
+            "a blackhole drops every selected packet: it takes no netem parameter (delay, loss, duplicate, corrupt, reorder, rate, limit); give one or the other",
+        ));
+    }
+    if no_netem && !n.blackhole {
         return Err(FaultError::invalid(
             format!("{F}.netem"),
             "no netem parameter given: set at least one of delay, loss, duplicate, corrupt, reorder, rate",
@@ -513,7 +557,17 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
                 .map_err(|e| FaultError::invalid(sf(name), e.to_string())),
         }
     };
-    let selection = tc::Selection {
+    if sel.dns
+        && (!sel.dport.trim().is_empty()
+            || !sel.sport.trim().is_empty()
+            || !sel.protocol.trim().is_empty())
+    {
+        return Err(FaultError::invalid(
+            sf("dns"),
+            "DNS selects destination port 53, UDP and TCP, itself: give no dport, sport or protocol with it",
+        ));
+    }
+    let mut selection = tc::Selection {
         dst: cidrs(&sel.dst, "dst")?,
         src: cidrs(&sel.src, "src")?,
         dport: port(&sel.dport, "dport")?,
@@ -532,16 +586,30 @@ fn network(n: &pb::NetworkSpec) -> Result<NetworkSpec, FaultError> {
             "ports need a protocol (tcp or udp): port offsets are only meaningful within one",
         ));
     }
+    if sel.dns {
+        // Port 53 at the UDP and TCP port offset, with no protocol key: both.
+        selection.dport = Some(tc::PortRange {
+            first: 53,
+            last: 53,
+        });
+    }
     let fault = tc::NetFault {
         iface: iface.to_string(),
         direction,
         netem,
         selection,
     };
-    match container {
+    let mut spec = match container {
         Some(c) => NetworkSpec::in_container(c, fault),
         None => NetworkSpec::new(target, fault),
+    }?;
+    if n.blackhole {
+        spec.set_blackhole();
     }
+    if sel.dns {
+        spec.set_dns();
+    }
+    Ok(spec)
 }
 
 fn placement(p: Option<&pb::StressPlacement>, field: &str) -> Result<Placement, FaultError> {
@@ -674,6 +742,72 @@ fn memory(m: &pb::MemorySpec) -> Result<MemSpec, FaultError> {
     })
 }
 
+fn io_limit(i: &pb::IoLimitSpec) -> Result<IoLimitSpec, FaultError> {
+    let target = placement(i.target.as_ref(), "spec.io_limit.target")?;
+    if target == Placement::Own {
+        return Err(FaultError::invalid(
+            "spec.io_limit.target",
+            "give the cgroup to throttle: cgroup, unit, pid or container",
+        ));
+    }
+    let device = match (i.device.is_empty(), i.path.is_empty()) {
+        (false, true) => IoDevice::Device(i.device.clone().into()),
+        (true, false) => IoDevice::Path(i.path.clone().into()),
+        _ => {
+            return Err(FaultError::invalid(
+                "spec.io_limit",
+                "give exactly one of device or path",
+            ));
+        }
+    };
+    let v = |n: u64| (n != 0).then_some(n);
+    Ok(IoLimitSpec {
+        target,
+        device,
+        values: [
+            v(i.read_bps),
+            v(i.write_bps),
+            v(i.read_iops),
+            v(i.write_iops),
+        ],
+    })
+}
+
+fn disk_fill(d: &pb::DiskFillSpec) -> Result<DiskFillSpec, FaultError> {
+    if d.path.is_empty() {
+        return Err(FaultError::invalid(
+            "spec.disk_fill.path",
+            "give the directory whose filesystem to fill",
+        ));
+    }
+    let path = std::path::PathBuf::from(&d.path);
+    if !path.is_absolute() {
+        return Err(FaultError::invalid(
+            "spec.disk_fill.path",
+            format!("{:?} is not an absolute path", d.path),
+        ));
+    }
+    let given = [d.size_bytes != 0, d.percent != 0.0, d.free_bytes != 0];
+    let amount = match given {
+        [true, false, false] => FillAmount::Bytes(d.size_bytes),
+        [false, true, false] => {
+            FillAmount::Percent(in_percent(d.percent, "spec.disk_fill.percent")?)
+        }
+        [false, false, true] => FillAmount::Free(d.free_bytes),
+        _ => {
+            return Err(FaultError::invalid(
+                "spec.disk_fill",
+                "give exactly one of size_bytes, percent or free_bytes",
+            ));
+        }
+    };
+    Ok(DiskFillSpec {
+        path,
+        amount,
+        ramp: Duration::from_millis(d.ramp_ms),
+    })
+}
+
 pub fn target(p: &ProcInfo) -> pb::ProcessTarget {
     pb::ProcessTarget {
         pid: p.pid,
@@ -777,6 +911,19 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
             max_corrupt_percent: l.network.max_corrupt_percent,
             max_reorder_percent: l.network.max_reorder_percent,
             min_rate_bits_per_sec: l.network.min_rate_bits,
+            protected_ports: l
+                .network
+                .protected_ports
+                .iter()
+                .map(|p| u32::from(*p))
+                .collect(),
+            protected_cidrs: l
+                .network
+                .protected_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            allow_blackhole: l.network.allow_blackhole,
         }),
         cpu: Some(pb::StressLimits {
             max_percent: l.cpu.max_percent,
@@ -793,6 +940,19 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
         max_lease_ttl_ms: l.max_lease_ttl.as_millis() as u64,
         process_max_concurrent: l.process.max_concurrent.unwrap_or(0),
         network_max_concurrent: l.network.max_concurrent.unwrap_or(0),
+        disk: Some(pb::DiskLimits {
+            max_used_percent: l.disk.max_used_percent,
+            min_free_bytes: l.disk.min_free,
+            protected_paths: l.disk.protected_paths.clone(),
+            max_duration_ms: l.disk.max_duration.as_millis() as u64,
+            max_concurrent: l.disk.max_concurrent.unwrap_or(0),
+        }),
+        io: Some(pb::IoLimits {
+            min_bps: l.io.min_bps,
+            min_iops: l.io.min_iops,
+            max_duration_ms: l.io.max_duration.as_millis() as u64,
+            max_concurrent: l.io.max_concurrent.unwrap_or(0),
+        }),
         health_conditions: l.health.describe(),
         health_interval_ms: if l.health.is_empty() {
             0
@@ -869,6 +1029,102 @@ mod tests {
 
     fn err(r: pb::InjectRequest) -> String {
         inject_request(&r, "test".into()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn blackhole_dns_and_both_directions() {
+        let net = |n: pb::NetworkSpec| {
+            req(
+                pb::fault_spec::Kind::Network(pb::NetworkSpec {
+                    iface: "veth0".into(),
+                    ..n
+                }),
+                1000,
+            )
+        };
+        let r = inject_request(
+            &net(pb::NetworkSpec {
+                blackhole: true,
+                direction: "both".into(),
+                selection: Some(pb::TrafficSelector {
+                    dst: vec!["10.0.3.0/24".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            "test".into(),
+        )
+        .unwrap();
+        let FaultSpec::Network(n) = r.fault.spec() else {
+            panic!("not a network fault")
+        };
+        assert!(n.blackhole());
+        assert_eq!(n.fault().direction, tc::Direction::Both);
+        let back = n.to_proto();
+        assert!(back.blackhole);
+        assert_eq!(back.direction, "both");
+        assert_eq!(
+            err(net(pb::NetworkSpec {
+                blackhole: true,
+                netem: Some(pb::NetemSpec {
+                    delay_us: 1000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            "invalid spec.network.blackhole: a blackhole drops every selected packet: it takes no netem parameter (delay, loss, duplicate, corrupt, reorder, rate, limit); give one or the other"
+        );
+        // DNS: port 53 without a protocol (UDP and TCP), shown back as dns.
+        let dns = |sel: pb::TrafficSelector| {
+            net(pb::NetworkSpec {
+                netem: Some(pb::NetemSpec {
+                    delay_us: 1000,
+                    ..Default::default()
+                }),
+                selection: Some(pb::TrafficSelector { dns: true, ..sel }),
+                ..Default::default()
+            })
+        };
+        let r = inject_request(&dns(Default::default()), "test".into()).unwrap();
+        let FaultSpec::Network(n) = r.fault.spec() else {
+            panic!("not a network fault")
+        };
+        let s = &n.fault().selection;
+        assert_eq!(
+            (s.dport, s.protocol),
+            (
+                Some(tc::PortRange {
+                    first: 53,
+                    last: 53
+                }),
+                None
+            )
+        );
+        let sel = n.to_proto().selection.unwrap();
+        assert!(sel.dns && sel.dport.is_empty(), "{sel:?}");
+        for bad in [
+            pb::TrafficSelector {
+                dport: "53".into(),
+                ..Default::default()
+            },
+            pb::TrafficSelector {
+                protocol: "udp".into(),
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                err(dns(bad)).starts_with("invalid spec.network.selection.dns: "),
+                "refused"
+            );
+        }
+        assert!(
+            err(net(pb::NetworkSpec {
+                direction: "sideways".into(),
+                blackhole: true,
+                ..Default::default()
+            }))
+            .contains("use egress, ingress or both")
+        );
     }
 
     #[test]
@@ -973,7 +1229,7 @@ mod tests {
         );
         assert_eq!(
             err(pb::InjectRequest::default()),
-            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory)"
+            "invalid spec: missing: choose a fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit)"
         );
         let bad_regex = pb::ProcessSelector {
             cmdline: Some("(".into()),

@@ -66,6 +66,9 @@ pub struct Caller {
     pub identity: String,
     /// Where from: `unix:/run/faultline/faultd.sock pid=1234`, `tcp:10.1.2.3:50522`.
     pub peer: String,
+    /// The TCP peer's address and port (None on the Unix socket): a network fault it
+    /// injects steers this flow past itself.
+    pub addr: Option<std::net::SocketAddr>,
     /// For records and logs: `uid=0(root) pid=1234 via unix:/run/faultline/faultd.sock`.
     pub description: String,
     /// None: may call nothing.
@@ -127,8 +130,8 @@ impl Authorizer {
         {
             return self.unix_caller(info.peer_cred);
         }
-        let peer = req
-            .remote_addr()
+        let addr = req.remote_addr();
+        let peer = addr
             .map(|a| format!("tcp:{a}"))
             .unwrap_or_else(|| "tcp:?".into());
         let names = req
@@ -149,6 +152,7 @@ impl Authorizer {
             description: format!("{identity} via {peer}"),
             identity,
             peer,
+            addr,
             role,
         }
     }
@@ -160,6 +164,7 @@ impl Authorizer {
                 pid: None,
                 identity: "-".into(),
                 peer: self.via.clone(),
+                addr: None,
                 description: format!("unknown peer via {}", self.via),
                 role: None,
             };
@@ -183,6 +188,7 @@ impl Authorizer {
                 self.via
             ),
             peer,
+            addr: None,
             role: Some(if operator {
                 Role::Operator
             } else {
@@ -555,7 +561,10 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::InjectRequest>,
     ) -> Result<Response<pb::InjectResponse>, Status> {
         self.audited("Inject", Role::Operator, req, inject_summary, |caller, req| async move {
-            let r = convert::inject_request(req.get_ref(), caller.description.clone())?;
+            let mut r = convert::inject_request(req.get_ref(), caller.description.clone())?;
+            if let Some(a) = caller.addr {
+                r.fault.protect_caller(a);
+            }
             let dry = r.dry_run;
             let out = self.engine.inject(r).await;
             match &out {
@@ -700,6 +709,7 @@ impl pb::agent_server::Agent for AgentService {
                         .unwrap_or(0),
                     pid: std::process::id(),
                     limits_source: host.limits.source.clone(),
+                    protected_traffic: crate::fault::network::host_exempt(host).to_string(),
                 }))
             },
         )

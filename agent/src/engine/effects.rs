@@ -207,7 +207,7 @@ impl Effects for HostEffects {
         Ok(Applied {
             undo_text: a.undo.describe(),
             undo_record: a.undo.record(),
-            watch: matches!(a.undo, Undo::Stress(_)),
+            watch: matches!(a.undo, Undo::Stress(_) | Undo::DiskFill(_)),
             undo: a.undo,
             description: a.description,
             targets: a.targets,
@@ -221,6 +221,7 @@ impl Effects for HostEffects {
     fn failure(&self, undo: &Undo) -> Option<String> {
         match undo {
             Undo::Stress(r) => fault::stress::check_workers(r, &self.host),
+            Undo::DiskFill(f) => fault::disk::check(f),
             _ => None,
         }
     }
@@ -268,6 +269,14 @@ impl Effects for HostEffects {
         if let Some(FaultSpec::Network(n)) = spec {
             // `faultd cleanup` sweeps every namespace a network fault touched.
             j.note_netns(n.target()).map_err(not_durable)?;
+        }
+        if let (Some(FaultSpec::DiskFill(_)), UndoRecord::DiskFill { file }) = (spec, &entry.undo)
+            && let Some(state) = &self.host.state_dir
+            && let Some(dir) = file.parent()
+        {
+            // The start's and `faultd cleanup`'s sweep looks in every directory a fill
+            // touched.
+            fault::disk::note_dir(state, dir).map_err(not_durable)?;
         }
         j.record(entry).map_err(not_durable)?;
         if self.crash_after_journal && entry.phase == journal::Phase::Applying {

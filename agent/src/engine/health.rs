@@ -102,6 +102,21 @@ pub async fn check(h: &HealthLimits, failures: &mut [u32]) -> Option<String> {
             Err(e) => tracing::warn!(file = %path, error = %e, "health guard cannot read PSI"),
         }
     }
+    for (path, min) in &h.min_disk_free {
+        match crate::fault::disk::Space::of(Path::new(path)) {
+            Ok(s) => {
+                let floor = min.bytes(s.used + s.avail);
+                if s.avail < floor && breach.is_none() {
+                    breach = Some(format!(
+                        "space available on {path} {} is below {}",
+                        faultline_proto::units::format_size(s.avail),
+                        crate::limits::disk_floor_text(min)
+                    ));
+                }
+            }
+            Err(e) => tracing::warn!(path = %path, error = %e, "health guard cannot statvfs"),
+        }
+    }
     // Every probe runs every round, so its failure count stays true.
     let results = futures::future::join_all(h.probes.iter().map(run_probe)).await;
     for ((p, r), n) in h.probes.iter().zip(results).zip(failures.iter_mut()) {
@@ -256,5 +271,23 @@ mod tests {
         };
         let why = check(&h, &mut []).await.unwrap();
         assert!(why.starts_with("MemAvailable "), "{why}");
+    }
+
+    #[tokio::test]
+    async fn disk_floor_breaches_when_less_is_available() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().display().to_string();
+        let h = |m| HealthLimits {
+            min_disk_free: vec![(path.clone(), m)],
+            ..Default::default()
+        };
+        assert_eq!(check(&h(MemThreshold::Bytes(1)), &mut []).await, None);
+        let why = check(&h(MemThreshold::Percent(100.0)), &mut [])
+            .await
+            .unwrap();
+        assert!(
+            why.starts_with(&format!("space available on {path} ")),
+            "{why}"
+        );
     }
 }

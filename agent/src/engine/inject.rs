@@ -74,7 +74,9 @@ impl<E: Effects> Engine<E> {
         }
         let planned = match self.effects().plan(spec).await {
             Ok(p) => p,
-            Err(e @ FaultError::Protected(_)) => return Err(self.refused(&req, e)),
+            Err(e @ (FaultError::Protected(_) | FaultError::Limit { .. })) => {
+                return Err(self.refused(&req, e));
+            }
             Err(e) => return Err(e),
         };
         let facts = planned.facts;

@@ -51,6 +51,17 @@ pub struct Journal {
     dir: PathBuf,
 }
 
+/// Replaces `path`'s contents with `data` durably: a temp file written and fsynced,
+/// then renamed over it.
+pub fn replace_durably(path: &Path, data: &[u8]) -> Result<(), JournalError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(wrap(&tmp, "create"))?;
+    f.write_all(data).map_err(wrap(&tmp, "write"))?;
+    f.sync_all().map_err(wrap(&tmp, "fsync"))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(wrap(path, "rename"))
+}
+
 fn wrap<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
     move |source| JournalError {
         path: path.to_path_buf(),
@@ -132,14 +143,8 @@ impl Journal {
             return Ok(());
         }
         all.push(t.clone());
-        let path = self.netns_path();
-        let tmp = path.with_extension("json.tmp");
         let data = serde_json::to_vec_pretty(&all).expect("namespaces serialize");
-        let mut f = std::fs::File::create(&tmp).map_err(wrap(&tmp, "create"))?;
-        f.write_all(&data).map_err(wrap(&tmp, "write"))?;
-        f.sync_all().map_err(wrap(&tmp, "fsync"))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(wrap(&path, "rename"))
+        replace_durably(&self.netns_path(), &data)
     }
 
     /// Every entry left on disk, and the files that could not be read (path, why).

@@ -189,14 +189,28 @@ impl<U> Registry<U> {
     /// Whether the fault fits now: no conflicting fault, the concurrency caps, the
     /// kill rate, the stress share, the lease. Changes nothing. (A dry run's checks.)
     pub fn admit(&mut self, ask: &Ask, limits: &Limits, now: Instant) -> Result<(), FaultError> {
+        // A key may name several alternatives (`a|b`: a network fault in both
+        // directions); two faults conflict when they share one.
+        let overlap = |a: &str, b: &str| a.split('|').any(|x| b.split('|').any(|y| x == y));
         if let Some(k) = ask.conflict_key
             && let Some(e) = self
                 .live
                 .values()
-                .find(|e| e.conflict_key.as_deref() == Some(k))
+                .find(|e| e.conflict_key.as_deref().is_some_and(|x| overlap(x, k)))
         {
+            let what = match e.record.kind() {
+                Kind::DiskFill => {
+                    "filling the same filesystem: revert it first (one disk fill per filesystem)"
+                }
+                Kind::IoLimit => {
+                    "limiting the same cgroup on the same device: revert it first (one io limit per cgroup and device)"
+                }
+                _ => {
+                    "active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
+                }
+            };
             return Err(FaultError::Precondition(format!(
-                "fault {} is already active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)",
+                "fault {} is already {what}",
                 e.record.id
             )));
         }

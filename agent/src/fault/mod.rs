@@ -5,6 +5,8 @@
 //! changes the kernel and returns the [`Undo`]; `Undo::revert` is idempotent: a target
 //! that is already gone counts as reverted.
 
+pub mod disk;
+pub mod io;
 pub mod network;
 pub mod process;
 pub mod stress;
@@ -13,6 +15,7 @@ pub mod values;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use disk::{DiskFillSpec, FillAmount};
 pub use network::NetworkSpec;
 pub use process::{KillSpec, PauseSpec, Pick, Selector};
 pub use stress::{CpuSpec, MemSpec};
@@ -45,6 +48,8 @@ pub enum Kind {
     Network,
     Cpu,
     Memory,
+    DiskFill,
+    IoLimit,
 }
 
 impl Kind {
@@ -55,6 +60,8 @@ impl Kind {
             Kind::Network => "network",
             Kind::Cpu => "cpu",
             Kind::Memory => "memory",
+            Kind::DiskFill => "disk-fill",
+            Kind::IoLimit => "io-limit",
         }
     }
 }
@@ -67,6 +74,8 @@ pub enum FaultSpec {
     Network(NetworkSpec),
     Cpu(CpuSpec),
     Memory(MemSpec),
+    DiskFill(DiskFillSpec),
+    IoLimit(io::IoLimitSpec),
 }
 
 impl FaultSpec {
@@ -77,6 +86,8 @@ impl FaultSpec {
             FaultSpec::Network(_) => Kind::Network,
             FaultSpec::Cpu(_) => Kind::Cpu,
             FaultSpec::Memory(_) => Kind::Memory,
+            FaultSpec::DiskFill(_) => Kind::DiskFill,
+            FaultSpec::IoLimit(_) => Kind::IoLimit,
         }
     }
 
@@ -88,7 +99,9 @@ impl FaultSpec {
             FaultSpec::Pause(_)
             | FaultSpec::Network(_)
             | FaultSpec::Cpu(_)
-            | FaultSpec::Memory(_) => true,
+            | FaultSpec::Memory(_)
+            | FaultSpec::DiskFill(_)
+            | FaultSpec::IoLimit(_) => true,
         }
     }
 
@@ -109,6 +122,14 @@ impl FaultSpec {
                         p.stress = Some(sp);
                         p
                     }),
+                    FaultSpec::DiskFill(d) => disk::plan(d, &host).map(|(mut p, fp)| {
+                        p.fill = Some(fp);
+                        p
+                    }),
+                    FaultSpec::IoLimit(i) => io::plan(i, &host).map(|(mut p, ip)| {
+                        p.io = Some(ip);
+                        p
+                    }),
                     FaultSpec::Network(_) => unreachable!("handled above"),
                 })
                 .await
@@ -120,7 +141,7 @@ impl FaultSpec {
     /// did and reports both.
     pub async fn apply(&self, plan: Plan, host: &Arc<Host>) -> Result<Applied, FaultError> {
         match self {
-            FaultSpec::Network(n) => network::apply(n, plan).await,
+            FaultSpec::Network(n) => network::apply(n, plan, host).await,
             other => {
                 let (spec, host) = (other.clone(), host.clone());
                 blocking(move || match &spec {
@@ -130,6 +151,18 @@ impl FaultSpec {
                         Some(sp) => stress::apply(&sp, &host, plan.description.clone()),
                         None => Err(FaultError::Failed(
                             "internal error: a stress plan without workers".into(),
+                        )),
+                    },
+                    FaultSpec::IoLimit(_) => match plan.io.clone() {
+                        Some(ip) => io::apply(&ip, plan.description.clone()),
+                        None => Err(FaultError::Failed(
+                            "internal error: an io limit plan without its values".into(),
+                        )),
+                    },
+                    FaultSpec::DiskFill(_) => match plan.fill.clone() {
+                        Some(fp) => disk::apply(&fp, plan.description.clone()),
+                        None => Err(FaultError::Failed(
+                            "internal error: a disk fill plan without its file".into(),
                         )),
                     },
                     FaultSpec::Network(_) => unreachable!("handled above"),
@@ -166,6 +199,10 @@ pub struct Plan {
     pub conflict_key: Option<String>,
     /// For stress faults: the group and workers to start.
     pub stress: Option<stress::StressPlan>,
+    /// For a disk fill: the file to create and its size.
+    pub fill: Option<disk::FillPlan>,
+    /// For an io limit: where, and the values before and after.
+    pub io: Option<io::IoPlan>,
     /// The container the spec named, as resolved for this plan.
     pub container: Option<Container>,
     /// For network faults: the namespace resolved (a container's, by its first
@@ -174,6 +211,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan that hits no process: its description and conflict key, nothing else
+    /// (the kind's own part is set by the caller).
+    pub fn described(description: String, conflict_key: Option<String>) -> Plan {
+        Plan {
+            targets: Vec::new(),
+            excluded: Vec::new(),
+            freeze: None,
+            description,
+            conflict_key,
+            stress: None,
+            fill: None,
+            io: None,
+            container: None,
+            netns: None,
+        }
+    }
+
     pub fn target_infos(&self) -> Vec<ProcInfo> {
         self.targets.iter().map(|t| t.info.clone()).collect()
     }
@@ -207,6 +261,10 @@ pub enum Undo {
     Net(Box<crate::sys::tc::Undo>, Option<network::Pin>),
     /// Kill the stress workers and remove their group.
     Stress(stress::Running),
+    /// Stop the fill's ramp and remove its file.
+    DiskFill(disk::Filling),
+    /// Write the previous blk-throttle values back.
+    IoLimit(io::IoUndo),
 }
 
 impl Undo {
@@ -225,6 +283,21 @@ impl Undo {
             ),
             Undo::Thaw(cg) => format!("thaw cgroup {}", cg.dir.display()),
             Undo::Net(u, _) => network::describe_undo(u),
+            Undo::DiskFill(f) => format!("remove {}", f.file.display()),
+            Undo::IoLimit(u) => format!(
+                "restore {} for {} in {}",
+                u.previous
+                    .iter()
+                    .map(|(i, v)| format!(
+                        "{}={}",
+                        io::KEYS[*i],
+                        v.map_or("max".to_string(), |n| n.to_string())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                u.dev,
+                u.dir.display()
+            ),
             Undo::Stress(r) => format!(
                 "kill the workers in cgroup {} and remove it",
                 r.group
@@ -243,6 +316,8 @@ impl Undo {
         match self {
             Undo::Nothing | Undo::StopLoop => Ok(None),
             Undo::Net(u, pin) => network::revert_pinned(&u, pin.as_ref()).await,
+            Undo::DiskFill(f) => blocking(move || disk::revert(&f).map(|()| None)).await,
+            Undo::IoLimit(u) => io::revert(&u).map(|()| None),
             Undo::Stress(r) => {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
@@ -292,6 +367,10 @@ pub enum UndoRecord {
     },
     /// A stress fault about to start: sweep faultline's own stress groups.
     StressPending,
+    /// Remove this disk fill file (named before it is created).
+    DiskFill { file: std::path::PathBuf },
+    /// Write these blk-throttle values back.
+    IoLimit { undo: io::IoUndo },
 }
 
 /// A process identity that a recycled pid cannot fake.
@@ -333,6 +412,18 @@ impl Plan {
         match (spec, &self.freeze) {
             (FaultSpec::Kill(_), _) => UndoRecord::Nothing,
             (FaultSpec::Cpu(_) | FaultSpec::Memory(_), _) => UndoRecord::StressPending,
+            (FaultSpec::IoLimit(_), _) => match &self.io {
+                Some(p) => UndoRecord::IoLimit {
+                    undo: p.undo.clone(),
+                },
+                None => UndoRecord::Nothing,
+            },
+            (FaultSpec::DiskFill(_), _) => match &self.fill {
+                Some(f) => UndoRecord::DiskFill {
+                    file: f.file.clone(),
+                },
+                None => UndoRecord::Nothing,
+            },
             // Until applied, the exact undo is unknown; the sweep of faultline's tagged
             // qdiscs and IFB devices (faultd cleanup) covers a crash in between.
             (FaultSpec::Network(n), _) => UndoRecord::NetPending {
@@ -366,6 +457,10 @@ impl Undo {
             Undo::Stress(r) => UndoRecord::Stress {
                 group: r.group.clone(),
             },
+            Undo::DiskFill(f) => UndoRecord::DiskFill {
+                file: f.file.clone(),
+            },
+            Undo::IoLimit(u) => UndoRecord::IoLimit { undo: u.clone() },
         }
     }
 }
@@ -390,6 +485,8 @@ impl UndoRecord {
                 Ok(())
             }
             UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
+            UndoRecord::DiskFill { file } => disk::remove(file),
+            UndoRecord::IoLimit { undo } => io::revert(undo),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {
                     Ok(tc) => tc,

@@ -7,6 +7,7 @@
 //! what faultline added), which the journal keeps; `revert` removes what faultline added,
 //! and counts a namespace or interface that has gone away as reverted.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use faultline_proto::describe;
@@ -31,6 +32,12 @@ pub struct NetworkSpec {
     /// namespace of its first process.
     container: Option<ContainerQuery>,
     fault: NetFault,
+    /// The TCP caller whose Inject this is: its flow is spared.
+    caller: Option<SocketAddr>,
+    /// Drop the selected packets (gact) instead of netem.
+    blackhole: bool,
+    /// The selection is DNS (destination port 53, UDP and TCP): shown as such.
+    dns: bool,
 }
 
 impl NetworkSpec {
@@ -43,7 +50,38 @@ impl NetworkSpec {
             target,
             container: None,
             fault,
+            caller: None,
+            blackhole: false,
+            dns: false,
         })
+    }
+
+    /// Drops every selected packet instead of netem (the netem parameters are unused).
+    pub fn set_blackhole(&mut self) {
+        self.blackhole = true;
+    }
+
+    /// The selection is DNS (its port 53 without a protocol came from `dns`).
+    pub fn set_dns(&mut self) {
+        self.dns = true;
+    }
+
+    /// Whether it drops every selected packet.
+    pub fn blackhole(&self) -> bool {
+        self.blackhole
+    }
+
+    /// Spares the flow of the TCP caller at `addr` (the controller that injects it).
+    pub fn protect_caller(&mut self, addr: SocketAddr) {
+        self.caller = Some(addr);
+    }
+
+    /// The traffic this fault steers past itself on `host`: the limits' protected ports
+    /// and prefixes, faultd's own TCP listen port, and the caller's flow.
+    pub fn exempt(&self, host: &Host) -> tc::Exempt {
+        let mut e = host_exempt(host);
+        e.flows.extend(self.caller);
+        e
     }
 
     /// A fault in a container's network namespace (found when planned).
@@ -132,6 +170,16 @@ pub fn check(
             f.iface
         )));
     }
+    if spec.blackhole {
+        if !n.allow_blackhole {
+            return Err(refuse(
+                "network.allow_blackhole",
+                "false".into(),
+                "a blackhole".into(),
+            ));
+        }
+        return Ok(());
+    }
     let e = &f.netem;
     if let Some(d) = &e.delay {
         if d.latency > n.max_delay {
@@ -200,10 +248,7 @@ pub fn check(
 }
 
 fn where_(spec: &NetworkSpec, target: &NetnsTarget, container: Option<&Container>) -> String {
-    let dir = match spec.fault.direction {
-        Direction::Egress => "egress",
-        Direction::Ingress => "ingress",
-    };
+    let dir = spec.fault.direction.name();
     match container {
         Some(c) => format!(
             "{} {dir} in container {}'s {target}",
@@ -211,6 +256,33 @@ fn where_(spec: &NetworkSpec, target: &NetnsTarget, container: Option<&Container
             c.short_id()
         ),
         None => format!("{} {dir} in {target}", spec.fault.iface),
+    }
+}
+
+/// The traffic every network fault on `host` spares, whoever injects it: the limits'
+/// protected ports and prefixes, and faultd's own TCP listen port.
+pub fn host_exempt(host: &Host) -> tc::Exempt {
+    let n = &host.limits.network;
+    let mut ports = n.protected_ports.clone();
+    if let Some(p) = host.listen_port.get()
+        && !ports.contains(p)
+    {
+        ports.push(*p);
+    }
+    tc::Exempt {
+        ports,
+        cidrs: n.protected_cidrs.clone(),
+        flows: Vec::new(),
+    }
+}
+
+/// `, sparing protected traffic (ports 22, 7443; flow 10.1.2.3:50522)`, or nothing
+/// when nothing is protected: how a plan, `get` and the record show the exemptions.
+pub fn describe_exempt(e: &tc::Exempt) -> String {
+    if e.is_empty() {
+        String::new()
+    } else {
+        format!(", sparing protected traffic ({e})")
     }
 }
 
@@ -255,55 +327,74 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
     let tc = Tc::connect(&target).await.map_err(net_error)?;
     let ifindex = tc.ifindex(&spec.fault.iface).await.map_err(net_error)?;
     let root = match spec.fault.direction {
-        Direction::Egress => match tc.root_kind(ifindex).await.map_err(net_error)? {
-            RootKind::KernelDefault(k) => k,
-            // Another fault's (the engine names it: one fault per interface and
-            // direction), or a leftover that `apply` refuses and `faultd cleanup` removes.
-            RootKind::Ours(k) => format!("faultline's own {k}"),
-            RootKind::Foreign { kind, handle } => {
-                return Err(net_error(NetError::ForeignRootQdisc {
-                    iface: spec.fault.iface.clone(),
-                    kind,
-                    handle: format!("{:x}:", handle >> 16),
-                    place: "root",
-                }));
+        Direction::Egress | Direction::Both => {
+            match tc.root_kind(ifindex).await.map_err(net_error)? {
+                RootKind::KernelDefault(k) => k,
+                // Another fault's (the engine names it: one fault per interface and
+                // direction), or a leftover that `apply` refuses and `faultd cleanup` removes.
+                RootKind::Ours(k) => format!("faultline's own {k}"),
+                RootKind::Foreign { kind, handle } => {
+                    return Err(net_error(NetError::ForeignRootQdisc {
+                        iface: spec.fault.iface.clone(),
+                        kind,
+                        handle: format!("{:x}:", handle >> 16),
+                        place: "root",
+                    }));
+                }
             }
-        },
+        }
         Direction::Ingress => "ingress redirect to an IFB device".to_string(),
     };
     // The same FailedPrecondition the apply would end with (no sch_netem, say). If the
     // start-up probe could not run, the apply is the check.
+    let exempt = spec.exempt(host);
+    exempt.matches().map_err(net_error)?;
     if let Ok(k) = &host.net {
-        k.check(&spec.fault).map_err(net_error)?;
+        k.check_exempt(&spec.fault, &exempt, spec.blackhole)
+            .map_err(net_error)?;
     }
     let id = target
         .identity()
         .map_err(|e| FaultError::NotFound(format!("network namespace {target}: {e}")))?;
-    let dir = match spec.fault.direction {
-        Direction::Egress => "egress",
-        Direction::Ingress => "ingress",
+    // One fault per interface and direction: `both` takes the two.
+    let key = |d: &str| format!("net:{}:{}:{}:{d}", id.0, id.1, spec.fault.iface);
+    let conflict_key = match spec.fault.direction {
+        Direction::Both => format!("{}|{}", key("egress"), key("ingress")),
+        d => key(d.name()),
+    };
+    let root = if spec.fault.direction == Direction::Both {
+        format!("{root}, and ingress through an IFB device")
+    } else {
+        root
     };
     let wire = spec.to_proto();
+    let what = if spec.blackhole {
+        "blackhole (drop, tc action gact)".to_string()
+    } else {
+        format!("netem {}", describe::netem(&wire.netem.unwrap_or_default()))
+    };
     let description = format!(
-        "netem {} on {} (replacing {root}) for {}",
-        describe::netem(&wire.netem.unwrap_or_default()),
+        "{what} on {} (replacing {root}) for {}{}",
         where_(spec, &target, container.as_ref()),
-        describe::selection(&wire.selection.unwrap_or_default())
+        describe::selection(&wire.selection.unwrap_or_default()),
+        describe_exempt(&exempt)
     );
     Ok(Plan {
         targets: Vec::new(),
         excluded: Vec::new(),
         freeze: None,
         description,
-        conflict_key: Some(format!("net:{}:{}:{}:{dir}", id.0, id.1, spec.fault.iface)),
+        conflict_key: Some(conflict_key),
         stress: None,
+        fill: None,
+        io: None,
         container,
         netns: Some((target, id)),
     })
 }
 
 /// Installs the fault; returns the exact undo.
-pub async fn apply(spec: &NetworkSpec, plan: Plan) -> Result<Applied, FaultError> {
+pub async fn apply(spec: &NetworkSpec, plan: Plan, host: &Host) -> Result<Applied, FaultError> {
     let target = plan
         .netns
         .as_ref()
@@ -327,15 +418,18 @@ pub async fn apply(spec: &NetworkSpec, plan: Plan) -> Result<Applied, FaultError
         Some((_, planned)) if spec.container.is_some() => Pin::open(&target, planned),
         _ => None,
     };
-    let undo = tc.apply(&spec.fault).await.map_err(net_error)?;
+    let undo = tc
+        .apply_exempt(&spec.fault, &spec.exempt(host), spec.blackhole)
+        .await
+        .map_err(net_error)?;
     Ok(Applied {
         description: format!(
             "{} (was {}, now faultline's {}{})",
             plan.description,
             undo.previous_root,
             undo.installed_root,
-            if undo.filters > 0 {
-                format!(" with {} u32 filters", undo.filters)
+            if undo.filters + undo.exemptions > 0 {
+                format!(" with {} u32 filters", undo.filters + undo.exemptions)
             } else {
                 String::new()
             }
@@ -399,8 +493,8 @@ pub fn describe_undo(u: &tc::Undo) -> String {
         "delete faultline's {} root on {} in {} (restores the kernel default {})",
         u.installed_root, u.iface, u.netns, u.previous_root
     );
-    if u.filters > 0 {
-        s.push_str(&format!(" and its {} filters", u.filters));
+    if u.filters + u.exemptions > 0 {
+        s.push_str(&format!(" and its {} filters", u.filters + u.exemptions));
     }
     if let Some(ifb) = &u.ifb {
         s.push_str(&format!(
@@ -476,15 +570,18 @@ fn to_proto(n: &NetworkSpec) -> pb::NetworkSpec {
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        direction: match n.fault.direction {
-            tc::Direction::Egress => "egress".into(),
-            tc::Direction::Ingress => "ingress".into(),
-        },
+        direction: n.fault.direction.name().into(),
         netem: Some(m),
+        blackhole: n.blackhole,
         selection: Some(pb::TrafficSelector {
             dst: s.dst.iter().map(|c| c.to_string()).collect(),
             src: s.src.iter().map(|c| c.to_string()).collect(),
-            dport: ports(&s.dport),
+            dport: if n.dns {
+                String::new()
+            } else {
+                ports(&s.dport)
+            },
+            dns: n.dns,
             sport: ports(&s.sport),
             protocol: s
                 .protocol

@@ -355,6 +355,8 @@ fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, 
         description: String::new(),
         conflict_key: None,
         stress: None,
+        fill: None,
+        io: None,
         container,
         netns: None,
     })

@@ -99,7 +99,7 @@ fn placement_hierarchy(c: &Cgroups) -> Hierarchy {
 
 /// The target's cgroup path (hierarchy-relative), for a placement; with the container
 /// it named, resolved.
-fn target_path(
+pub(crate) fn target_path(
     c: &Cgroups,
     p: &Placement,
     field: &str,
@@ -339,6 +339,8 @@ fn plan(description: String, container: Option<Container>) -> Plan {
         description,
         conflict_key: None,
         stress: None,
+        fill: None,
+        io: None,
         container,
         netns: None,
     }

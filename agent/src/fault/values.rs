@@ -126,6 +126,14 @@ impl Timed {
         &self.spec
     }
 
+    /// The Inject came over TCP from `caller`: a network fault steers that flow past
+    /// itself (a controller never cuts itself off). Other kinds ignore it.
+    pub fn protect_caller(&mut self, caller: std::net::SocketAddr) {
+        if let FaultSpec::Network(n) = &mut self.spec {
+            n.protect_caller(caller);
+        }
+    }
+
     /// The duration as requested (a one-shot kill's included).
     pub fn duration(&self) -> Option<Duration> {
         self.duration

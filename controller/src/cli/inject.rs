@@ -7,8 +7,9 @@ use clap::{Args, CommandFactory, Subcommand};
 
 use crate::error::CtlError;
 use crate::request::{
-    Cpu, CpuInput, Fault, Field, Inject, Kill, Kind, Labels, Memory, MemoryInput, Network,
-    NetworkInput, Pause, Period, ProcessInput, RequestError, Text,
+    Cpu, CpuInput, DiskFill, DiskFillInput, Fault, Field, Inject, IoLimit, IoLimitInput, Kill,
+    Kind, Labels, Memory, MemoryInput, Network, NetworkInput, Pause, Period, ProcessInput,
+    RequestError, Text,
 };
 
 /// The fault kinds `inject` knows.
@@ -61,12 +62,17 @@ Examples:
   faultctl inject net --container 3f1c9a2b7d4e --delay 100ms --for 1m  # its eth0
   faultctl inject net --iface eth0 --direction ingress --delay 30ms --for 1m
   faultctl inject net --iface eth0 --rate 10mbit --for 10m --dry-run
+  faultctl inject net --iface eth0 --blackhole --dst 10.0.3.0/24 --for 1m   # drop, not delay
+  faultctl inject net --iface eth0 --blackhole --direction both --dst 10.0.3.0/24 --for 1m  # partition
+  faultctl inject net --iface eth0 --dns --blackhole --for 1m          # DNS fails
 
-Without --dst/--src/--dport/--sport/--protocol the whole interface is affected; with
+Without --dst/--src/--dport/--sport/--protocol/--dns the whole interface is affected; with
 them only matching packets are, and all other traffic is untouched. Any combination of
 netem parameters fits in one fault. An interface whose root qdisc is the operator's
 own (htb, tbf, fq, cake...) is refused and left alone. One network fault at a time per
-interface and direction.
+interface and direction. Protected traffic (the limits' protected_ports, default 22, and
+protected_cidrs; faultd's TCP port; a TCP caller's own connection) is always spared:
+`faultctl status` shows it.
 
 Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
 5 agent unreachable, 6 host cannot do it (no netem module, foreign qdisc), 1 other."
@@ -108,6 +114,114 @@ Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
 5 agent unreachable, 6 host cannot do it, 1 other."
     )]
     Mem(Box<MemArgs>),
+    /// Fill the filesystem holding --path: --size more, to --percent used, or until only
+    /// --free is left, optionally over --ramp, for --for DUR.
+    #[command(after_help = "\
+Examples:
+  faultctl inject disk-fill --path /var/lib/app --percent 90 --for 5m
+  faultctl inject disk-fill --path /data --size 10GiB --ramp 2m --for 10m
+  faultctl inject disk-fill --path /var/log --free 500MiB --for 1m --dry-run
+
+The space is taken by one file, .faultline-fill-<instance>-<token>, created directly
+in --path with fallocate (or written zeros where the filesystem refuses fallocate);
+revert removes it and the space is back. Sizes are binary (KiB, MiB, GiB); percent
+and free count as df does (free: what unprivileged users can still write).
+The node's limits refuse a fill that would push the filesystem past
+disk.max_used_percent or leave less than disk.min_free, and any fill of a protected
+filesystem (disk.protected_paths, and always the one holding faultd's state dir).
+One fill per filesystem at a time. --dry-run shows the file, the size and the
+filesystem's use before and after.
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
+5 agent unreachable, 6 host cannot do it, 1 other.")]
+    DiskFill(Box<DiskFillArgs>),
+    /// Throttle a cgroup's I/O on one block device (blk-throttle: cgroup v2 io.max, v1
+    /// blkio.throttle.*) for --for DUR; the values in force before are restored exactly.
+    #[command(after_help = "\
+Examples:
+  faultctl inject io-limit --unit api.service --path /var/lib/api --write-bps 4MiB --for 2m
+  faultctl inject io-limit --cgroup /system.slice/db.service --device /dev/nvme0n1 \\
+      --read-iops 200 --write-iops 200 --for 5m
+  faultctl inject io-limit --container 3f1c9a2b7d4e --path /data --read-bps 1MiB --for 1m
+
+Rates are sizes per second (KiB, MiB, GiB); iops are operations per second. --path means
+the device of the filesystem holding it; a partition means its whole disk (where
+blk-throttle applies). Only the keys given change; revert writes back exactly what was
+there (a limit the operator set before included). One io limit per cgroup and device.
+On cgroup v2 the target's parent must have the io controller enabled (+io in its
+cgroup.subtree_control, or IOAccounting=yes on a systemd unit): faultline refuses with
+that fix rather than change the hierarchy. The node's limits set the lowest rates
+(io.min_bps, io.min_iops).
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
+5 agent unreachable, 6 host cannot do it (no io controller), 1 other.")]
+    IoLimit(Box<IoLimitArgs>),
+}
+
+/// `faultctl inject io-limit`.
+#[derive(Debug, Clone, Args)]
+pub struct IoLimitArgs {
+    /// The cgroup to throttle: a path (`/system.slice/x.service`, or under /sys/fs/cgroup).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["unit", "pid", "container"])]
+    pub cgroup: Option<String>,
+    /// The cgroup of this systemd unit.
+    #[arg(long, value_name = "NAME.service", conflicts_with_all = ["pid", "container"])]
+    pub unit: Option<String>,
+    /// The cgroup of this process.
+    #[arg(long, value_name = "PID", conflicts_with = "container")]
+    pub pid: Option<i32>,
+    /// The cgroup of this container: its id or a unique prefix of 12+ hex digits.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// The block device, e.g. /dev/vdb (a partition means its disk).
+    #[arg(long, value_name = "DEV", conflicts_with = "path")]
+    pub device: Option<String>,
+    /// Or: a path whose filesystem's device is meant.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Read bytes per second, e.g. 4MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub read_bps: Option<String>,
+    /// Write bytes per second, e.g. 4MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub write_bps: Option<String>,
+    /// Read operations per second.
+    #[arg(long, value_name = "N")]
+    pub read_iops: Option<u64>,
+    /// Write operations per second.
+    #[arg(long, value_name = "N")]
+    pub write_iops: Option<u64>,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub duration: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
+}
+
+/// `faultctl inject disk-fill`.
+#[derive(Debug, Clone, Args)]
+#[group(id = "amount", required = true, multiple = false, args = ["size", "percent", "free"])]
+pub struct DiskFillArgs {
+    /// A directory on the filesystem to fill (absolute); the fill file goes in it.
+    #[arg(long, value_name = "DIR")]
+    pub path: String,
+    /// Use this much more: 512MiB, 10GiB...
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// Fill until the filesystem is P percent used.
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub percent: Option<f64>,
+    /// Fill until only SIZE is left available.
+    #[arg(long, value_name = "SIZE")]
+    pub free: Option<String>,
+    /// Grow linearly to the size over this long.
+    #[arg(long, value_name = "DUR")]
+    pub ramp: Option<String>,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub duration: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
 }
 
 /// Where stress runs (default: faultd's own cgroup subtree).
@@ -193,7 +307,8 @@ pub struct NetArgs {
     /// digits.
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
-    /// egress (packets sent) or ingress (packets received, shaped on an IFB device).
+    /// egress (packets sent), ingress (packets received, shaped on an IFB device), or
+    /// both as one fault (with --blackhole and --dst/--src: a partition).
     #[arg(long, value_name = "DIR", default_value = "egress")]
     pub direction: String,
     /// Added delay, e.g. 50ms.
@@ -334,6 +449,15 @@ pub struct NetArgs {
         help_heading = "Traffic selection (combine with AND)"
     )]
     pub protocol: Option<String>,
+    /// DNS: destination port 53, UDP and TCP (not with --dport, --sport, --protocol);
+    /// with --blackhole (resolution fails) or --delay (resolution is slow).
+    #[arg(long, help_heading = "Traffic selection (combine with AND)")]
+    pub dns: bool,
+    /// Drop every selected packet (tc action gact drop: no queue) instead of netem; not
+    /// with netem parameters. Needs the limit network.allow_blackhole (production:
+    /// false). With --dst/--src and --direction both: a partition from those networks.
+    #[arg(long)]
+    pub blackhole: bool,
     /// How long the fault lasts (required), e.g. 30s, 5m.
     #[arg(long = "for", value_name = "DUR")]
     pub duration: String,
@@ -477,6 +601,8 @@ impl InjectCommand {
             InjectCommand::Net(a) => ("net", a.as_ref()),
             InjectCommand::Cpu(a) => ("cpu", a.as_ref()),
             InjectCommand::Mem(a) => ("mem", a.as_ref()),
+            InjectCommand::DiskFill(a) => ("disk-fill", a.as_ref()),
+            InjectCommand::IoLimit(a) => ("io-limit", a.as_ref()),
         }
     }
 
@@ -625,6 +751,8 @@ impl NetArgs {
             dport: text(&self.dport),
             sport: text(&self.sport),
             protocol: self.protocol.clone(),
+            blackhole: self.blackhole,
+            dns: self.dns,
         }
     }
 }
@@ -684,6 +812,52 @@ impl MemArgs {
         }
     }
 }
+
+impl KindFlags for DiskFillArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::DiskFill(DiskFill::new(&DiskFillInput {
+            path: Some(self.path.clone()),
+            size: text(&self.size),
+            percent: self.percent,
+            free: text(&self.free),
+            ramp: text(&self.ramp),
+        })?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
+impl KindFlags for IoLimitArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::IoLimit(IoLimit::new(&IoLimitInput {
+            cgroup: self.cgroup.clone(),
+            unit: self.unit.clone(),
+            pid: self.pid,
+            container: self.container.clone(),
+            device: self.device.clone(),
+            path: self.path.clone(),
+            read_bps: text(&self.read_bps),
+            write_bps: text(&self.write_bps),
+            read_iops: self.read_iops,
+            write_iops: self.write_iops,
+        })?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,6 +1163,104 @@ mod tests {
         assert_eq!(
             (c.cores, c.load, c.placement.unwrap().unit.as_str()),
             (2, 50.0, "a.service")
+        );
+        let r = parse(&[
+            "disk-fill",
+            "--path",
+            "/data",
+            "--percent",
+            "90",
+            "--ramp",
+            "10s",
+            "--for",
+            "1m",
+        ])
+        .unwrap();
+        let Some(fault_spec::Kind::DiskFill(d)) = r.spec.unwrap().kind else {
+            panic!("disk fill");
+        };
+        assert_eq!(
+            (d.path.as_str(), d.percent, d.ramp_ms),
+            ("/data", 90.0, 10_000)
+        );
+        assert_eq!((d.size_bytes, d.free_bytes), (0, 0));
+        let r = parse(&[
+            "io-limit",
+            "--unit",
+            "api.service",
+            "--device",
+            "/dev/vdb",
+            "--write-bps",
+            "4MiB",
+            "--for",
+            "1m",
+        ])
+        .unwrap();
+        let Some(fault_spec::Kind::IoLimit(l)) = r.spec.unwrap().kind else {
+            panic!("io limit");
+        };
+        assert_eq!(
+            (l.device.as_str(), l.write_bps, l.read_bps),
+            ("/dev/vdb", 4 << 20, 0)
+        );
+        assert_eq!(
+            err(&[
+                "io-limit",
+                "--unit",
+                "a.service",
+                "--device",
+                "/dev/vdb",
+                "--for",
+                "1m"
+            ]),
+            "give --read-bps, or --write-bps, or --read-iops, or --write-iops"
+        );
+        assert_eq!(
+            err(&[
+                "io-limit",
+                "--pid",
+                "1",
+                "--device",
+                "vdb",
+                "--read-iops",
+                "5",
+                "--for",
+                "1m"
+            ]),
+            "invalid --device: \"vdb\" is not an absolute path"
+        );
+        let r = parse(&["disk-fill", "--path", "/d", "--free", "1GiB", "--for", "1m"]).unwrap();
+        let Some(fault_spec::Kind::DiskFill(d)) = r.spec.unwrap().kind else {
+            panic!("disk fill");
+        };
+        assert_eq!(d.free_bytes, 1 << 30);
+        assert_eq!(
+            err(&[
+                "disk-fill",
+                "--path",
+                "data",
+                "--size",
+                "1GiB",
+                "--for",
+                "1m"
+            ]),
+            "invalid --path: \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            err(&[
+                "disk-fill",
+                "--path",
+                "/d",
+                "--percent",
+                "120",
+                "--for",
+                "1m"
+            ]),
+            "invalid --percent: 120 is not in (0, 100]"
+        );
+        assert!(
+            err(&["disk-fill", "--path", "/d", "--size", "0MiB", "--for", "1m"])
+                .starts_with("invalid --size")
         );
         let r = parse(&["mem", "--size", "512MiB", "--ramp", "20s", "--for", "1m"]).unwrap();
         let Some(fault_spec::Kind::Memory(m)) = r.spec.unwrap().kind else {

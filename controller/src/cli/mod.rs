@@ -129,12 +129,16 @@ pub enum Output {
     Table,
     /// One JSON document per command (`watch`: one object per line).
     Json,
+    /// Markdown (`report summary` only).
+    Md,
+    /// A self-contained HTML page (`report summary` only).
+    Html,
 }
 
 impl From<Output> for Format {
     fn from(o: Output) -> Format {
         match o {
-            Output::Table => Format::Table,
+            Output::Table | Output::Md | Output::Html => Format::Table,
             Output::Json => Format::Json,
         }
     }
@@ -250,9 +254,117 @@ ssh-agent) signs reports as well. faultctl prints the allowed_signers line that 
     /// Work with drill reports.
     #[command(
         subcommand,
-        after_help = "Example:\n  faultctl report verify reports/db-delay-r1a2b3.json --allowed-signers allowed_signers"
+        after_help = "Examples:\n  faultctl report verify reports/db-delay-r1a2b3.json --allowed-signers allowed_signers\n  faultctl report summary /var/lib/faultline/reports --since 30d -o html > chaos.html"
     )]
     Report(ReportCommand),
+    /// Freeze chaos on this host: every `faultctl run` (and scheduled drill) is skipped,
+    /// recorded as a skipped report, until `faultctl thaw` or --until.
+    #[command(after_help = "\
+Examples:
+  sudo faultctl freeze --reason \"release week\" --until 2026-12-24T08:00:00Z
+  sudo faultctl freeze --reason \"incident INC-4711\" --until 4h
+  faultctl freeze --show
+  sudo faultctl thaw
+
+The freeze is one file, /etc/faultline/freeze (FAULTLINE_FREEZE_FILE names another):
+only root may set or lift it, everyone's faultctl reads it. A run it stops touches no
+node, prints the reason and who froze it, writes a report with outcome \"skipped\" and
+exits 7. It stops faultctl on this host; it is not enforced by the agents.")]
+    Freeze(FreezeArgs),
+    /// Lift the chaos freeze (`faultctl freeze`).
+    #[command(after_help = "Example:\n  sudo faultctl thaw")]
+    Thaw,
+    /// Scheduled drills: systemd timers that run a scenario on a calendar.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  sudo faultctl schedule add latency-nightly drills/latency.yaml --on-calendar \"*-*-* 02:00:00 UTC\" \\
+      --randomized-delay 10m --sign-key /etc/faultline/drill.key
+  sudo faultctl schedule add cpu-tuesday drills/cpu.yaml --on-calendar \"Tue *-*-* 10:00 UTC\"
+  faultctl schedule list
+  sudo faultctl schedule run latency-nightly
+  sudo faultctl schedule remove latency-nightly
+
+A drill NAME is the timer faultline-drill@NAME.timer (Persistent: a run missed while the
+host was off happens at boot) and the service faultline-drill@NAME.service, which runs
+the scenario copied to /etc/faultline/drills/NAME/ with a lease on every node; reports
+go to /var/lib/faultline/reports/NAME/. A chaos freeze (faultctl freeze) turns each run
+into a recorded skip. docs/faultctl.md \"Scheduled drills\" has the details."
+    )]
+    Schedule(ScheduleCommand),
+}
+
+/// `faultctl schedule ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Install and start a drill's timer: check everything first, copy the scenario and
+    /// its inventory to /etc/faultline/drills/NAME/, write the timer's calendar.
+    #[command(after_help = "\
+Examples:
+  sudo faultctl schedule add latency-nightly drills/latency.yaml --on-calendar \"*-*-* 02:00:00 UTC\"
+  sudo faultctl schedule add mem-thursday drills/mem.yaml --on-calendar \"Thu *-*-* 14:00 UTC\" \\
+      --randomized-delay 30m --report-dir /srv/chaos/reports --sign-key /etc/faultline/drill.key
+
+--on-calendar is systemd's (systemd.time(7)): check one with `systemd-analyze calendar SPEC`.")]
+    Add {
+        /// The drill's name: letters, digits, - _ . (it becomes faultline-drill@NAME).
+        name: String,
+        /// The scenario (YAML), checked and copied.
+        file: std::path::PathBuf,
+        /// When to run: a systemd calendar spec (daily, "*-*-* 02:00:00 UTC", "Tue 10:00").
+        #[arg(long, value_name = "SPEC")]
+        on_calendar: String,
+        /// Start each run up to this much later, at random (RandomizedDelaySec): 10m, 1h.
+        #[arg(long, value_name = "DUR")]
+        randomized_delay: Option<String>,
+        /// Where the reports go [default: /var/lib/faultline/reports/NAME].
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<std::path::PathBuf>,
+        /// Sign every report with this OpenSSH private key (readable by root).
+        #[arg(long, value_name = "FILE")]
+        sign_key: Option<std::path::PathBuf>,
+    },
+    /// Every drill: calendar, next run (as systemd computes it), last result.
+    #[command(after_help = "Examples:\n  faultctl schedule list\n  faultctl schedule list -o json")]
+    List,
+    /// Stop and remove a drill's timer and its copy of the scenario (reports stay).
+    #[command(after_help = "Example:\n  sudo faultctl schedule remove latency-nightly")]
+    Remove {
+        /// The drill's name.
+        name: String,
+    },
+    /// Run a drill now (systemctl start faultline-drill@NAME.service; waits for the end).
+    #[command(after_help = "Example:\n  sudo faultctl schedule run latency-nightly")]
+    Run {
+        /// The drill's name.
+        name: String,
+    },
+    /// The service's ExecStart: `faultctl run` of the drill's copy, with its settings.
+    #[command(
+        hide = true,
+        after_help = "Example:\n  faultctl schedule exec latency-nightly"
+    )]
+    Exec {
+        /// The drill's name.
+        name: String,
+    },
+}
+
+/// `faultctl freeze`.
+#[derive(Debug, Clone, Args)]
+pub struct FreezeArgs {
+    /// Why chaos is frozen: printed to everyone whose run it stops, and recorded in the
+    /// skipped reports.
+    #[arg(long, value_name = "TEXT", required_unless_present = "show")]
+    pub reason: Option<String>,
+    /// When the freeze ends by itself: a time (2026-12-24T08:00:00Z; without a zone,
+    /// UTC) or a duration from now (4h, 3d) [default: at `faultctl thaw`].
+    #[arg(long, value_name = "TIME", conflicts_with = "show")]
+    pub until: Option<String>,
+    /// Print the freeze in effect (if any) and change nothing.
+    #[arg(long, conflicts_with = "reason")]
+    pub show: bool,
 }
 
 /// `faultctl run`.
@@ -346,6 +458,36 @@ impl ReportFormat {
 /// `faultctl report ...`.
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
+    /// Sum up many reports per scenario: runs, completed/failed/aborted/skipped, success
+    /// rate, recovery p50/p95/mean, issues found, last and next run, signatures.
+    #[command(after_help = "\
+Examples:
+  faultctl report summary /var/lib/faultline/reports
+  faultctl report summary reports/ --since 7d -o md
+  faultctl report summary /var/lib/faultline/reports --public-key drill.key.pub -o html > chaos.html
+  faultctl report summary reports/ -o json | jq '.scenarios[] | {scenario, success_rate_percent}'
+
+Reads every faultline report (*.json) under each DIR, recursively. success rate:
+completed / (completed + failed + aborted); skipped runs (a chaos freeze) do not count.
+recovery: each step's measured recovery and each abort's recovery, p50/p95 by nearest
+rank. Signatures: without --public-key/--allowed-signers each REPORT.sig is checked
+against its own key (intact or not); with one, against that trust. The next run comes
+from this host's faultline-drill@ timers (faultctl schedule).")]
+    Summary {
+        /// Directories of reports (e.g. /var/lib/faultline/reports, or a run's --report-dir).
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<std::path::PathBuf>,
+        /// Only reports of runs started within this long before now (30d, 7d, 12h)
+        /// [default: all].
+        #[arg(long, value_name = "DUR")]
+        since: Option<String>,
+        /// Check signatures against exactly this public key.
+        #[arg(long, value_name = "FILE", conflicts_with = "allowed_signers")]
+        public_key: Option<std::path::PathBuf>,
+        /// Check signatures against a git-style allowed_signers file.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<std::path::PathBuf>,
+    },
     /// Check a report's signature (REPORT.sig) and say who signed it: exit 0 if it holds.
     #[command(after_help = "\
 Examples:

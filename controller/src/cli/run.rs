@@ -15,7 +15,7 @@ use crate::op::{self, Op};
 use crate::render::{self, Format, write_json, write_json_line};
 use crate::request::Period;
 use crate::scenario::{self, RunOptions};
-use crate::{client, fleet, lease, sign};
+use crate::{client, fleet, freeze, lease, sign, summary};
 
 /// Runs one faultctl command against the agent named in `cli`, writing its output to
 /// `out`. `watch` runs until the stream ends or Ctrl-C.
@@ -24,6 +24,12 @@ use crate::{client, fleet, lease, sign};
 /// `run`, `keygen` and `report` are handled without an agent connection of their own.
 pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
     let fmt = Format::from(cli.output);
+    let page = matches!(cli.output, super::Output::Md | super::Output::Html);
+    if page && !matches!(cli.command, Command::Report(ReportCommand::Summary { .. })) {
+        return Err(CtlError::Usage(
+            "-o md and -o html are for `report summary`; use -o table or -o json".into(),
+        ));
+    }
     let fleet_flags = cli.select.is_some() || cli.max_nodes.is_some() || cli.max_percent.is_some();
     match &cli.command {
         Command::Run(args) => {
@@ -45,6 +51,7 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
                 inventory: cli.inventory.clone(),
                 seed: cli.seed,
                 format: fmt,
+                freeze_file: None,
             };
             return Ok(scenario::run(&o, out).await?);
         }
@@ -73,6 +80,22 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CtlError
             };
             return verify(report, sig.as_deref(), trust, fmt, out);
         }
+        Command::Report(ReportCommand::Summary {
+            dirs,
+            since,
+            public_key,
+            allowed_signers,
+        }) => {
+            let trust = match (public_key, allowed_signers) {
+                (Some(k), _) => summary::Trust::Key(k.clone()),
+                (None, Some(f)) => summary::Trust::AllowedSigners(f.clone()),
+                (None, None) => summary::Trust::Integrity,
+            };
+            return report_summary(dirs, since.as_deref(), trust, cli.output, out);
+        }
+        Command::Freeze(args) => return freeze_cmd(args, fmt, out),
+        Command::Thaw => return thaw_cmd(fmt, out),
+        Command::Schedule(c) => return schedule_cmd(c, fmt, out).await,
         _ => {}
     }
     if let Some(inventory) = &cli.inventory {
@@ -179,6 +202,9 @@ fn op_of(cmd: &Command) -> Result<Op, CtlError> {
         | Command::Run(_)
         | Command::Keygen { .. }
         | Command::Report(_)
+        | Command::Freeze(_)
+        | Command::Thaw
+        | Command::Schedule(_)
         | Command::Inventory(_) => {
             return Err(CtlError::Usage(
                 "watch, run, keygen, report and inventory are not agent commands".into(),
@@ -234,7 +260,7 @@ fn from_kubectl(
     }
     match cli.output {
         super::Output::Json => writeln!(out, "{}", c.json)?,
-        super::Output::Table => write!(out, "{}", c.toml)?,
+        _ => write!(out, "{}", c.toml)?,
     }
     out.flush()?;
     Ok(())
@@ -447,4 +473,258 @@ fn fanout_flags(cli: &Cli) -> Result<fleet::Fanout, CtlError> {
         retries: cli.retries,
         progress: std::io::stderr().is_terminal(),
     })
+}
+
+/// `faultctl report summary DIR...`.
+fn report_summary(
+    dirs: &[std::path::PathBuf],
+    since: Option<&str>,
+    trust: summary::Trust,
+    output: super::Output,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CtlError> {
+    let now = now_ms();
+    let since_ms = match since {
+        None => None,
+        Some(t) => {
+            let d = humantime::parse_duration(t).map_err(|e| {
+                CtlError::Input(format!(
+                    "invalid --since {t:?}: {e} (a duration back from now: 30d, 7d, 12h)"
+                ))
+            })?;
+            Some(now.saturating_sub(d.as_millis() as u64))
+        }
+    };
+    let o = summary::Options {
+        dirs: dirs.to_vec(),
+        since_ms,
+        now_ms: now,
+        trust,
+        next_runs: crate::schedule::next_runs(),
+    };
+    let s = summary::summarize(&o).map_err(|e| match e {
+        summary::SummaryError::Trust(v) => CtlError::Verify(v),
+        e => CtlError::Input(e.to_string()),
+    })?;
+    for u in &s.unreadable {
+        eprintln!(
+            "faultctl: warning: skipped {}: {}",
+            u.path.display(),
+            u.error
+        );
+    }
+    for e in &s.scenarios {
+        for b in &e.signatures.failed {
+            eprintln!(
+                "faultctl: warning: {} FAILED verification: {}",
+                b.report.display(),
+                b.error
+            );
+        }
+    }
+    match output {
+        super::Output::Json => write_json(out, &s)?,
+        super::Output::Table => out.write_all(s.table().as_bytes())?,
+        super::Output::Md => out.write_all(s.markdown().as_bytes())?,
+        super::Output::Html => out.write_all(s.html().as_bytes())?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `faultctl freeze`.
+fn freeze_cmd(
+    args: &super::FreezeArgs,
+    fmt: Format,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CtlError> {
+    let path = freeze::path();
+    let now = now_ms();
+    let input = CtlError::Freeze;
+    if args.show {
+        let f = freeze::read(&path).map_err(input)?;
+        let active = f.as_ref().is_some_and(|f| f.active(now));
+        match fmt {
+            Format::Json => write_json(
+                out,
+                &serde_json::json!({"file": path, "frozen": active, "freeze": f}),
+            )?,
+            Format::Table => match &f {
+                Some(f) if active => {
+                    writeln!(out, "chaos is {} ({})", f.describe(), path.display())?
+                }
+                Some(f) => writeln!(
+                    out,
+                    "not frozen: the freeze of {} ({}) ended by itself",
+                    f.by, f.reason
+                )?,
+                None => writeln!(out, "not frozen ({} does not exist)", path.display())?,
+            },
+        }
+        return Ok(());
+    }
+    let until_ms = args
+        .until
+        .as_deref()
+        .map(|u| freeze::parse_until(u, now))
+        .transpose()
+        .map_err(input)?;
+    let f = freeze::Freeze {
+        reason: args.reason.clone().unwrap_or_default(),
+        by: freeze::who(),
+        at_ms: now,
+        until_ms,
+    };
+    let before = freeze::current(&path, now).ok().flatten();
+    freeze::set(&path, &f).map_err(input)?;
+    match fmt {
+        Format::Json => write_json(out, &serde_json::json!({"file": path, "freeze": f}))?,
+        Format::Table => {
+            if let Some(b) = before {
+                writeln!(out, "replaced: {}", b.describe())?;
+            }
+            writeln!(
+                out,
+                "chaos is {}\nevery faultctl run on this host is skipped until then ({})",
+                f.describe(),
+                path.display()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `faultctl thaw`.
+fn thaw_cmd(fmt: Format, out: &mut (dyn Write + Send)) -> Result<(), CtlError> {
+    let path = freeze::path();
+    let was = freeze::thaw(&path)?;
+    match fmt {
+        Format::Json => write_json(out, &serde_json::json!({"file": path, "thawed": was}))?,
+        Format::Table => match was {
+            Some(f) => writeln!(out, "thawed: chaos runs again (was {})", f.describe())?,
+            None => writeln!(out, "not frozen: nothing to thaw ({})", path.display())?,
+        },
+    }
+    Ok(())
+}
+
+/// `faultctl schedule ...`.
+async fn schedule_cmd(
+    c: &super::ScheduleCommand,
+    fmt: Format,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CtlError> {
+    use super::ScheduleCommand as S;
+    use crate::schedule;
+    let now = now_ms();
+    match c {
+        S::Add {
+            name,
+            file,
+            on_calendar,
+            randomized_delay,
+            report_dir,
+            sign_key,
+        } => {
+            let d = schedule::add(&schedule::AddOptions {
+                name: name.clone(),
+                file: file.clone(),
+                on_calendar: on_calendar.clone(),
+                randomized_delay: randomized_delay.clone(),
+                report_dir: report_dir.clone(),
+                sign_key: sign_key.clone(),
+                inventory: None,
+            })?;
+            let next = schedule::next_elapse(name);
+            match fmt {
+                Format::Json => write_json(
+                    out,
+                    &serde_json::json!({"drill": d, "timer": schedule::timer(name), "next_at_ms": next}),
+                )?,
+                Format::Table => writeln!(
+                    out,
+                    "scheduled {name}: scenario {:?} on {} (next run {}), reports to {}\n\
+                     timer {} (systemctl status {}); run it now with faultctl schedule run {name}",
+                    d.scenario,
+                    d.on_calendar,
+                    next.map_or("-".into(), |n| render::when(n, now)),
+                    d.report_dir.display(),
+                    schedule::timer(name),
+                    schedule::timer(name),
+                )?,
+            }
+        }
+        S::List => {
+            let l = schedule::list()?;
+            let frozen = freeze::current(&freeze::path(), now).ok().flatten();
+            match fmt {
+                Format::Json => {
+                    write_json(out, &serde_json::json!({"drills": l, "freeze": frozen}))?
+                }
+                Format::Table => {
+                    if let Some(f) = &frozen {
+                        writeln!(
+                            out,
+                            "chaos is {}: scheduled runs are skipped\n",
+                            f.describe()
+                        )?;
+                    }
+                    if l.is_empty() {
+                        writeln!(out, "no drills are scheduled (faultctl schedule add)")?;
+                    } else {
+                        let mut t = render::Table::new(&[
+                            "NAME", "SCENARIO", "CALENDAR", "NEXT RUN", "LAST RUN", "RESULT",
+                        ]);
+                        for d in &l {
+                            t.row(vec![
+                                d.drill.name.clone(),
+                                d.drill.scenario.clone(),
+                                d.drill.on_calendar.clone(),
+                                d.next_at_ms.map_or("- (timer not active)".into(), |n| {
+                                    render::when(n, now)
+                                }),
+                                d.last_run
+                                    .as_ref()
+                                    .map_or("-".into(), |r| render::when(r.started_at_ms, now)),
+                                d.last_run
+                                    .as_ref()
+                                    .map_or("-".into(), |r| r.outcome.clone()),
+                            ]);
+                        }
+                        out.write_all(t.render(0).as_bytes())?;
+                    }
+                }
+            }
+        }
+        S::Remove { name } => {
+            let d = schedule::remove(name)?;
+            match fmt {
+                Format::Json => write_json(out, &serde_json::json!({"removed": d}))?,
+                Format::Table => writeln!(
+                    out,
+                    "removed {name}: {} and its copy of the scenario; the reports stay in {}",
+                    schedule::timer(name),
+                    d.report_dir.display()
+                )?,
+            }
+        }
+        S::Run { name } => {
+            schedule::run_now(name)?;
+            match fmt {
+                Format::Json => write_json(out, &serde_json::json!({"ran": name}))?,
+                Format::Table => writeln!(
+                    out,
+                    "ran {} (journalctl -u {} has its output)",
+                    schedule::service(name),
+                    schedule::service(name)
+                )?,
+            }
+        }
+        S::Exec { name } => {
+            let o = schedule::run_options(name, fmt)?;
+            return Ok(scenario::run(&o, out).await?);
+        }
+    }
+    out.flush()?;
+    Ok(())
 }

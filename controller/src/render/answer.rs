@@ -171,6 +171,17 @@ pub fn status_table(s: &StatusResponse, now_ms: u64) -> String {
         ("kernel", or_dash(&s.kernel_release)),
         ("cgroups", or_dash(&s.cgroup_mode)),
         ("limits", or_dash(&s.limits_source)),
+        (
+            "protected",
+            if s.protected_traffic.is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "network faults spare {} (and a TCP caller's own connection)",
+                    s.protected_traffic
+                )
+            },
+        ),
     ]);
     out.push('\n');
     let mut t = Table::new(&["KIND", "SUPPORTED", "DETAIL"]);
@@ -224,7 +235,7 @@ fn own_limit(n: u32) -> String {
 
 /// `faultctl limits`: every limit of the message, one row each.
 pub fn limits_table(l: &Limits) -> String {
-    let n = l.network.unwrap_or_default();
+    let n = l.network.clone().unwrap_or_default();
     let net = |set: bool, v: String| if set { v } else { "-".to_string() };
     let pct = |v: f64| net(l.network.is_some(), format!("{v}%"));
     kv(&[
@@ -254,8 +265,73 @@ pub fn limits_table(l: &Limits) -> String {
                 format_rate(n.min_rate_bits_per_sec),
             ),
         ),
+        (
+            "network blackholes",
+            net(
+                l.network.is_some(),
+                if n.allow_blackhole {
+                    "allowed"
+                } else {
+                    "refused"
+                }
+                .into(),
+            ),
+        ),
+        (
+            "protected ports",
+            net(
+                l.network.is_some(),
+                list_or_dash(
+                    &n.protected_ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+        ),
+        (
+            "protected cidrs",
+            net(l.network.is_some(), list_or_dash(&n.protected_cidrs)),
+        ),
         ("cpu stress", stress_text(l.cpu.as_ref())),
         ("memory stress", stress_text(l.memory.as_ref())),
+        (
+            "disk fill",
+            match &l.disk {
+                None => "-".into(),
+                Some(d) => format!(
+                    "up to {}% used, at least {} left free, {} max, {}; protected: faultd's state dir's filesystem{}",
+                    d.max_used_percent,
+                    faultline_proto::units::format_size(d.min_free_bytes),
+                    format_ms(d.max_duration_ms),
+                    match d.max_concurrent {
+                        0 => "concurrency: only the global limit".to_string(),
+                        n => format!("at most {n} at once"),
+                    },
+                    if d.protected_paths.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and {}", d.protected_paths.join(", "))
+                    }
+                ),
+            },
+        ),
+        (
+            "io limit",
+            match &l.io {
+                None => "-".into(),
+                Some(i) => format!(
+                    "at least {}/s and {} iops, {} max, {}",
+                    faultline_proto::units::format_size(i.min_bps),
+                    i.min_iops,
+                    format_ms(i.max_duration_ms),
+                    match i.max_concurrent {
+                        0 => "concurrency: only the global limit".to_string(),
+                        n => format!("at most {n} at once"),
+                    }
+                ),
+            },
+        ),
         (
             "lease required",
             if l.require_lease { "yes" } else { "no" }.into(),
@@ -861,6 +937,9 @@ mod tests {
                 max_corrupt_percent: 1.0,
                 max_reorder_percent: 25.0,
                 min_rate_bits_per_sec: 1_000_000,
+                protected_ports: vec![22, 7443],
+                protected_cidrs: vec![],
+                allow_blackhole: true,
             }),
             cpu: Some(StressLimits {
                 max_percent: 50.0,
@@ -876,7 +955,9 @@ mod tests {
             v["network"],
             json!({"max_delay_ms": 5000, "max_loss_percent": 10.0, "max_jitter_ms": 1000,
                    "max_duplicate_percent": 5.0, "max_corrupt_percent": 1.0,
-                   "max_reorder_percent": 25.0, "min_rate_bits_per_sec": 1_000_000})
+                   "max_reorder_percent": 25.0, "min_rate_bits_per_sec": 1_000_000,
+                   "protected_ports": [22, 7443], "protected_cidrs": [],
+                   "allow_blackhole": true})
         );
         assert_eq!(v["cpu"]["max_concurrent"], 2);
         assert_eq!(v["memory"]["max_concurrent"], 0);
@@ -889,6 +970,9 @@ mod tests {
             "network max corrupt    1%",
             "network max reorder    25%",
             "network min rate       1mbit",
+            "network blackholes     allowed",
+            "protected ports        22, 7443",
+            "protected cidrs        -",
             "cpu stress             at most 50% for at most 10m, 2 at once",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");

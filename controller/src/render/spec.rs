@@ -97,6 +97,49 @@ pub fn spec_text(spec: Option<&FaultSpec>) -> String {
             },
             placement_text(m.placement.as_ref())
         ),
+        Some(fault_spec::Kind::IoLimit(l)) => {
+            let size = faultline_proto::units::format_size;
+            let mut parts = Vec::new();
+            for (k, v) in [("read", l.read_bps), ("write", l.write_bps)] {
+                if v > 0 {
+                    parts.push(format!("{k} {}/s", size(v)));
+                }
+            }
+            for (k, v) in [("read", l.read_iops), ("write", l.write_iops)] {
+                if v > 0 {
+                    parts.push(format!("{k} {v} iops"));
+                }
+            }
+            format!(
+                "io-limit {} on {}{}",
+                parts.join(", "),
+                if l.device.is_empty() {
+                    format!("the device of {}", l.path)
+                } else {
+                    l.device.clone()
+                },
+                placement_text(l.target.as_ref())
+            )
+        }
+        Some(fault_spec::Kind::DiskFill(d)) => format!(
+            "disk-fill {} {}{}",
+            d.path,
+            if d.size_bytes > 0 {
+                format!("+{}", faultline_proto::units::format_size(d.size_bytes))
+            } else if d.free_bytes > 0 {
+                format!(
+                    "until {} free",
+                    faultline_proto::units::format_size(d.free_bytes)
+                )
+            } else {
+                format!("to {}% used", d.percent)
+            },
+            if d.ramp_ms > 0 {
+                format!(" ramp {}", format_ms(d.ramp_ms))
+            } else {
+                String::new()
+            }
+        ),
     }
 }
 

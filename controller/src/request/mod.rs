@@ -13,7 +13,9 @@
 //! A new fault kind is one file here (its input form, its type with the constructor and
 //! its conversion to the proto: a [`Kind`]) plus its line in `fault_kinds!`.
 
+mod disk;
 mod error;
+mod io;
 mod network;
 mod process;
 mod stress;
@@ -22,7 +24,9 @@ mod value;
 use faultline_proto::v1;
 use serde::Deserialize;
 
+pub use disk::{DiskFill, DiskFillInput, FillAmount};
 pub use error::{Field, RequestError};
+pub use io::{IoLimit, IoLimitInput};
 pub use network::{GilbertElliott, Namespace, Netem, Network, NetworkInput, Selection};
 pub use process::{Kill, Pause, Pick, ProcessInput, Selector, Targets};
 pub use stress::{Cpu, CpuAmount, CpuInput, Memory, MemoryAmount, MemoryInput, Placement};
@@ -97,6 +101,8 @@ fault_kinds! {
     network: Network,
     cpu: Cpu,
     memory: Memory,
+    disk_fill: DiskFill,
+    io_limit: IoLimit,
 }
 
 impl Fault {
@@ -166,6 +172,38 @@ mod tests {
 
     fn kind(f: &Fault) -> Kind {
         f.spec().kind.unwrap()
+    }
+
+    #[test]
+    fn scenario_steps_take_blackhole_direction_both_and_dns() {
+        let Kind::Network(n) = kind(
+            &doc("network: {iface: eth0, blackhole: true, direction: both, dst: [10.0.3.0/24]}\n")
+                .unwrap(),
+        ) else {
+            panic!()
+        };
+        assert!(n.blackhole);
+        assert_eq!(n.direction, "both");
+        assert_eq!(n.selection.unwrap().dst, ["10.0.3.0/24"]);
+        let Kind::Network(n) =
+            kind(&doc("network: {iface: eth0, dns: true, delay: 300ms}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert!(n.selection.unwrap().dns && !n.blackhole);
+        // Refused before anything is sent, naming the fields.
+        assert_eq!(
+            doc("network: {iface: eth0, blackhole: true, delay: 10ms, loss: 5%}\n")
+                .unwrap_err()
+                .to_string(),
+            "a blackhole (it drops every selected packet) takes no delay or loss"
+        );
+        assert_eq!(
+            doc("network: {iface: eth0, dns: true, blackhole: true, dport: 53, protocol: udp}\n")
+                .unwrap_err()
+                .to_string(),
+            "dns (it selects destination port 53, UDP and TCP) takes no dport or protocol"
+        );
     }
 
     #[test]
@@ -253,6 +291,26 @@ mod tests {
             panic!()
         };
         assert_eq!((m.size_bytes, m.ramp_ms), (64 << 20, 2000));
+        let Kind::DiskFill(d) =
+            kind(&doc("disk_fill: {path: /var/lib/app, free: 1GiB, ramp: 30s}\n").unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (d.path.as_str(), d.free_bytes, d.ramp_ms, d.size_bytes),
+            ("/var/lib/app", 1 << 30, 30_000, 0)
+        );
+        let Kind::IoLimit(l) = kind(
+            &doc("io_limit: {unit: api.service, path: /var/lib/api, write_bps: 4MiB, read_iops: 100}\n")
+                .unwrap(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (l.path.as_str(), l.write_bps, l.read_iops, l.read_bps),
+            ("/var/lib/api", 4 << 20, 100, 0)
+        );
+        assert_eq!(l.target.unwrap().unit, "api.service");
     }
 
     #[test]
@@ -260,11 +318,11 @@ mod tests {
         let e = |y: &str| doc(y).unwrap_err().to_string();
         assert_eq!(
             e("{}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory), got 0"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit), got 0"
         );
         assert_eq!(
             e("kill: {pid: 1}\npause: {pid: 1}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory), got 2"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit), got 2"
         );
         assert_eq!(
             e("pause: {pid: 1, signal: TERM}\n"),
@@ -301,6 +359,27 @@ mod tests {
             "give one of cgroup, unit, pid, container"
         );
         assert_eq!(e("memory: {ramp: 1s}\n"), "give size, or percent");
+        assert_eq!(
+            e("disk_fill: {path: /d, size: 1GiB, free: 1GiB}\n"),
+            "give one of size, percent, free"
+        );
+        assert_eq!(
+            e("disk_fill: {path: d, size: 1GiB}\n"),
+            "invalid path: \"d\" is not an absolute path"
+        );
+        assert_eq!(e("disk_fill: {size: 1GiB}\n"), "give path");
+        assert_eq!(
+            e("io_limit: {device: /dev/vdb, write_bps: 4MiB}\n"),
+            "give cgroup, or unit, or pid, or container"
+        );
+        assert_eq!(
+            e("io_limit: {unit: a.service, path: /data}\n"),
+            "give read_bps, or write_bps, or read_iops, or write_iops"
+        );
+        assert_eq!(
+            e("io_limit: {unit: a.service, write_bps: 4MiB}\n"),
+            "give device, or path"
+        );
         assert_eq!(
             e("memory: {size: 0MiB}\n"),
             "invalid size: must be more than 0"

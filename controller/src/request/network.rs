@@ -41,6 +41,12 @@ pub struct NetworkInput {
     pub dport: Option<Text>,
     pub sport: Option<Text>,
     pub protocol: Option<String>,
+    /// Drop every selected packet (gact) instead of netem.
+    #[serde(default)]
+    pub blackhole: bool,
+    /// Select DNS: destination port 53, UDP and TCP (no dport, sport or protocol).
+    #[serde(default)]
+    pub dns: bool,
 }
 
 /// Which network namespace the interface is in.
@@ -86,6 +92,51 @@ pub struct GilbertElliott {
     pub loss_good: Percent,
 }
 
+impl Netem {
+    /// The parameters given, by their domain names.
+    pub fn given(&self) -> Vec<super::error::Field> {
+        let Netem {
+            delay,
+            jitter,
+            delay_correlation,
+            distribution,
+            loss,
+            loss_correlation,
+            loss_gemodel,
+            duplicate,
+            duplicate_correlation,
+            corrupt,
+            corrupt_correlation,
+            reorder,
+            reorder_correlation,
+            gap,
+            rate,
+            limit,
+        } = self;
+        [
+            ("delay", delay.is_some()),
+            ("jitter", jitter.is_some()),
+            ("delay_correlation", delay_correlation.is_some()),
+            ("distribution", distribution.is_some()),
+            ("loss", loss.is_some()),
+            ("loss_correlation", loss_correlation.is_some()),
+            ("loss_gemodel", loss_gemodel.is_some()),
+            ("duplicate", duplicate.is_some()),
+            ("duplicate_correlation", duplicate_correlation.is_some()),
+            ("corrupt", corrupt.is_some()),
+            ("corrupt_correlation", corrupt_correlation.is_some()),
+            ("reorder", reorder.is_some()),
+            ("reorder_correlation", reorder_correlation.is_some()),
+            ("gap", gap.is_some()),
+            ("rate", rate.is_some()),
+            ("limit", limit.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, g)| g.then_some(f))
+        .collect()
+    }
+}
+
 impl GilbertElliott {
     /// `P,R[,1-H[,1-K]]` in percent.
     pub fn parse(text: &str) -> Result<GilbertElliott, String> {
@@ -116,6 +167,8 @@ pub struct Selection {
     pub dport: Option<String>,
     pub sport: Option<String>,
     pub protocol: Option<String>,
+    /// Destination port 53, UDP and TCP.
+    pub dns: bool,
 }
 
 /// netem on one interface, in one direction.
@@ -127,6 +180,8 @@ pub struct Network {
     pub direction: String,
     pub netem: Netem,
     pub selection: Selection,
+    /// Drop the selected packets instead of netem.
+    pub blackhole: bool,
 }
 
 impl Network {
@@ -179,8 +234,31 @@ impl Kind for Network {
             rate: opt("rate", &i.rate, Rate::parse)?,
             limit: i.limit,
         };
+        if i.blackhole && netem != Netem::default() {
+            return Err(RequestError::NotTaken {
+                kind: "a blackhole (it drops every selected packet)",
+                fields: netem.given(),
+            });
+        }
+        if i.dns {
+            let given: Vec<_> = [
+                ("dport", i.dport.is_some()),
+                ("sport", i.sport.is_some()),
+                ("protocol", i.protocol.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(f, g)| g.then_some(f))
+            .collect();
+            if !given.is_empty() {
+                return Err(RequestError::NotTaken {
+                    kind: "dns (it selects destination port 53, UDP and TCP)",
+                    fields: given,
+                });
+            }
+        }
         let text = |t: &Option<Text>| t.as_ref().map(|t| t.0.clone());
         Ok(Network {
+            blackhole: i.blackhole,
             iface,
             namespace,
             direction: i
@@ -194,6 +272,7 @@ impl Kind for Network {
                 dport: text(&i.dport),
                 sport: text(&i.sport),
                 protocol: i.protocol.clone(),
+                dns: i.dns,
             },
         })
     }
@@ -238,12 +317,14 @@ impl Kind for Network {
             container,
             direction: self.direction.clone(),
             netem: Some(netem),
+            blackhole: self.blackhole,
             selection: Some(v1::TrafficSelector {
                 dst: s.dst.clone(),
                 src: s.src.clone(),
                 dport: s.dport.clone().unwrap_or_default(),
                 sport: s.sport.clone().unwrap_or_default(),
                 protocol: s.protocol.clone().unwrap_or_default(),
+                dns: s.dns,
             }),
         })
     }

@@ -21,7 +21,7 @@ pub enum Placement {
 }
 
 impl Placement {
-    fn new(
+    pub(super) fn new(
         cgroup: &Option<String>,
         unit: &Option<String>,
         pid: Option<i32>,
@@ -42,7 +42,7 @@ impl Placement {
         })
     }
 
-    fn to_proto(&self) -> v1::StressPlacement {
+    pub(super) fn to_proto(&self) -> v1::StressPlacement {
         let mut p = v1::StressPlacement::default();
         match self {
             Placement::Agent => {}

@@ -31,6 +31,16 @@ pub enum ScenarioError {
         failed: usize,
         report: String,
     },
+    /// A chaos freeze (`faultctl freeze`) skipped the run before it touched a node.
+    #[error("scenario {name:?} skipped, nothing was touched: chaos is {freeze} (report: {report})")]
+    Frozen {
+        name: String,
+        freeze: String,
+        report: String,
+    },
+    /// The freeze file could not be read: the run is refused.
+    #[error(transparent)]
+    Freeze(#[from] crate::freeze::FreezeError),
     #[error("dry run of {name:?}: {failed} check(s) failed; see the table above")]
     DryRunFailed { name: String, failed: usize },
     #[error("cannot write report {path}: {source}")]

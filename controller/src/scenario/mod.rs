@@ -32,6 +32,7 @@ pub use report::FileFormats;
 
 use crate::inventory::Inventory;
 use crate::render::{Format, write_json};
+use report::Report;
 
 /// How to run a scenario (`faultctl run`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,6 +57,8 @@ pub struct RunOptions {
     /// Overrides the scenario's `seed`.
     pub seed: Option<u64>,
     pub format: Format,
+    /// The chaos freeze file [default: [`crate::freeze::path`]].
+    pub freeze_file: Option<PathBuf>,
 }
 
 /// Runs (or with `dry_run`, checks) the scenario, writes the report, prints the summary.
@@ -68,7 +71,6 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
         (None, Some(p)) => o.file.parent().unwrap_or(Path::new(".")).join(p),
         (None, None) => return Err(ScenarioError::NoInventory),
     };
-    let inv = Inventory::load(&inv_path)?;
     // The key is checked before the drill, not found wanting after it.
     let signer = match (o.sign_agent, &o.sign_key) {
         (false, None) => None,
@@ -78,6 +80,19 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
             o.sign_identity.as_deref(),
         )?),
     };
+    // A chaos freeze stops the run before anything reaches a node; the skip is recorded.
+    let freeze_file = o.freeze_file.clone().unwrap_or_else(crate::freeze::path);
+    if let Some(f) = crate::freeze::current(&freeze_file, crate::clock::now_ms())? {
+        if o.dry_run {
+            eprintln!(
+                "faultctl: note: a real run would be skipped now: chaos is {}",
+                f.describe()
+            );
+        } else {
+            return skip(o, &sc, &inv_path, &f, signer.as_ref(), out);
+        }
+    }
+    let inv = Inventory::load(&inv_path)?;
     let seed = o.seed.or(sc.seed).unwrap_or_else(rand::random);
     if !o.dry_run {
         // A query Prometheus refuses is bad input: refused before anything is changed.
@@ -109,22 +124,7 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
     }
     let name = sc.name.clone();
     let (mut report, abort_reason) = runner::drill(sc, inv, seed).await;
-    report.signed_by = signer.as_ref().map(|s| s.info().clone());
-    let paths = report.write(&o.report_dir, o.report_formats, signer.as_ref())?;
-    match o.format {
-        Format::Json => write_json(out, &report)?,
-        Format::Table => {
-            out.write_all(report.summary().as_bytes())?;
-            for p in &paths {
-                writeln!(out, "wrote {}", p.display())?;
-            }
-        }
-    }
-    out.flush()?;
-    let report_path = paths
-        .first()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let report_path = publish(&mut report, o, signer.as_ref(), out)?;
     if let Some(reason) = abort_reason {
         return Err(ScenarioError::Aborted {
             name,
@@ -143,9 +143,159 @@ pub async fn run(o: &RunOptions, out: &mut (dyn Write + Send)) -> Result<(), Sce
     Ok(())
 }
 
+/// Writes the report of a run the freeze `f` skipped, prints it, and says so.
+fn skip(
+    o: &RunOptions,
+    sc: &Scenario,
+    inv_path: &Path,
+    f: &crate::freeze::Freeze,
+    signer: Option<&crate::sign::ReportSigner>,
+    out: &mut (dyn Write + Send),
+) -> Result<(), ScenarioError> {
+    let seed = o.seed.or(sc.seed).unwrap_or(0);
+    let mut report = Report::skipped(
+        sc,
+        &inv_path.display().to_string(),
+        seed,
+        crate::clock::now_ms(),
+        f.describe(),
+    );
+    let report = publish(&mut report, o, signer, out)?;
+    Err(ScenarioError::Frozen {
+        name: sc.name.clone(),
+        freeze: f.describe(),
+        report,
+    })
+}
+
+/// Signs and writes the report's files, prints it (the summary and the files, or the
+/// JSON); returns the path of the first file written.
+fn publish(
+    report: &mut Report,
+    o: &RunOptions,
+    signer: Option<&crate::sign::ReportSigner>,
+    out: &mut (dyn Write + Send),
+) -> Result<String, ScenarioError> {
+    report.signed_by = signer.map(|s| s.info().clone());
+    let paths = report.write(&o.report_dir, o.report_formats, signer)?;
+    match o.format {
+        Format::Json => write_json(out, &*report)?,
+        Format::Table => {
+            out.write_all(report.summary().as_bytes())?;
+            for p in &paths {
+                writeln!(out, "wrote {}", p.display())?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(paths
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While chaos is frozen, `run` connects to no agent, writes a signed "skipped"
+    /// report naming the freeze and who set it, and fails with Frozen (exit 7); after
+    /// the freeze ends by itself, the same run reaches the agent.
+    #[tokio::test]
+    async fn a_frozen_run_touches_no_node_and_records_the_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        // The "agent": a socket that counts who connects.
+        let sock = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::fs::write(
+            dir.path().join("fleet.toml"),
+            format!(
+                "[[agents]]\nname = \"n1\"\naddress = \"unix://{}\"\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "name: frozen-drill\ninventory: fleet.toml\nmax_duration: 5s\nbaseline: 10ms\n\
+             steps:\n  - name: kill\n    inject: {kill: {name: worker}}\n",
+        )
+        .unwrap();
+        let key = dir.path().join("k");
+        crate::sign::keygen(&key, false, Some("drill@test")).unwrap();
+        let freeze_file = dir.path().join("freeze");
+        let now = crate::clock::now_ms();
+        crate::freeze::set(
+            &freeze_file,
+            &crate::freeze::Freeze {
+                reason: "release week".into(),
+                by: "alice@ctl".into(),
+                at_ms: now,
+                until_ms: Some(now + 2_000),
+            },
+        )
+        .unwrap();
+        let reports = dir.path().join("reports");
+        let o = RunOptions {
+            file,
+            report_dir: reports.clone(),
+            report_formats: FileFormats {
+                json: true,
+                markdown: true,
+                html: false,
+            },
+            sign_key: Some(key.clone()),
+            format: Format::Json,
+            freeze_file: Some(freeze_file.clone()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let e = run(&o, &mut out).await.unwrap_err();
+        assert!(matches!(e, ScenarioError::Frozen { .. }), "{e}");
+        assert_eq!(
+            crate::CtlError::from(e).exit_code(),
+            crate::ExitCode::Frozen
+        );
+        assert!(
+            matches!(listener.accept(), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a frozen run connected to the agent"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(report["outcome"], "skipped");
+        let why = report["skip_reason"].as_str().unwrap();
+        assert!(
+            why.starts_with("frozen: release week (by alice@ctl at "),
+            "{why}"
+        );
+        assert_eq!(report["steps"], serde_json::json!([]));
+        let json = reports.join(format!(
+            "frozen-drill-{}.json",
+            report["run_id"].as_str().unwrap()
+        ));
+        crate::sign::verify(
+            &json,
+            None,
+            crate::sign::Trust::Key(&crate::sign::pub_path(&key)),
+        )
+        .unwrap();
+        let md = std::fs::read_to_string(json.with_extension("md")).unwrap();
+        assert!(
+            md.contains("- outcome: **skipped**: frozen: release week"),
+            "{md}"
+        );
+
+        // The freeze ends by itself: the next run reaches the agent (and fails there,
+        // as this socket speaks no gRPC).
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        let e = run(&o, &mut Vec::new()).await.unwrap_err();
+        assert!(!matches!(e, ScenarioError::Frozen { .. }), "{e}");
+        assert!(
+            listener.accept().is_ok(),
+            "the run after the freeze never reached the agent"
+        );
+    }
 
     /// A step whose inject fails on every node (here: the only agent is unreachable)
     /// applied no fault: the report says so instead of timing a recovery from nothing.

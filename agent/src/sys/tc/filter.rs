@@ -13,6 +13,8 @@ use rtnetlink::packet_route::tc::{
     TcU32Selector, TcU32SelectorFlags,
 };
 
+use rtnetlink::packet_core::DefaultNla;
+
 use super::error::NetError;
 
 /// An address prefix, IPv4 or IPv6 (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
@@ -162,6 +164,7 @@ pub struct Selection {
 pub const ETH_P_ALL: u16 = 0x0003;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
 
 /// One u32 filter: the ethernet protocol it is attached for and its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,6 +173,12 @@ pub struct U32Match {
     pub protocol: u16,
     pub keys: Vec<TcU32Key>,
 }
+
+/// The generic action's kind (`act_gact`), its parameters attribute and the verdict
+/// that drops (`include/uapi/linux/tc_act/tc_gact.h`, `pkt_cls.h`).
+pub const GACT: &str = "gact";
+pub const TCA_GACT_PARMS: u16 = 2;
+pub const TC_ACT_SHOT: u32 = 2;
 
 /// At most this many filters per fault (the product of prefixes and port blocks).
 pub const MAX_FILTERS: usize = 256;
@@ -212,7 +221,7 @@ fn pack_prefix(keys: &mut Vec<TcU32Key>, c: &Cidr, off: i32) {
 }
 
 /// iproute2's pack_key16/pack_key8 for a field at byte offset `off`.
-fn pack_field(keys: &mut Vec<TcU32Key>, val: u32, mask: u32, off: i32, width_bits: u32) {
+pub(super) fn pack_field(keys: &mut Vec<TcU32Key>, val: u32, mask: u32, off: i32, width_bits: u32) {
     let shift = 32 - width_bits - 8 * (off as u32 & 3);
     pack(keys, val << shift, mask << shift, off & !3);
 }
@@ -224,6 +233,19 @@ impl Selection {
             && self.dport.is_none()
             && self.sport.is_none()
             && self.protocol.is_none()
+    }
+
+    /// The same flows seen from the other end: destination and source swapped (prefixes
+    /// and ports). The ingress half of a fault in both directions uses it, so `--dst N`
+    /// cuts the packets to N and the packets from N.
+    pub fn mirrored(&self) -> Selection {
+        Selection {
+            dst: self.src.clone(),
+            src: self.dst.clone(),
+            dport: self.sport,
+            sport: self.dport,
+            protocol: self.protocol,
+        }
     }
 
     /// The u32 filters that together select exactly the matching packets (their union).
@@ -331,6 +353,29 @@ impl U32Match {
     pub fn classify(&self, classid: u32) -> Vec<TcFilterU32Option> {
         vec![
             TcFilterU32Option::ClassId(TcHandle::from(classid)),
+            TcFilterU32Option::Selector(self.selector()),
+        ]
+    }
+
+    /// Options of `u32 match ... action drop` (a gact action with `TC_ACT_SHOT`): the
+    /// packet is dropped at classification, before any queue (a blackhole).
+    pub fn drop(&self) -> Vec<TcFilterU32Option> {
+        // struct tc_gact { index, capab, action, refcnt, bindcnt }, host order.
+        let mut parms = Vec::with_capacity(20);
+        for v in [0u32, 0, TC_ACT_SHOT, 0, 0] {
+            parms.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut act = TcAction::default();
+        act.tab = 1;
+        act.attributes = vec![
+            TcActionAttribute::Kind(GACT.into()),
+            TcActionAttribute::Options(vec![TcActionOption::Other(DefaultNla::new(
+                TCA_GACT_PARMS,
+                parms,
+            ))]),
+        ];
+        vec![
+            TcFilterU32Option::Action(vec![act]),
             TcFilterU32Option::Selector(self.selector()),
         ]
     }

@@ -35,6 +35,7 @@
 
 pub mod dist;
 pub mod error;
+pub mod exempt;
 pub mod filter;
 pub mod msg;
 pub mod netem;
@@ -47,6 +48,7 @@ mod golden;
 
 pub use dist::Distribution;
 pub use error::NetError;
+pub use exempt::Exempt;
 pub use filter::{Cidr, IpProto, PortRange, Selection, U32Match};
 pub use netem::{
     Chance, Delay, FourState, GilbertElliott, Loss, Netem, Percent, Rate, Reorder, Slot,

@@ -11,8 +11,14 @@
 //! - egress with a selection:
 //!   `tc qdisc replace dev IF root handle fa17: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1`,
 //!   `tc qdisc add dev IF parent fa17:4 handle fa18: netem ...`,
-//!   `tc filter add dev IF parent fa17: protocol ip|ipv6 prio 1|2 u32 match ... flowid fa17:4` (one per
+//!   `tc filter add dev IF parent fa17: protocol ip|ipv6 prio 4|5 u32 match ... flowid fa17:4` (one per
 //!   [`U32Match`]);
+//! - protected traffic ([`Exempt`], not empty): the prio root above even for a
+//!   whole-interface fault, with `tc filter add dev IF parent fa17: protocol ip|ipv6
+//!   prio 1|2 u32 match ip sport 22 0xffff flowid fa17:2` (and the like, ARP at prio 3;
+//!   see [`super::exempt`]) ahead of the selection's filters (prio 4|5), and for a
+//!   whole-interface fault `tc filter add dev IF parent fa17: protocol all prio 6 u32
+//!   match u32 0 0 flowid fa17:4` after them;
 //! - ingress: `ip link add flifbXXXX type ifb`, `ip link set flifbXXXX up`, the egress
 //!   setup above on the IFB, then `tc qdisc add dev IF handle ffff: ingress` and
 //!   `tc filter add dev IF parent ffff: protocol all prio 1 u32 match u32 0 0 action
@@ -38,7 +44,11 @@ use rtnetlink::{Handle, LinkIfb, LinkUnspec, LinkVeth};
 use serde::{Deserialize, Serialize};
 
 use super::error::NetError;
-use super::filter::{ETH_P_IP, Selection, U32Match};
+use super::exempt::{
+    EXEMPT_BAND, Exempt, PRIO_ALL, PRIO_EXEMPT_ARP, PRIO_EXEMPT_V4, PRIO_EXEMPT_V6, PRIO_SELECT_V4,
+    PRIO_SELECT_V6,
+};
+use super::filter::{ETH_P_IP, ETH_P_IPV6, GACT, Selection, TC_ACT_SHOT, TCA_GACT_PARMS, U32Match};
 use super::msg::{self, INGRESS_HANDLE, INGRESS_PARENT, Mode, ROOT};
 use super::netem::Netem;
 use super::qdisc::{Prio, RootKind, Tbf, classify_root, handle_str};
@@ -58,6 +68,20 @@ pub enum Direction {
     Egress,
     /// Packets the interface receives (shaped on an IFB device).
     Ingress,
+    /// Both, as one fault: the egress setup on the interface and the ingress one on an
+    /// IFB device, installed and reverted together.
+    Both,
+}
+
+impl Direction {
+    /// `egress`, `ingress` or `both`, as the API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Egress => "egress",
+            Direction::Ingress => "ingress",
+            Direction::Both => "both",
+        }
+    }
 }
 
 /// A network fault at the sys level: where, which way, what, and for which packets.
@@ -95,6 +119,10 @@ pub struct Undo {
     pub installed_root: String,
     /// Number of u32 filters steering into the netem band (0 without a selection).
     pub filters: usize,
+    /// Number of u32 filters steering protected traffic past the fault (removed with
+    /// the root; counted for the record).
+    #[serde(default)]
+    pub exemptions: usize,
     /// For ingress faults: the IFB device (the ingress qdisc on `iface` is implied).
     pub ifb: Option<IfbRecord>,
 }
@@ -133,6 +161,8 @@ pub struct FilterInfo {
     pub keys: usize,
     /// ifindex a mirred action redirects to, if any.
     pub redirect_to: Option<u32>,
+    /// A gact action drops what the filter matches (a blackhole's filter).
+    pub drops: bool,
 }
 
 /// What the running kernel can do, for the agent's Status. `Err` says why not.
@@ -154,6 +184,17 @@ impl KernelSupport {
     /// would end with ([`Tc::apply`] takes the same steps in the same order), so a dry
     /// run can fail the way the inject would without touching anything.
     pub fn check(&self, fault: &NetFault) -> Result<(), NetError> {
+        self.check_exempt(fault, &Exempt::none(), false)
+    }
+
+    /// [`KernelSupport::check`] for [`Tc::apply_exempt`]: protected traffic needs the
+    /// prio root and u32 even for a whole-interface fault.
+    pub fn check_exempt(
+        &self,
+        fault: &NetFault,
+        exempt: &Exempt,
+        blackhole: bool,
+    ) -> Result<(), NetError> {
         let need = |module: &str, what: &str| {
             if self.missing.iter().any(|m| m == module) {
                 Err(NetError::MissingKernelModule {
@@ -164,17 +205,30 @@ impl KernelSupport {
                 Ok(())
             }
         };
-        if fault.direction == Direction::Ingress {
+        if fault.direction != Direction::Egress {
             need("ifb", "create an IFB device for ingress shaping")?;
         }
-        if fault.selection.is_empty() {
+        if blackhole {
+            need("sch_prio", "install a prio root qdisc")?;
+            need("cls_u32", "add a u32 filter")?;
+        } else if fault.selection.is_empty() && exempt.is_empty() {
             need("sch_netem", "install a netem root qdisc")?;
+        } else if fault.selection.is_empty() {
+            // A whole-interface fault is netem first to whoever asks for it; the prio
+            // root that spares protected traffic comes second. (The apply installs
+            // the prio root first, but the engine runs this check before any apply.)
+            need("sch_netem", "install netem for the whole interface")?;
+            need(
+                "sch_prio",
+                "install a prio root qdisc that spares protected traffic",
+            )?;
+            need("cls_u32", "add a u32 filter")?;
         } else {
             need("sch_prio", "install a prio root qdisc")?;
             need("sch_netem", "install netem on the prio fault band")?;
             need("cls_u32", "add a u32 filter")?;
         }
-        if fault.direction == Direction::Ingress {
+        if fault.direction != Direction::Egress {
             need("sch_ingress", "add an ingress qdisc")?;
             need("cls_u32", "add a u32 filter")?;
             need("act_mirred", "redirect ingress traffic to an IFB device")?;
@@ -213,6 +267,7 @@ fn module_for(kind: &str) -> String {
     match kind {
         "u32" => "cls_u32".into(),
         "mirred" => "act_mirred".into(),
+        "gact" => "act_gact".into(),
         "ifb" => "ifb".into(),
         "veth" => "veth".into(),
         k => format!("sch_{k}"),
@@ -479,15 +534,20 @@ impl Tc {
 
     /// `tc qdisc replace dev IF root handle fa17: prio bands 4 priomap ...`,
     /// `tc qdisc add dev IF parent fa17:4 handle fa18: netem ...`, then one
-    /// `tc filter add dev IF parent fa17: protocol P prio N u32 match ... flowid fa17:4`
-    /// per match. Removes the root again if a later step fails.
+    /// `tc filter add dev IF parent fa17: protocol P prio 1|2|3 u32 match ... flowid fa17:2`
+    /// per `exempt` match, then one `... prio 4|5 u32 match ... flowid fa17:4` per
+    /// `matches`; an empty `matches` adds a match-all (`protocol all prio 6 u32 match u32
+    /// 0 0 flowid fa17:4`) so that everything else takes the fault. Removes the root again
+    /// if a later step fails. `netem` None: a blackhole, no netem child, and the fault's
+    /// filters drop (`... u32 match ... action drop`) instead of classifying.
     pub async fn install_prio_netem(
         &self,
         ifindex: u32,
-        netem: &Netem,
+        netem: Option<&Netem>,
+        exempt: &[U32Match],
         matches: &[U32Match],
     ) -> Result<(), NetError> {
-        let netem_opts = netem.encode()?;
+        let netem_opts = netem.map(Netem::encode).transpose()?;
         let prio = Prio::with_fault_band().encode()?;
         self.new_qdisc(
             msg::new_qdisc(
@@ -503,29 +563,69 @@ impl Tc {
         )
         .await?;
         let rest = async {
-            self.new_qdisc(
-                msg::new_qdisc(
-                    Mode::Add,
-                    ifindex,
-                    ROOT_HANDLE | FAULT_BAND as u32,
-                    CHILD_HANDLE,
+            if let Some(netem_opts) = netem_opts {
+                self.new_qdisc(
+                    msg::new_qdisc(
+                        Mode::Add,
+                        ifindex,
+                        ROOT_HANDLE | FAULT_BAND as u32,
+                        CHILD_HANDLE,
+                        "netem",
+                        Some(netem_opts),
+                    ),
                     "netem",
-                    Some(netem_opts),
-                ),
-                "netem",
-                "install netem on the prio fault band",
-            )
-            .await?;
-            for m in matches {
-                let prio = if m.protocol == ETH_P_IP { 1 } else { 2 };
+                    "install netem on the prio fault band",
+                )
+                .await?;
+            }
+            for m in exempt {
+                let prio = match m.protocol {
+                    ETH_P_IP => PRIO_EXEMPT_V4,
+                    ETH_P_IPV6 => PRIO_EXEMPT_V6,
+                    _ => PRIO_EXEMPT_ARP,
+                };
                 self.add_u32_filter(
                     ifindex,
                     ROOT_HANDLE,
                     prio,
                     m,
-                    ROOT_HANDLE | FAULT_BAND as u32,
+                    ROOT_HANDLE | EXEMPT_BAND as u32,
                 )
                 .await?;
+            }
+            let all = [U32Match::all()];
+            let (matches, everything) = if matches.is_empty() {
+                (&all[..], true)
+            } else {
+                (matches, false)
+            };
+            for m in matches {
+                let prio = match (everything, m.protocol == ETH_P_IP) {
+                    (true, _) => PRIO_ALL,
+                    (false, true) => PRIO_SELECT_V4,
+                    (false, false) => PRIO_SELECT_V6,
+                };
+                if netem.is_some() {
+                    self.add_u32_filter(
+                        ifindex,
+                        ROOT_HANDLE,
+                        prio,
+                        m,
+                        ROOT_HANDLE | FAULT_BAND as u32,
+                    )
+                    .await?;
+                } else {
+                    self.request(msg::new_u32_filter(
+                        Mode::Add,
+                        ifindex,
+                        ROOT_HANDLE,
+                        prio,
+                        m.protocol,
+                        m.drop(),
+                    ))
+                    .await
+                    .map_err(|f| fail("add a u32 filter that drops (gact)", Some("gact"), f))?;
+                }
             }
             Ok::<(), NetError>(())
         };
@@ -686,11 +786,14 @@ impl Tc {
         &self,
         iface: &str,
         ifindex: u32,
-        netem: &Netem,
+        netem: Option<&Netem>,
         selection: &Selection,
+        exempt: &[U32Match],
     ) -> Result<(String, String, usize), NetError> {
         let matches = selection.matches()?;
-        netem.validate()?;
+        if let Some(n) = netem {
+            n.validate()?;
+        }
         let previous = match self.root_qdisc(ifindex).await? {
             None => "none".to_string(),
             Some(q) => match classify_root(Some(&q.kind), q.handle, ROOT_MAJOR) {
@@ -705,12 +808,13 @@ impl Tc {
                 }
             },
         };
-        if matches.is_empty() {
+        if let (Some(netem), true) = (netem, matches.is_empty() && exempt.is_empty()) {
             self.replace_root_netem(ifindex, netem).await?;
             Ok((previous, "netem".into(), 0))
         } else {
-            self.install_prio_netem(ifindex, netem, &matches).await?;
-            Ok((previous, "prio".into(), matches.len()))
+            self.install_prio_netem(ifindex, netem, exempt, &matches)
+                .await?;
+            Ok((previous, "prio".into(), matches.len().max(1)))
         }
     }
 
@@ -719,6 +823,20 @@ impl Tc {
     /// for ingress faults) before changing anything; on a partial failure removes what
     /// it added and returns the first error.
     pub async fn apply(&self, fault: &NetFault) -> Result<Undo, NetError> {
+        self.apply_exempt(fault, &Exempt::none(), false).await
+    }
+
+    /// [`Tc::apply`], steering `exempt` past the fault (on the IFB for an ingress
+    /// fault): see [`super::exempt`]. `blackhole`: drop the selected packets (gact) and
+    /// ignore `fault.netem`.
+    pub async fn apply_exempt(
+        &self,
+        fault: &NetFault,
+        exempt: &Exempt,
+        blackhole: bool,
+    ) -> Result<Undo, NetError> {
+        let netem = (!blackhole).then_some(&fault.netem);
+        let exempt_matches = exempt.matches()?;
         let ifindex = self.ifindex(&fault.iface).await?;
         let netns_id = self.identity()?;
         let mut undo = Undo {
@@ -730,48 +848,86 @@ impl Tc {
             previous_root: String::new(),
             installed_root: String::new(),
             filters: 0,
+            exemptions: exempt_matches.len(),
             ifb: None,
         };
-        match fault.direction {
-            Direction::Egress => {
-                let (prev, inst, n) = self
-                    .install_on(&fault.iface, ifindex, &fault.netem, &fault.selection)
-                    .await?;
-                (undo.previous_root, undo.installed_root, undo.filters) = (prev, inst, n);
+        let egress = fault.direction != Direction::Ingress;
+        let ingress = fault.direction != Direction::Egress;
+        if ingress {
+            // Everything the ingress half would refuse, before the egress half changes
+            // anything.
+            fault.selection.matches()?;
+            if let Some(n) = netem {
+                n.validate()?;
             }
-            Direction::Ingress => {
-                fault.selection.matches()?;
-                fault.netem.validate()?;
-                if let Some(q) = self.ingress_qdisc(ifindex).await? {
-                    return Err(NetError::ForeignRootQdisc {
-                        iface: fault.iface.clone(),
-                        kind: q.kind,
-                        handle: handle_str(q.handle),
-                        place: "ingress",
-                    });
+            if let Some(q) = self.ingress_qdisc(ifindex).await? {
+                return Err(NetError::ForeignRootQdisc {
+                    iface: fault.iface.clone(),
+                    kind: q.kind,
+                    handle: handle_str(q.handle),
+                    place: "ingress",
+                });
+            }
+        }
+        if egress {
+            let (prev, inst, n) = self
+                .install_on(
+                    &fault.iface,
+                    ifindex,
+                    netem,
+                    &fault.selection,
+                    &exempt_matches,
+                )
+                .await?;
+            (undo.previous_root, undo.installed_root, undo.filters) = (prev, inst, n);
+        }
+        if ingress {
+            let name = ifb_name();
+            let ifb = match self.create_ifb(&name).await {
+                Ok(i) => i,
+                Err(e) => {
+                    if egress {
+                        let _ = self.delete_root(ifindex).await;
+                    }
+                    return Err(e);
                 }
-                let name = ifb_name();
-                let ifb = self.create_ifb(&name).await?;
-                let rest = async {
-                    let r = self
-                        .install_on(&name, ifb, &fault.netem, &fault.selection)
-                        .await?;
-                    self.add_ingress(ifindex).await?;
-                    if let Err(e) = self.redirect_ingress(ifindex, ifb).await {
-                        let _ = self.delete_ingress(ifindex).await;
-                        return Err(e);
-                    }
-                    Ok::<_, NetError>(r)
-                };
-                match rest.await {
-                    Ok((prev, inst, n)) => {
+            };
+            // Both directions: the incoming half matches the same flows from the other
+            // end (`--dst N` cuts what comes from N).
+            let selection = if egress {
+                fault.selection.mirrored()
+            } else {
+                fault.selection.clone()
+            };
+            let rest = async {
+                let r = self
+                    .install_on(&name, ifb, netem, &selection, &exempt_matches)
+                    .await?;
+                self.add_ingress(ifindex).await?;
+                if let Err(e) = self.redirect_ingress(ifindex, ifb).await {
+                    let _ = self.delete_ingress(ifindex).await;
+                    return Err(e);
+                }
+                Ok::<_, NetError>(r)
+            };
+            match rest.await {
+                Ok((prev, inst, n)) => {
+                    if egress {
+                        // Both: the interface's root is what the undo restores; the
+                        // IFB's filters and exemptions count too.
+                        undo.filters += n;
+                        undo.exemptions += exempt_matches.len();
+                    } else {
                         (undo.previous_root, undo.installed_root, undo.filters) = (prev, inst, n);
-                        undo.ifb = Some(IfbRecord { name, ifindex: ifb });
                     }
-                    Err(e) => {
-                        let _ = self.delete_link(ifb).await;
-                        return Err(e);
+                    undo.ifb = Some(IfbRecord { name, ifindex: ifb });
+                }
+                Err(e) => {
+                    let _ = self.delete_link(ifb).await;
+                    if egress {
+                        let _ = self.delete_root(ifindex).await;
                     }
+                    return Err(e);
                 }
             }
         }
@@ -806,25 +962,29 @@ impl Tc {
 
     async fn revert_unchecked(&self, undo: &Undo) -> Result<Reverted, NetError> {
         let mut gone = Vec::new();
+        let iface_there =
+            self.link_name(undo.ifindex).await?.as_deref() == Some(undo.iface.as_str());
+        if !iface_there {
+            gone.push(format!("interface {:?}", undo.iface));
+        }
         if let Some(ifb) = &undo.ifb {
             // The redirect first: a mirred action whose device vanished drops packets.
-            if self.link_name(undo.ifindex).await?.as_deref() == Some(undo.iface.as_str()) {
-                if let Some(q) = self.ingress_qdisc(undo.ifindex).await?
-                    && q.kind == "ingress"
-                {
-                    self.delete_ingress(undo.ifindex).await?;
-                }
-            } else {
-                gone.push(format!("interface {:?}", undo.iface));
+            if iface_there
+                && let Some(q) = self.ingress_qdisc(undo.ifindex).await?
+                && q.kind == "ingress"
+            {
+                self.delete_ingress(undo.ifindex).await?;
             }
             if self.link_name(ifb.ifindex).await?.as_deref() == Some(ifb.name.as_str()) {
                 self.delete_link(ifb.ifindex).await?;
             } else {
                 gone.push(format!("IFB device {:?}", ifb.name));
             }
-        } else if self.link_name(undo.ifindex).await?.as_deref() != Some(undo.iface.as_str()) {
-            gone.push(format!("interface {:?}", undo.iface));
-        } else if !self.delete_root(undo.ifindex).await? {
+        }
+        if undo.direction != Direction::Ingress
+            && iface_there
+            && !self.delete_root(undo.ifindex).await?
+        {
             gone.push(format!("faultline's root qdisc on {:?}", undo.iface));
         }
         if gone.is_empty() {
@@ -1081,6 +1241,7 @@ fn filter_info(t: &TcMessage) -> Option<FilterInfo> {
         classid: None,
         keys: 0,
         redirect_to: None,
+        drops: false,
     };
     let mut has_options = false;
     for a in &t.attributes {
@@ -1093,14 +1254,26 @@ fn filter_info(t: &TcMessage) -> Option<FilterInfo> {
                         TcFilterU32Option::Selector(s) => info.keys = s.keys.len(),
                         TcFilterU32Option::Action(acts) => {
                             for act in acts {
+                                let gact = act
+                                    .attributes
+                                    .iter()
+                                    .any(|a| matches!(a, TcActionAttribute::Kind(k) if k == GACT));
                                 for aa in &act.attributes {
                                     if let TcActionAttribute::Options(ao) = aa {
                                         for x in ao {
-                                            if let TcActionOption::Mirror(
-                                                TcActionMirrorOption::Parms(p),
-                                            ) = x
-                                            {
-                                                info.redirect_to = Some(p.ifindex);
+                                            match x {
+                                                TcActionOption::Mirror(
+                                                    TcActionMirrorOption::Parms(p),
+                                                ) => info.redirect_to = Some(p.ifindex),
+                                                TcActionOption::Other(nla)
+                                                    if gact
+                                                        && rtnetlink::packet_core::Nla::kind(
+                                                            nla,
+                                                        ) == TCA_GACT_PARMS =>
+                                                {
+                                                    info.drops |= gact_drops(nla);
+                                                }
+                                                _ => {}
                                             }
                                         }
                                     }
@@ -1115,6 +1288,16 @@ fn filter_info(t: &TcMessage) -> Option<FilterInfo> {
     }
     // The kernel also dumps a bare entry per u32 hash table (no options): skip those.
     has_options.then_some(info)
+}
+
+/// Whether a gact action's `struct tc_gact` (`TCA_GACT_PARMS`) says `TC_ACT_SHOT`.
+fn gact_drops(nla: &rtnetlink::packet_core::DefaultNla) -> bool {
+    use rtnetlink::packet_core::Nla;
+    let mut b = vec![0; nla.value_len()];
+    nla.emit_value(&mut b);
+    b.get(8..12)
+        .map(|a| u32::from_ne_bytes(a.try_into().expect("4 bytes")) == TC_ACT_SHOT)
+        .unwrap_or(false)
 }
 
 /// A dumped qdisc with its options decoded when it is one of ours.

@@ -110,6 +110,7 @@ impl Report {
             esc(&self.outcome),
             self.abort_reason
                 .as_ref()
+                .or(self.skip_reason.as_ref())
                 .map(|r| format!(": {}", esc(r)))
                 .unwrap_or_default()
         );
@@ -534,6 +535,7 @@ mod tests {
                 event: "ABORT: api: error rate 2 % over 5 s > 1 %".into(),
             }],
             signed_by: None,
+            skip_reason: None,
         }
     }
 

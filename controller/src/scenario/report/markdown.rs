@@ -34,6 +34,7 @@ impl Report {
             self.outcome,
             self.abort_reason
                 .as_ref()
+                .or(self.skip_reason.as_ref())
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         );

@@ -208,6 +208,10 @@ pub struct Report {
     /// to believe it. None: not signed.
     #[serde(default)]
     pub signed_by: Option<crate::sign::SignerInfo>,
+    /// Why the run was skipped before it touched a node (outcome `skipped`): a chaos
+    /// freeze (`faultctl freeze`), e.g. "frozen: release week (frozen by alice@ctl ...)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
 }
 
 impl Report {
@@ -268,6 +272,43 @@ impl Report {
             cleanup: r.cleanup,
             timeline: r.timeline,
             signed_by: None,
+            skip_reason: None,
+        }
+    }
+
+    /// The report of a run that was skipped before it touched a node (a chaos freeze):
+    /// outcome `skipped`, no steps, `reason` recorded.
+    pub fn skipped(
+        sc: &Scenario,
+        inventory: &str,
+        seed: u64,
+        at_ms: u64,
+        reason: String,
+    ) -> Report {
+        Report {
+            format: "faultline-report/1".into(),
+            scenario: sc.name.clone(),
+            description: sc.description.clone(),
+            run_id: format!("r{:08x}", rand::random::<u32>()),
+            seed,
+            inventory: inventory.into(),
+            started_at_ms: at_ms,
+            ended_at_ms: at_ms,
+            outcome: "skipped".into(),
+            abort_reason: None,
+            abort_recovery_ms: None,
+            aborted_at_ms: None,
+            abort_condition: None,
+            faults_ended_at_ms: None,
+            probes: Vec::new(),
+            steps: Vec::new(),
+            cleanup: Vec::new(),
+            timeline: vec![TimelineEntry {
+                at_ms: 0,
+                event: format!("skipped: {reason}"),
+            }],
+            signed_by: None,
+            skip_reason: Some(reason),
         }
     }
 
@@ -295,6 +336,7 @@ impl Report {
             self.outcome,
             self.abort_reason
                 .as_ref()
+                .or(self.skip_reason.as_ref())
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         );

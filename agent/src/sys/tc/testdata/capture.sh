@@ -12,6 +12,7 @@
 # scratch veth pair, never in the root namespace. Needs root, strace, iproute2, python3.
 #
 # Usage: capture.sh            (writes the fixtures next to this script)
+#        ONLY="a b" capture.sh (writes only fixtures a.hex and b.hex)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ns="flcap$$"
@@ -30,6 +31,8 @@ tcver=$(tc -V)
 # RTM_NEWQDISC / RTM_DELQDISC / RTM_NEWTFILTER request it sent.
 capture() {
     local name=$1; shift
+    # ONLY="name1 name2": capture just those (leaves the other fixtures as they are).
+    if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then return; fi
     local trace
     trace=$(mktemp)
     ip netns exec "$ns" strace -f -o "$trace" -e trace=sendmsg -e write=all -s 65536 -xx \
@@ -97,4 +100,16 @@ capture u32_protocol           $F protocol ip prio 4 u32 match ip protocol 6 0xf
 capture u32_v4_combined        $F protocol ip prio 5 u32 match ip dst 10.1.2.3/32 match ip src 192.168.0.0/24 match ip protocol 17 0xff match ip sport 5296 0xfff0 flowid fa17:4
 capture u32_v6_combined        $F protocol ipv6 prio 6 u32 match ip6 dst 2001:db8:1::/48 match ip6 protocol 6 0xff match ip6 dport 443 0xffff flowid fa17:4
 capture u32_mirred            filter add dev $dev parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev $ifb
+# protected traffic: exemption filters ahead of the fault's (flowid fa17:2), and the
+# match-all that sends everything else of a whole-interface fault to the fault band
+capture exempt_sport4          $F protocol ip prio 1 u32 match ip sport 22 0xffff flowid fa17:2
+capture exempt_dport6          $F protocol ipv6 prio 2 u32 match ip6 dport 22 0xffff flowid fa17:2
+capture exempt_flow4           $F protocol ip prio 1 u32 match ip dst 10.1.2.3/32 match ip dport 50522 0xffff flowid fa17:2
+capture exempt_src4            $F protocol ip prio 1 u32 match ip src 10.9.0.0/16 flowid fa17:2
+capture exempt_arp             $F protocol arp prio 3 u32 match u32 0 0 flowid fa17:2
+capture exempt_nd6             $F protocol ipv6 prio 2 u32 match ip6 protocol 58 0xff match u8 134 0xfe at 40 flowid fa17:2
+capture match_all              $F protocol all prio 6 u32 match u32 0 0 flowid fa17:4
+# blackhole: gact drop on the selection's filter, and on the match-all
+capture drop_dst4              $F protocol ip prio 4 u32 match ip dst 10.1.0.0/24 action drop
+capture drop_all               $F protocol all prio 6 u32 match u32 0 0 action drop
 echo "fixtures written to $here"
