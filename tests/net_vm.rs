@@ -550,3 +550,23 @@ fn bench_net_runs() {
     );
     assert!(stdout.contains("gRPC via faultctl's client"), "{stdout}");
 }
+
+/// `bench-exempt` (protected traffic's cost) smoked with 2 cycles, for the same reason.
+#[test]
+fn bench_exempt_runs() {
+    require!("root");
+    need_tc!("netem");
+    let out = std::process::Command::new(faultline_tests::bin("bench-exempt"))
+        .args(["--n", "2"])
+        .output()
+        .expect("run bench-exempt");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "bench-exempt failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("whole interface, ingress"), "{stdout}");
+}

@@ -21,16 +21,24 @@ use faultline_proto::v1 as pb;
 use faultline_tests::agent::{Agent, AgentOptions};
 use faultline_tests::disk::Tmpfs;
 
-fn arg(name: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1))
-        .cloned()
-}
-
-fn num(name: &str, default: u64) -> u64 {
-    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// A disk fill through a real faultd against the fallocate command (needs root).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-disk",
+    about = "A disk fill's Inject and Revert through a real faultd against `fallocate -l` of the same size on the same filesystem (medians, ratio). Needs root; reports, never gates.",
+    after_help = "Examples:\n  sudo target/debug/bench-disk --runs 20                  # 1 GiB on a tmpfs it mounts\n  sudo target/debug/bench-disk --runs 10 --dir /var/tmp   # another filesystem\n  sudo target/debug/bench-disk --runs 1 --mib 8           # a smoke run"
+)]
+struct Args {
+    /// Timed runs of each (fallocate, Inject, Revert).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Size of each fill in MiB.
+    #[arg(long, default_value_t = 1024)]
+    mib: u64,
+    /// Fill this directory's filesystem instead of a tmpfs the bench mounts (not the
+    /// filesystem of the agent's state dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 fn ms(d: Duration) -> String {
@@ -77,15 +85,12 @@ fn fill(dir: &Path, bytes: u64) -> pb::InjectRequest {
 }
 
 fn main() -> anyhow::Result<()> {
-    let runs = num("--runs", 10) as usize;
-    let mib = num("--mib", 1024);
+    let Args { runs, mib, dir } = <Args as clap::Parser>::parse();
+    anyhow::ensure!(runs > 0, "--runs must be at least 1");
+    anyhow::ensure!(mib > 0, "--mib must be at least 1");
     let bytes = mib << 20;
-    let (_fs, dir, state_fs): (Option<Tmpfs>, PathBuf, Option<Tmpfs>) = match arg("--dir") {
-        Some(d) => (
-            None,
-            PathBuf::from(d),
-            Some(Tmpfs::mount("bench-state", 16)),
-        ),
+    let (_fs, dir, state_fs): (Option<Tmpfs>, PathBuf, Option<Tmpfs>) = match dir {
+        Some(d) => (None, d, Some(Tmpfs::mount("bench-state", 16))),
         None => {
             let t = Tmpfs::mount("bench", mib + 256);
             let d = t.dir.clone();

@@ -64,14 +64,23 @@ async fn cycle(engine: &Engine, req: &pb::InjectRequest) -> anyhow::Result<Durat
     Ok(t.elapsed())
 }
 
+/// Protected traffic's added cost on a network fault's inject + revert.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench-exempt",
+    about = "The added cost of protected traffic (exemption filters) on a network fault's inject + revert, through the engine, with protected_ports [22] against []. Needs root and sch_netem (run it in the VM tier); reports, never gates.",
+    after_help = "Examples:\n  tests/vm/run -- /faultline/bin/bench-exempt --n 200\n  tests/vm/run -- /faultline/bin/bench-exempt --n 2     # a smoke run"
+)]
+struct Args {
+    /// Inject + revert cycles of each fault, with and without protection.
+    #[arg(long, default_value_t = 200)]
+    n: usize,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .skip_while(|a| a != "--n")
-        .nth(1)
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(200);
+    let Args { n } = <Args as clap::Parser>::parse();
+    anyhow::ensure!(n > 0, "--n must be at least 1");
     if net_common::kernel().netem.is_err() {
         anyhow::bail!("this kernel has no sch_netem: run bench-exempt in the VM tier");
     }

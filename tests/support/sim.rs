@@ -293,6 +293,14 @@ impl Agent for SimAgent {
             started_at_ms: now_ms(self.engine.started_at()),
             pid: std::process::id(),
             limits_source: self.engine.limits().source.clone(),
+            // What faultd would spare, from this agent's limits (a simulated agent has
+            // no TCP listen port of its own to add).
+            protected_traffic: faultline_agent::sys::tc::Exempt {
+                ports: self.engine.limits().network.protected_ports.clone(),
+                cidrs: self.engine.limits().network.protected_cidrs.clone(),
+                flows: Vec::new(),
+            }
+            .to_string(),
         }))
     }
 
