@@ -114,11 +114,12 @@ async fn health_and_reflection_on_both_transports_through_a_slow_recovery() {
     let status = {
         let ch = unix.clone();
         tokio::spawn(async move {
-            let t0 = Instant::now();
             let r = pb::agent_client::AgentClient::new(ch)
                 .status(pb::StatusRequest {})
                 .await;
-            (r.map(|r| r.into_inner().agent_version), t0.elapsed())
+            // When it was answered, from the agent's start (the health calls before it
+            // take a while in an emulated guest, so its own wait can be short).
+            (r.map(|r| r.into_inner().agent_version), started.elapsed())
         })
     };
     let mut serving_after = None;
@@ -134,11 +135,11 @@ async fn health_and_reflection_on_both_transports_through_a_slow_recovery() {
         serving_after >= Duration::from_millis(2500),
         "SERVING only after the 3 s recovery: {serving_after:?}"
     );
-    let (version, waited) = status.await.unwrap();
+    let (version, answered) = status.await.unwrap();
     assert_eq!(version.unwrap(), env!("CARGO_PKG_VERSION"));
     assert!(
-        waited >= Duration::from_secs(2),
-        "the Status call waited for recovery: {waited:?}"
+        answered >= Duration::from_millis(2500),
+        "the Status call is answered only after the 3 s recovery: {answered:?}"
     );
     for (name, ch) in [("unix", unix.clone()), ("tls", viewer.clone())] {
         assert_eq!(

@@ -250,7 +250,8 @@ async fn netem_families_read_back_like_tc() {
     }
 }
 
-/// With a selection: prio root, netem on band 4, u32 filters; qdiscs and filters read
+/// With a selection: prio root, netem on band 4, u32 filters at prefs 4 and 5 (1-3 are
+/// the exemption filters' when traffic is protected); qdiscs and filters read
 /// back like `tc`'s own for the same commands, and revert restores exactly the qdiscs
 /// and filters that were there before.
 #[tokio::test]
@@ -291,10 +292,10 @@ async fn selection_installs_like_tc_and_reverts_exactly() {
         ),
         format!("qdisc add dev {b} parent fa17:4 handle fa18: netem delay 50ms"),
         format!(
-            "filter add dev {b} parent fa17: protocol ip prio 1 u32 match ip dst 10.1.0.0/16 match ip protocol 6 0xff match ip dport 8080 0xffff flowid fa17:4"
+            "filter add dev {b} parent fa17: protocol ip prio 4 u32 match ip dst 10.1.0.0/16 match ip protocol 6 0xff match ip dport 8080 0xffff flowid fa17:4"
         ),
         format!(
-            "filter add dev {b} parent fa17: protocol ipv6 prio 2 u32 match ip6 dst 2001:db8::/32 match ip6 protocol 6 0xff match ip6 dport 8080 0xffff flowid fa17:4"
+            "filter add dev {b} parent fa17: protocol ipv6 prio 5 u32 match ip6 dst 2001:db8::/32 match ip6 protocol 6 0xff match ip6 dport 8080 0xffff flowid fa17:4"
         ),
     ] {
         p.ns.tc(&c.split_whitespace().collect::<Vec<_>>());
