@@ -32,7 +32,7 @@ fn lapsed_lease_reverts_its_faults_within_ttl_plus_1s() {
     require!("root");
     let agent = Agent::start_staging();
     let v = Victim::sleep("faultline-lease-lapse");
-    let out = agent.ctl(&["lease", "open", "--ttl", "2s"]);
+    let out = agent.ctl(&["lease", "open", "--ttl", "5s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let opened = Instant::now();
     let lease = text(&out.stdout).trim().to_string();
@@ -48,16 +48,17 @@ fn lapsed_lease_reverts_its_faults_within_ttl_plus_1s() {
         &lease,
     ]);
     assert_eq!(v.state(), Some('T'));
-    // Nobody renews: the lease lapses 2 s after it was opened.
+    // Nobody renews: the lease lapses 5 s after it was opened (5 s, not less: two faultctl
+    // starts in an emulated guest under load have taken over 2 s).
     assert!(
         until_resumed(v.pid(), Duration::from_secs(10)).is_some(),
         "never resumed"
     );
     let after = opened.elapsed();
-    eprintln!("lease lapse: resumed {after:?} after the 2s lease was opened");
+    eprintln!("lease lapse: resumed {after:?} after the 5s lease was opened");
     assert!(
-        after <= Duration::from_secs(3),
-        "reverted {after:?} after opening a 2s lease (must be within TTL + 1 s)"
+        after <= Duration::from_secs(6),
+        "reverted {after:?} after opening a 5s lease (must be within TTL + 1 s)"
     );
     let got = agent.ctl_json(&["get", &fault_id(&f)]);
     assert!(

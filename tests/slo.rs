@@ -188,11 +188,14 @@ fn p99_breach_mid_step_aborts_within_one_window() {
     assert!(c["value"].as_f64().unwrap() >= 1000.0, "{c:#}");
     let reason = r["abort_reason"].as_str().unwrap();
     assert!(reason.ends_with(" ms over 5 s > 400 ms"), "{reason}");
-    // No sample failed: latency alone aborted the run.
+    // No sample failed: latency alone aborted the run. A sample that ended before the
+    // change was fast (one started just before it may be answered after it: an emulated
+    // guest can take hundreds of ms to hand the request to the service).
     for s in r["probes"][0]["samples"].as_array().unwrap() {
         assert_eq!(s["ok"], true, "{s}");
-        if s["at_ms"].as_u64().unwrap() + 50 < worse_at {
-            assert!(s["latency_us"].as_u64().unwrap() < 400_000, "{s}");
+        let latency = s["latency_us"].as_u64().unwrap();
+        if s["at_ms"].as_u64().unwrap() + latency / 1000 + 1 < worse_at {
+            assert!(latency < 400_000, "{s}");
         }
     }
 }
