@@ -1202,6 +1202,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn io_stress_limits_parse_and_refuse_zero() {
+        let l = parse("[io]\nstress_max_workers = 2\nstress_max_bps = \"8MiB\"\n").unwrap();
+        assert_eq!((l.io.stress_max_workers, l.io.stress_max_bps), (2, 8 << 20));
+        let d = Limits::production();
+        assert_eq!(
+            (d.io.stress_max_workers, d.io.stress_max_bps),
+            (4, 64 << 20)
+        );
+        for t in [
+            "[io]\nstress_max_workers = 0\n",
+            "[io]\nstress_max_bps = \"0MiB\"\n",
+        ] {
+            let e = parse(t).unwrap_err().to_string();
+            assert!(e.contains("io.stress_max_"), "{t}: {e}");
+        }
+    }
+
+    #[test]
     fn embedded_production_profile_is_conservative() {
         let l = Limits::production();
         assert_eq!(l.max_duration, Duration::from_secs(300));
