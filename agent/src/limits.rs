@@ -301,8 +301,13 @@ pub struct IoLimits {
     /// The lowest I/O operations per second a limit may set.
     pub min_iops: u64,
     pub max_duration: Duration,
-    /// Io limits active at once; `None`: only the global cap.
+    /// Io limits and io stresses active at once; `None`: only the global cap.
     pub max_concurrent: Option<u32>,
+    /// An io stress's most worker processes.
+    pub stress_max_workers: u32,
+    /// The highest bytes per second (read and write each) an io stress's group may do:
+    /// its blk-throttle is set to this unless the fault asks for less.
+    pub stress_max_bps: u64,
 }
 
 impl Limits {
@@ -332,6 +337,8 @@ impl Limits {
             min_iops,
             max_duration: io_max_duration,
             max_concurrent: io_max,
+            stress_max_workers,
+            stress_max_bps,
         } = io;
         let DiskLimits {
             max_used_percent,
@@ -454,6 +461,14 @@ impl Limits {
         out.push(("io.min_iops".into(), min_iops.to_string()));
         out.push(("io.max_duration".into(), d(*io_max_duration)));
         out.push(("io.max_concurrent".into(), cap(io_max)));
+        out.push((
+            "io.stress_max_workers".into(),
+            stress_max_workers.to_string(),
+        ));
+        out.push((
+            "io.stress_max_bps".into(),
+            format!("{}/s", format_size(*stress_max_bps)),
+        ));
         out.push(("health.interval".into(), d(*interval)));
         out.push((
             "health.min_mem_available".into(),
@@ -560,6 +575,8 @@ impl Limits {
                 min_iops: 10,
                 max_duration: Duration::from_secs(300),
                 max_concurrent: None,
+                stress_max_workers: 4,
+                stress_max_bps: 64 << 20,
             },
             health: HealthLimits::default(),
         }
@@ -820,6 +837,28 @@ impl Limits {
             if let Some(m) = &i.max_concurrent {
                 l.io.max_concurrent = Some(*m.get_ref());
             }
+            if let Some(m) = &i.stress_max_workers {
+                if *m.get_ref() == 0 {
+                    return Err(bad(
+                        m.span(),
+                        "io.stress_max_workers",
+                        "must be at least 1".into(),
+                    ));
+                }
+                l.io.stress_max_workers = *m.get_ref();
+            }
+            if let Some(m) = &i.stress_max_bps {
+                let v = faultline_proto::units::parse_size(m.get_ref())
+                    .map_err(|e| bad(m.span(), "io.stress_max_bps", e))?;
+                if v == 0 {
+                    return Err(bad(
+                        m.span(),
+                        "io.stress_max_bps",
+                        "must be at least 1".into(),
+                    ));
+                }
+                l.io.stress_max_bps = v;
+            }
         }
         if let Some(h) = &raw.health {
             parse_health(h, &mut l.health, &dur, &bad)?;
@@ -1071,6 +1110,8 @@ struct RawIo {
     min_iops: Option<Spanned<u64>>,
     max_duration: Option<Spanned<String>>,
     max_concurrent: Option<Spanned<u32>>,
+    stress_max_workers: Option<Spanned<u32>>,
+    stress_max_bps: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1158,6 +1199,24 @@ pub(crate) mod tests {
 
     fn parse(t: &str) -> Result<Limits, LimitsError> {
         Limits::parse(t, Path::new("/etc/faultline/limits.toml"))
+    }
+
+    #[test]
+    fn io_stress_limits_parse_and_refuse_zero() {
+        let l = parse("[io]\nstress_max_workers = 2\nstress_max_bps = \"8MiB\"\n").unwrap();
+        assert_eq!((l.io.stress_max_workers, l.io.stress_max_bps), (2, 8 << 20));
+        let d = Limits::production();
+        assert_eq!(
+            (d.io.stress_max_workers, d.io.stress_max_bps),
+            (4, 64 << 20)
+        );
+        for t in [
+            "[io]\nstress_max_workers = 0\n",
+            "[io]\nstress_max_bps = \"0MiB\"\n",
+        ] {
+            let e = parse(t).unwrap_err().to_string();
+            assert!(e.contains("io.stress_max_"), "{t}: {e}");
+        }
     }
 
     #[test]

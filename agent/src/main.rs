@@ -220,7 +220,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if let Some(sub) = args.get(1)
         && (sub == faultline_agent::sys::stress::CPU_SUBCOMMAND
-            || sub == faultline_agent::sys::stress::MEM_SUBCOMMAND)
+            || sub == faultline_agent::sys::stress::MEM_SUBCOMMAND
+            || sub == faultline_agent::sys::stress::IO_SUBCOMMAND)
     {
         match faultline_agent::sys::stress::WorkerCommand::from_args(&args[1..]) {
             Ok(w) => w.run(),

@@ -283,6 +283,7 @@ impl Metrics {
                 Kind::Memory,
                 Kind::DiskFill,
                 Kind::IoLimit,
+                Kind::IoStress,
             ]
             .iter()
             .map(|k| (k.name(), 0))

@@ -72,7 +72,7 @@ pub fn check(
             }
         }
         FaultSpec::Pause(_) => {}
-        FaultSpec::DiskFill(_) | FaultSpec::IoLimit(_) => {
+        FaultSpec::DiskFill(_) | FaultSpec::IoLimit(_) | FaultSpec::IoStress(_) => {
             let (name, max) = match spec {
                 FaultSpec::DiskFill(_) => ("disk.max_duration", limits.disk.max_duration),
                 _ => ("io.max_duration", limits.io.max_duration),
@@ -197,7 +197,7 @@ pub fn kind_cap(kind: Kind, limits: &Limits) -> (Option<u32>, &'static str) {
         Kind::Cpu => (limits.cpu.max_concurrent, "cpu.max_concurrent"),
         Kind::Memory => (limits.memory.max_concurrent, "memory.max_concurrent"),
         Kind::DiskFill => (limits.disk.max_concurrent, "disk.max_concurrent"),
-        Kind::IoLimit => (limits.io.max_concurrent, "io.max_concurrent"),
+        Kind::IoLimit | Kind::IoStress => (limits.io.max_concurrent, "io.max_concurrent"),
     }
 }
 

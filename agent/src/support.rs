@@ -84,7 +84,32 @@ pub fn kinds(host: &Host) -> Vec<pb::KindSupport> {
             detail: "one tagged file per fault, taken with fallocate (written blocks where a filesystem refuses it)".into(),
         },
         io_support(host),
+        io_stress_support(host),
     ]
+}
+
+/// Whether io stress works here: a stress group (cpu and memory, v2 or v1) that
+/// blk-throttle can cap (v1 blkio, or cgroup2 with the io controller).
+fn io_stress_support(host: &Host) -> pb::KindSupport {
+    let io = io_support(host);
+    let (supported, detail) = match host.cgroups().map(|c| c.stress_backend()) {
+        Ok(Ok(_)) if io.supported => (
+            true,
+            format!(
+                "O_DIRECT workers in a faultline stress group; {}",
+                io.detail
+                    .replace(" (the target's parent must enable +io)", "")
+            ),
+        ),
+        Ok(Ok(_)) => (false, io.detail),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(e) => (false, e.to_string()),
+    };
+    pb::KindSupport {
+        kind: pb::FaultKind::IoStress as i32,
+        supported,
+        detail,
+    }
 }
 
 /// Whether io limits work here: blk-throttle through v1 blkio or cgroup v2 io.max.

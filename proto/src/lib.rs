@@ -40,6 +40,7 @@ impl v1::FaultKind {
             v1::FaultKind::Memory => "memory",
             v1::FaultKind::DiskFill => "disk-fill",
             v1::FaultKind::IoLimit => "io-limit",
+            v1::FaultKind::IoStress => "io-stress",
         }
     }
 }

@@ -225,7 +225,8 @@ impl Agent for FakeAgent {
                 | fault_spec::Kind::Cpu(_)
                 | fault_spec::Kind::Memory(_)
                 | fault_spec::Kind::DiskFill(_)
-                | fault_spec::Kind::IoLimit(_),
+                | fault_spec::Kind::IoLimit(_)
+                | fault_spec::Kind::IoStress(_),
             ) => {
                 return Err(Status::failed_precondition(
                     "the fake agent does only process faults",

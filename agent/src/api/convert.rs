@@ -181,6 +181,7 @@ pub fn inject_request(
         Some(pb::fault_spec::Kind::Memory(m)) => FaultSpec::Memory(memory(m)?),
         Some(pb::fault_spec::Kind::DiskFill(d)) => FaultSpec::DiskFill(disk_fill(d)?),
         Some(pb::fault_spec::Kind::IoLimit(i)) => FaultSpec::IoLimit(io_limit(i)?),
+        Some(pb::fault_spec::Kind::IoStress(i)) => FaultSpec::IoStress(io_stress(i)?),
     };
     let fault = Timed::new(spec, Some(Duration::from_millis(req.duration_ms)))?;
     if req.labels.len() > MAX_LABELS {
@@ -227,6 +228,7 @@ pub fn kind(k: Kind) -> pb::FaultKind {
         Kind::Memory => pb::FaultKind::Memory,
         Kind::DiskFill => pb::FaultKind::DiskFill,
         Kind::IoLimit => pb::FaultKind::IoLimit,
+        Kind::IoStress => pb::FaultKind::IoStress,
     }
 }
 
@@ -324,6 +326,14 @@ pub fn spec_pb(s: &FaultSpec) -> pb::FaultSpec {
                 write_bps: i.values[1].unwrap_or(0),
                 read_iops: i.values[2].unwrap_or(0),
                 write_iops: i.values[3].unwrap_or(0),
+            }),
+            FaultSpec::IoStress(i) => pb::fault_spec::Kind::IoStress(pb::IoStressSpec {
+                path: i.path.display().to_string(),
+                workers: i.workers,
+                size_bytes: i.size_bytes,
+                mode: i.mode.as_str().into(),
+                write_bps: i.write_bps.unwrap_or(0),
+                read_bps: i.read_bps.unwrap_or(0),
             }),
         }),
     }
@@ -773,6 +783,39 @@ fn io_limit(i: &pb::IoLimitSpec) -> Result<IoLimitSpec, FaultError> {
     })
 }
 
+fn io_stress(i: &pb::IoStressSpec) -> Result<crate::fault::iostress::IoStressSpec, FaultError> {
+    let path = std::path::PathBuf::from(&i.path);
+    if !path.is_absolute() {
+        return Err(FaultError::invalid(
+            "spec.io_stress.path",
+            format!("{:?} is not an absolute path", i.path),
+        ));
+    }
+    let mode = if i.mode.is_empty() {
+        crate::sys::stress::IoMode::Write
+    } else {
+        crate::sys::stress::IoMode::parse(&i.mode).ok_or_else(|| {
+            FaultError::invalid(
+                "spec.io_stress.mode",
+                format!("{:?} is not read, write or mixed", i.mode),
+            )
+        })?
+    };
+    let v = |n: u64| (n != 0).then_some(n);
+    Ok(crate::fault::iostress::IoStressSpec {
+        path,
+        workers: i.workers.max(1),
+        size_bytes: if i.size_bytes == 0 {
+            crate::fault::iostress::DEFAULT_SIZE
+        } else {
+            i.size_bytes
+        },
+        mode,
+        write_bps: v(i.write_bps),
+        read_bps: v(i.read_bps),
+    })
+}
+
 fn disk_fill(d: &pb::DiskFillSpec) -> Result<DiskFillSpec, FaultError> {
     if d.path.is_empty() {
         return Err(FaultError::invalid(
@@ -952,6 +995,8 @@ pub fn limits(l: &crate::limits::Limits) -> pb::Limits {
             min_iops: l.io.min_iops,
             max_duration_ms: l.io.max_duration.as_millis() as u64,
             max_concurrent: l.io.max_concurrent.unwrap_or(0),
+            stress_max_workers: l.io.stress_max_workers,
+            stress_max_bps: l.io.stress_max_bps,
         }),
         health_conditions: l.health.describe(),
         health_interval_ms: if l.health.is_empty() {

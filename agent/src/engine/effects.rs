@@ -222,6 +222,7 @@ impl Effects for HostEffects {
         match undo {
             Undo::Stress(r) => fault::stress::check_workers(r, &self.host),
             Undo::DiskFill(f) => fault::disk::check(f),
+            Undo::IoStress(r) => fault::stress::check_workers(&r.running, &self.host),
             _ => None,
         }
     }
@@ -276,6 +277,16 @@ impl Effects for HostEffects {
         {
             // The start's and `faultd cleanup`'s sweep looks in every directory a fill
             // touched.
+            fault::disk::note_dir(state, dir).map_err(not_durable)?;
+        }
+        if let (
+            Some(FaultSpec::IoStress(_)),
+            UndoRecord::IoStressPending { files } | UndoRecord::IoStress { files, .. },
+        ) = (spec, &entry.undo)
+            && let Some(state) = &self.host.state_dir
+            && let Some(dir) = files.first().and_then(|f| f.parent())
+        {
+            // The same registry holds io stress directories.
             fault::disk::note_dir(state, dir).map_err(not_durable)?;
         }
         j.record(entry).map_err(not_durable)?;

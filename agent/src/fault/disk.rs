@@ -108,7 +108,7 @@ pub fn instance_prefix(instance: &str) -> String {
 
 /// The devices of the filesystems never filled: faultd's state dir's, and the limits'
 /// `disk.protected_paths` (those that exist), each with the path that named it.
-fn protected_devices(host: &Host) -> Vec<(u64, String, bool)> {
+pub(crate) fn protected_devices(host: &Host) -> Vec<(u64, String, bool)> {
     let mut out = Vec::new();
     if let Some(d) = &host.state_dir
         && let Ok(m) = std::fs::metadata(d)
@@ -410,10 +410,10 @@ pub fn remove(file: &Path) -> Result<(), FaultError> {
     let ours = file
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(FILL_PREFIX));
+        .is_some_and(|n| n.starts_with(FILL_PREFIX) || n.starts_with(super::iostress::IO_PREFIX));
     if !ours {
         return Err(FaultError::Failed(format!(
-            "refusing to remove {}: not a faultline fill file",
+            "refusing to remove {}: not a faultline fill or io stress file",
             file.display()
         )));
     }
@@ -447,9 +447,11 @@ pub fn note_dir(state_dir: &Path, dir: &Path) -> Result<(), crate::engine::journ
     crate::engine::journal::replace_durably(&dirs_file(state_dir), &data)
 }
 
-/// Removes this instance's fill files in every directory fills touched; returns them.
+/// Removes this instance's fill files (and io stress files) in every directory fills
+/// and io stresses touched; returns them.
 pub fn sweep(state_dir: &Path, instance: &str) -> Result<Vec<PathBuf>, FaultError> {
     let prefix = instance_prefix(instance);
+    let io_prefix = super::iostress::instance_prefix(instance);
     let mut out = Vec::new();
     for d in touched_dirs(state_dir) {
         let Ok(rd) = std::fs::read_dir(&d) else {
@@ -459,7 +461,7 @@ pub fn sweep(state_dir: &Path, instance: &str) -> Result<Vec<PathBuf>, FaultErro
             if de
                 .file_name()
                 .to_str()
-                .is_some_and(|n| n.starts_with(&prefix))
+                .is_some_and(|n| n.starts_with(&prefix) || n.starts_with(&io_prefix))
             {
                 remove(&de.path())?;
                 out.push(de.path());

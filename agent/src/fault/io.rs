@@ -91,10 +91,15 @@ pub fn throttle_device(major: u64, minor: u64) -> Option<String> {
     Some(format!("{major}:{minor}"))
 }
 
-fn resolve_device(d: &IoDevice) -> Result<(String, String), FaultError> {
+/// The `MAJ:MIN` blk-throttle applies to for a device or path, and the disk's name;
+/// errors name `field` (`spec.io_limit.device` when `None`).
+pub(crate) fn resolve_device(
+    d: &IoDevice,
+    field: Option<&str>,
+) -> Result<(String, String), FaultError> {
     let (field, p) = match d {
-        IoDevice::Device(p) => ("spec.io_limit.device", p),
-        IoDevice::Path(p) => ("spec.io_limit.path", p),
+        IoDevice::Device(p) => (field.unwrap_or("spec.io_limit.device"), p),
+        IoDevice::Path(p) => (field.unwrap_or("spec.io_limit.path"), p),
     };
     if !p.is_absolute() {
         return Err(FaultError::invalid(
@@ -238,7 +243,7 @@ pub fn plan(s: &IoLimitSpec, host: &Host) -> Result<(Plan, IoPlan), FaultError> 
             "give at least one of read_bps, write_bps, read_iops, write_iops",
         ));
     }
-    let (dev, devname) = resolve_device(&s.device)?;
+    let (dev, devname) = resolve_device(&s.device, None)?;
     let c = host.cgroups()?;
     let nf = |e: crate::sys::cgroup::CgroupError| FaultError::NotFound(e.to_string());
     let (h, v2) = match c.v1_root("blkio") {

@@ -7,6 +7,7 @@
 
 pub mod disk;
 pub mod io;
+pub mod iostress;
 pub mod network;
 pub mod process;
 pub mod stress;
@@ -50,6 +51,7 @@ pub enum Kind {
     Memory,
     DiskFill,
     IoLimit,
+    IoStress,
 }
 
 impl Kind {
@@ -62,6 +64,7 @@ impl Kind {
             Kind::Memory => "memory",
             Kind::DiskFill => "disk-fill",
             Kind::IoLimit => "io-limit",
+            Kind::IoStress => "io-stress",
         }
     }
 }
@@ -76,6 +79,7 @@ pub enum FaultSpec {
     Memory(MemSpec),
     DiskFill(DiskFillSpec),
     IoLimit(io::IoLimitSpec),
+    IoStress(iostress::IoStressSpec),
 }
 
 impl FaultSpec {
@@ -88,6 +92,7 @@ impl FaultSpec {
             FaultSpec::Memory(_) => Kind::Memory,
             FaultSpec::DiskFill(_) => Kind::DiskFill,
             FaultSpec::IoLimit(_) => Kind::IoLimit,
+            FaultSpec::IoStress(_) => Kind::IoStress,
         }
     }
 
@@ -101,7 +106,8 @@ impl FaultSpec {
             | FaultSpec::Cpu(_)
             | FaultSpec::Memory(_)
             | FaultSpec::DiskFill(_)
-            | FaultSpec::IoLimit(_) => true,
+            | FaultSpec::IoLimit(_)
+            | FaultSpec::IoStress(_) => true,
         }
     }
 
@@ -128,6 +134,10 @@ impl FaultSpec {
                     }),
                     FaultSpec::IoLimit(i) => io::plan(i, &host).map(|(mut p, ip)| {
                         p.io = Some(ip);
+                        p
+                    }),
+                    FaultSpec::IoStress(i) => iostress::plan(i, &host).map(|(mut p, ip)| {
+                        p.io_stress = Some(ip);
                         p
                     }),
                     FaultSpec::Network(_) => unreachable!("handled above"),
@@ -157,6 +167,12 @@ impl FaultSpec {
                         Some(ip) => io::apply(&ip, plan.description.clone()),
                         None => Err(FaultError::Failed(
                             "internal error: an io limit plan without its values".into(),
+                        )),
+                    },
+                    FaultSpec::IoStress(_) => match plan.io_stress.clone() {
+                        Some(ip) => iostress::apply(&ip, &host, plan.description.clone()),
+                        None => Err(FaultError::Failed(
+                            "internal error: an io stress plan without its files".into(),
                         )),
                     },
                     FaultSpec::DiskFill(_) => match plan.fill.clone() {
@@ -203,6 +219,8 @@ pub struct Plan {
     pub fill: Option<disk::FillPlan>,
     /// For an io limit: where, and the values before and after.
     pub io: Option<io::IoPlan>,
+    /// For an io stress: the files, the device and the caps.
+    pub io_stress: Option<iostress::IoStressPlan>,
     /// The container the spec named, as resolved for this plan.
     pub container: Option<Container>,
     /// For network faults: the namespace resolved (a container's, by its first
@@ -223,6 +241,7 @@ impl Plan {
             stress: None,
             fill: None,
             io: None,
+            io_stress: None,
             container: None,
             netns: None,
         }
@@ -265,6 +284,8 @@ pub enum Undo {
     DiskFill(disk::Filling),
     /// Write the previous blk-throttle values back.
     IoLimit(io::IoUndo),
+    /// Kill the io stress workers, remove their group and their files.
+    IoStress(iostress::IoRunning),
 }
 
 impl Undo {
@@ -298,6 +319,21 @@ impl Undo {
                 u.dev,
                 u.dir.display()
             ),
+            Undo::IoStress(r) => format!(
+                "kill the workers in cgroup {}, remove it and {}",
+                r.running
+                    .group
+                    .groups
+                    .iter()
+                    .map(|g| g.dir.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                r.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Undo::Stress(r) => format!(
                 "kill the workers in cgroup {} and remove it",
                 r.group
@@ -321,6 +357,10 @@ impl Undo {
             Undo::Stress(r) => {
                 let host = host.clone();
                 blocking(move || stress::revert(&r, &host).map(|()| None)).await
+            }
+            Undo::IoStress(r) => {
+                let host = host.clone();
+                blocking(move || iostress::revert(&r, &host).map(|()| None)).await
             }
             // SIGCONT through a pidfd never blocks: no trip through the blocking pool
             // (an abort of 100 pauses would otherwise start a hundred threads).
@@ -371,6 +411,14 @@ pub enum UndoRecord {
     DiskFill { file: std::path::PathBuf },
     /// Write these blk-throttle values back.
     IoLimit { undo: io::IoUndo },
+    /// Kill everything in this io stress group, remove it and these files.
+    IoStress {
+        group: crate::sys::cgroup::OwnedGroup,
+        files: Vec<std::path::PathBuf>,
+    },
+    /// An io stress about to start: sweep faultline's stress groups, remove these files
+    /// (named before they exist).
+    IoStressPending { files: Vec<std::path::PathBuf> },
 }
 
 /// A process identity that a recycled pid cannot fake.
@@ -418,6 +466,13 @@ impl Plan {
                 },
                 None => UndoRecord::Nothing,
             },
+            (FaultSpec::IoStress(_), _) => UndoRecord::IoStressPending {
+                files: self
+                    .io_stress
+                    .as_ref()
+                    .map(|p| p.files.clone())
+                    .unwrap_or_default(),
+            },
             (FaultSpec::DiskFill(_), _) => match &self.fill {
                 Some(f) => UndoRecord::DiskFill {
                     file: f.file.clone(),
@@ -461,6 +516,10 @@ impl Undo {
                 file: f.file.clone(),
             },
             Undo::IoLimit(u) => UndoRecord::IoLimit { undo: u.clone() },
+            Undo::IoStress(r) => UndoRecord::IoStress {
+                group: r.running.group.clone(),
+                files: r.files.clone(),
+            },
         }
     }
 }
@@ -487,6 +546,8 @@ impl UndoRecord {
             UndoRecord::StressPending => host.sweep_stress_groups().map(|_| ()),
             UndoRecord::DiskFill { file } => disk::remove(file),
             UndoRecord::IoLimit { undo } => io::revert(undo),
+            UndoRecord::IoStress { group, files } => iostress::revert_record(group, files, host),
+            UndoRecord::IoStressPending { files } => iostress::revert_pending(files, host),
             UndoRecord::NetPending { netns, iface } => {
                 let tc = match crate::sys::tc::Tc::connect(netns).await {
                     Ok(tc) => tc,

@@ -388,6 +388,7 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
         stress: None,
         fill: None,
         io: None,
+        io_stress: None,
         container,
         netns: Some((target, id)),
     })

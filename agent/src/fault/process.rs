@@ -357,6 +357,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, 
         stress: None,
         fill: None,
         io: None,
+        io_stress: None,
         container,
         netns: None,
     })

@@ -341,6 +341,7 @@ fn plan(description: String, container: Option<Container>) -> Plan {
         stress: None,
         fill: None,
         io: None,
+        io_stress: None,
         container,
         netns: None,
     }
@@ -349,6 +350,32 @@ fn plan(description: String, container: Option<Container>) -> Plan {
 /// The executable workers re-execute: this very binary.
 fn self_exe() -> PathBuf {
     std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}
+
+/// Starts the workers inside `group`; if one cannot start, removes the group (killing
+/// those started) and reaps them.
+pub(crate) fn start_workers(
+    c: &Cgroups,
+    group: &OwnedGroup,
+    workers: &[WorkerCommand],
+) -> Result<Vec<Child>, FaultError> {
+    let exe = self_exe();
+    let mut children = Vec::new();
+    for w in workers {
+        match stress::spawn_worker(&exe, &w.to_args(), &group.groups) {
+            Ok(ch) => children.push(ch),
+            Err(e) => {
+                let _ = c.remove_owned(group, Duration::from_secs(5));
+                for mut ch in children {
+                    let _ = ch.wait();
+                }
+                return Err(FaultError::Failed(format!(
+                    "cannot start a stress worker: {e}"
+                )));
+            }
+        }
+    }
+    Ok(children)
 }
 
 /// Creates the group and starts the workers inside it; on failure removes it all.
@@ -365,22 +392,7 @@ pub fn apply(sp: &StressPlan, host: &Host, description: String) -> Result<Applie
     let group = c
         .create_owned(&sp.parent, &name, &sp.caps)
         .map_err(|e| FaultError::Precondition(format!("cannot create the stress cgroup: {e}")))?;
-    let exe = self_exe();
-    let mut children = Vec::new();
-    for w in &sp.workers {
-        match stress::spawn_worker(&exe, &w.to_args(), &group.groups) {
-            Ok(ch) => children.push(ch),
-            Err(e) => {
-                let _ = c.remove_owned(&group, Duration::from_secs(5));
-                for mut ch in children {
-                    let _ = ch.wait();
-                }
-                return Err(FaultError::Failed(format!(
-                    "cannot start a stress worker: {e}"
-                )));
-            }
-        }
-    }
+    let children = start_workers(c, &group, &sp.workers)?;
     let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
     Ok(Applied {
         description: format!(

@@ -25,6 +25,13 @@ use crate::sys::cgroup::{CgroupError, CgroupRef, CpuMax, Limits};
 pub const CPU_SUBCOMMAND: &str = "__stress-cpu";
 /// The hidden subcommand of a memory worker.
 pub const MEM_SUBCOMMAND: &str = "__stress-mem";
+/// The hidden subcommand of an I/O worker.
+pub const IO_SUBCOMMAND: &str = "__stress-io";
+/// The block an I/O worker reads and writes at a time (O_DIRECT, 4 KiB aligned).
+pub const IO_CHUNK: u64 = 1 << 20;
+/// O_DIRECT wants offsets, lengths and buffers aligned to the logical block size; 4 KiB
+/// covers every common device.
+pub const IO_ALIGN: u64 = 4096;
 /// The default duty-cycle period.
 pub const DEFAULT_PERIOD: Duration = Duration::from_millis(100);
 /// The CFS period used for the hard caps, µs.
@@ -54,6 +61,43 @@ pub enum WorkerCommand {
     /// Allocate `size_bytes`, touched so it is resident, growing linearly over `ramp`;
     /// then hold it.
     Mem { size_bytes: u64, ramp: Duration },
+    /// Direct I/O (O_DIRECT) on `file`, `size_bytes` long, over and over.
+    Io {
+        file: PathBuf,
+        size_bytes: u64,
+        mode: IoMode,
+    },
+}
+
+/// What an I/O worker does with its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoMode {
+    /// Rewrite the file, pass after pass.
+    Write,
+    /// Write it once, then read it, pass after pass.
+    Read,
+    /// A write pass, then a read pass, over and over.
+    Mixed,
+}
+
+impl IoMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoMode::Write => "write",
+            IoMode::Read => "read",
+            IoMode::Mixed => "mixed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<IoMode> {
+        match s {
+            "write" => Some(IoMode::Write),
+            "read" => Some(IoMode::Read),
+            "mixed" => Some(IoMode::Mixed),
+            _ => None,
+        }
+    }
 }
 
 impl WorkerCommand {
@@ -77,6 +121,19 @@ impl WorkerCommand {
                 size_bytes.to_string(),
                 "--ramp-ms".into(),
                 ramp.as_millis().to_string(),
+            ],
+            WorkerCommand::Io {
+                file,
+                size_bytes,
+                mode,
+            } => vec![
+                IO_SUBCOMMAND.into(),
+                "--file".into(),
+                file.display().to_string(),
+                "--size".into(),
+                size_bytes.to_string(),
+                "--mode".into(),
+                mode.as_str().into(),
             ],
         }
     }
@@ -145,20 +202,61 @@ impl WorkerCommand {
                     ramp: Duration::from_millis(ramp_ms as u64),
                 })
             }
+            IO_SUBCOMMAND => {
+                known(&["--file", "--size", "--mode"])?;
+                let file = PathBuf::from(
+                    opts.get("--file")
+                        .ok_or_else(|| bad("--file is required".into()))?,
+                );
+                if !file.is_absolute() {
+                    return Err(bad(format!("--file {} is not absolute", file.display())));
+                }
+                let size = opts
+                    .get("--size")
+                    .ok_or_else(|| bad("--size is required".into()))?;
+                let size_bytes: u64 = size
+                    .parse()
+                    .ok()
+                    .filter(|s: &u64| *s > 0 && s.is_multiple_of(IO_ALIGN))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "--size {size:?} is not a positive multiple of {IO_ALIGN}"
+                        ))
+                    })?;
+                let m = opts.get("--mode").copied().unwrap_or("write");
+                let mode = IoMode::parse(m)
+                    .ok_or_else(|| bad(format!("--mode {m:?} is not read, write or mixed")))?;
+                Ok(WorkerCommand::Io {
+                    file,
+                    size_bytes,
+                    mode,
+                })
+            }
             other => Err(bad(format!(
-                "unknown subcommand {other:?} (expected {CPU_SUBCOMMAND} or {MEM_SUBCOMMAND})"
+                "unknown subcommand {other:?} (expected {CPU_SUBCOMMAND}, {MEM_SUBCOMMAND} or {IO_SUBCOMMAND})"
             ))),
         }
     }
 
     /// Runs the worker; never returns (it ends when killed).
     pub fn run(&self) -> ! {
-        match *self {
+        match self {
             WorkerCommand::Cpu {
                 load_percent,
                 period,
-            } => run_cpu_worker(load_percent, period),
-            WorkerCommand::Mem { size_bytes, ramp } => run_mem_worker(size_bytes, ramp),
+            } => run_cpu_worker(*load_percent, *period),
+            WorkerCommand::Mem { size_bytes, ramp } => run_mem_worker(*size_bytes, *ramp),
+            WorkerCommand::Io {
+                file,
+                size_bytes,
+                mode,
+            } => match run_io_worker(file, *size_bytes, *mode, None) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("faultd {IO_SUBCOMMAND}: {}: {e}", file.display());
+                    std::process::exit(1)
+                }
+            },
         }
     }
 }
@@ -226,6 +324,65 @@ const MEM_CHUNK: u64 = 8 << 20;
 /// The memory worker: allocates `size_bytes` in chunks, writing every byte so that every
 /// page is resident (a zero-filled allocation would stay unbacked), growing linearly
 /// over `ramp` (at once if zero); then holds it. Never returns.
+/// Direct I/O on `file` (created if missing, mode 0600): `size_bytes` in [`IO_CHUNK`]
+/// blocks from a 4 KiB-aligned buffer, with `O_DIRECT` so every byte reaches the device
+/// (and the cgroup's blk-throttle and io statistics see it). Runs until killed, or for
+/// `passes` passes (tests).
+pub fn run_io_worker(
+    file: &Path,
+    size_bytes: u64,
+    mode: IoMode,
+    passes: Option<u64>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_DIRECT)
+        .open(file)?;
+    let chunk = IO_CHUNK.min(size_bytes) as usize;
+    // An aligned window of a larger buffer: no allocator tricks needed.
+    let mut raw = vec![0u8; chunk + IO_ALIGN as usize];
+    let off = raw.as_ptr().align_offset(IO_ALIGN as usize);
+    let buf = &mut raw[off..off + chunk];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31).wrapping_add(7);
+    }
+    let pass = |write: bool, buf: &mut [u8]| -> std::io::Result<()> {
+        let mut at = 0u64;
+        while at < size_bytes {
+            let n = (size_bytes - at).min(chunk as u64) as usize;
+            if write {
+                f.write_all_at(&buf[..n], at)?;
+            } else {
+                f.read_exact_at(&mut buf[..n], at)?;
+            }
+            at += n as u64;
+        }
+        Ok(())
+    };
+    if mode == IoMode::Read {
+        pass(true, buf)?;
+    }
+    let mut done = 0u64;
+    loop {
+        if passes.is_some_and(|p| done >= p) {
+            return Ok(());
+        }
+        match mode {
+            IoMode::Write => pass(true, buf)?,
+            IoMode::Read => pass(false, buf)?,
+            IoMode::Mixed => {
+                pass(true, buf)?;
+                pass(false, buf)?;
+            }
+        }
+        done += 1;
+    }
+}
+
 pub fn run_mem_worker(size_bytes: u64, ramp: Duration) -> ! {
     let start = Instant::now();
     let mut held: Vec<Vec<u8>> = Vec::new();
@@ -452,6 +609,11 @@ mod tests {
                 size_bytes: 64 << 20,
                 ramp: Duration::from_secs(3),
             },
+            WorkerCommand::Io {
+                file: PathBuf::from("/var/tmp/.faultline-io-x-0"),
+                size_bytes: 8 << 20,
+                mode: IoMode::Mixed,
+            },
         ] {
             assert_eq!(WorkerCommand::from_args(&c.to_args()).unwrap(), c);
         }
@@ -483,7 +645,7 @@ mod tests {
                 vec!["__stress-mem", "--size", "0"],
                 "not a positive byte count",
             ),
-            (vec!["__stress-io"], "unknown subcommand"),
+            (vec!["__stress-disk"], "unknown subcommand"),
         ] {
             let e = WorkerCommand::from_args(&args).unwrap_err().to_string();
             assert!(e.contains(want), "{args:?}: {e}");
@@ -521,5 +683,55 @@ mod tests {
             })
             .sum();
         assert_eq!(node_cpus(), count);
+    }
+
+    #[test]
+    fn io_worker_args_are_checked() {
+        for (args, why) in [
+            (vec!["__stress-io", "--size", "4096"], "--file is required"),
+            (
+                vec!["__stress-io", "--file", "rel", "--size", "4096"],
+                "not absolute",
+            ),
+            (
+                vec!["__stress-io", "--file", "/x", "--size", "100"],
+                "multiple of 4096",
+            ),
+            (
+                vec![
+                    "__stress-io",
+                    "--file",
+                    "/x",
+                    "--size",
+                    "4096",
+                    "--mode",
+                    "r",
+                ],
+                "not read, write or mixed",
+            ),
+        ] {
+            let e = WorkerCommand::from_args(&args).unwrap_err().to_string();
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
+    }
+
+    /// O_DIRECT needs a real filesystem (tmpfs refuses it): the crate's own directory.
+    #[test]
+    fn io_worker_does_direct_io_on_a_real_filesystem() {
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let f = d.path().join("io");
+        for mode in [IoMode::Write, IoMode::Read, IoMode::Mixed] {
+            match run_io_worker(&f, 3 << 20, mode, Some(2)) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    eprintln!("skipped: this filesystem refuses O_DIRECT ({e})");
+                    return;
+                }
+                Err(e) => panic!("{mode:?}: {e}"),
+            }
+            assert_eq!(std::fs::metadata(&f).unwrap().len(), 3 << 20);
+        }
+        let data = std::fs::read(&f).unwrap();
+        assert_eq!(data[1], 38);
     }
 }

@@ -7,9 +7,9 @@ use clap::{Args, CommandFactory, Subcommand};
 
 use crate::error::CtlError;
 use crate::request::{
-    Cpu, CpuInput, DiskFill, DiskFillInput, Fault, Field, Inject, IoLimit, IoLimitInput, Kill,
-    Kind, Labels, Memory, MemoryInput, Network, NetworkInput, Pause, Period, ProcessInput,
-    RequestError, Text,
+    Cpu, CpuInput, DiskFill, DiskFillInput, Fault, Field, Inject, IoLimit, IoLimitInput, IoStress,
+    IoStressInput, Kill, Kind, Labels, Memory, MemoryInput, Network, NetworkInput, Pause, Period,
+    ProcessInput, RequestError, Text,
 };
 
 /// The fault kinds `inject` knows.
@@ -156,6 +156,57 @@ that fix rather than change the hierarchy. The node's limits set the lowest rate
 Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 target not found,
 5 agent unreachable, 6 host cannot do it (no io controller), 1 other.")]
     IoLimit(Box<IoLimitArgs>),
+    /// Load a disk with direct I/O (O_DIRECT) for --for DUR: worker processes read and/or
+    /// write their own files in --path, inside a faultline cgroup capped by blk-throttle.
+    #[command(after_help = "\
+Examples:
+  faultctl inject io-stress --path /var/lib/app --for 1m
+  faultctl inject io-stress --path /data --workers 4 --size 256MiB --mode mixed --for 5m
+  faultctl inject io-stress --path /data --write-bps 8MiB --for 30s --dry-run
+
+Each worker is `faultd __stress-io` (killed with faultd: parent-death signal, and the
+first the OOM killer takes) doing O_DIRECT reads and/or writes of 1 MiB blocks on its
+own file, .faultline-io-<instance>-<token>-<n>, directly in --path, so every byte
+reaches the device: a tmpfs or overlay refuses. --mode write (the default) rewrites
+the file over and over; read writes it once and then reads it over and over; mixed
+alternates. The workers run in a faultline-owned cgroup whose blk-throttle (v1
+blkio.throttle, v2 io.max) caps them at the limits' io.stress_max_bps or the lower
+--read-bps / --write-bps. Revert (or --for running out, or faultd restarting after a
+crash) kills the workers and removes the files and the group. The node's limits
+bound the workers (io.stress_max_workers) and keep disk.min_free free; a filesystem
+in disk.protected_paths is refused. Sizes are multiples of 4KiB (default 64MiB).
+
+Exit codes: 0 ok, 2 bad input, 3 refused by policy, 4 not found,
+5 agent unreachable, 6 host cannot do it, 1 other.")]
+    IoStress(Box<IoStressArgs>),
+}
+
+/// `faultctl inject io-stress`.
+#[derive(Debug, Clone, Args)]
+pub struct IoStressArgs {
+    /// A directory on the disk's filesystem (absolute); the workers' files go in it.
+    #[arg(long, value_name = "DIR")]
+    pub path: String,
+    /// Worker processes (default 1).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Each worker's file, e.g. 64MiB (default; a multiple of 4KiB).
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// read, write (default) or mixed.
+    #[arg(long, value_name = "MODE", value_parser = ["read", "write", "mixed"])]
+    pub mode: Option<String>,
+    /// Cap the workers' reads at this many bytes per second, e.g. 8MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub read_bps: Option<String>,
+    /// Cap the workers' writes at this many bytes per second, e.g. 8MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub write_bps: Option<String>,
+    /// How long the fault lasts (required), e.g. 30s, 5m.
+    #[arg(long = "for", value_name = "DUR")]
+    pub duration: String,
+    #[command(flatten)]
+    pub common: CommonInjectArgs,
 }
 
 /// `faultctl inject io-limit`.
@@ -603,6 +654,7 @@ impl InjectCommand {
             InjectCommand::Mem(a) => ("mem", a.as_ref()),
             InjectCommand::DiskFill(a) => ("disk-fill", a.as_ref()),
             InjectCommand::IoLimit(a) => ("io-limit", a.as_ref()),
+            InjectCommand::IoStress(a) => ("io-stress", a.as_ref()),
         }
     }
 
@@ -821,6 +873,27 @@ impl KindFlags for DiskFillArgs {
             percent: self.percent,
             free: text(&self.free),
             ramp: text(&self.ramp),
+        })?))
+    }
+
+    fn duration(&self) -> Option<&str> {
+        Some(&self.duration)
+    }
+
+    fn common(&self) -> &CommonInjectArgs {
+        &self.common
+    }
+}
+
+impl KindFlags for IoStressArgs {
+    fn fault(&self) -> Result<Fault, RequestError> {
+        Ok(Fault::IoStress(IoStress::new(&IoStressInput {
+            path: Some(self.path.clone()),
+            workers: self.workers,
+            size: text(&self.size),
+            mode: self.mode.clone(),
+            read_bps: text(&self.read_bps),
+            write_bps: text(&self.write_bps),
         })?))
     }
 
@@ -1228,6 +1301,47 @@ mod tests {
                 "1m"
             ]),
             "invalid --device: \"vdb\" is not an absolute path"
+        );
+        let r = parse(&[
+            "io-stress",
+            "--path",
+            "/data",
+            "--workers",
+            "2",
+            "--size",
+            "8MiB",
+            "--write-bps",
+            "4MiB",
+            "--for",
+            "1m",
+        ])
+        .unwrap();
+        let Some(fault_spec::Kind::IoStress(s)) = r.spec.unwrap().kind else {
+            panic!("io stress");
+        };
+        assert_eq!(
+            (s.path.as_str(), s.workers, s.size_bytes, s.write_bps),
+            ("/data", 2, 8 << 20, 4 << 20)
+        );
+        assert_eq!(
+            err(&["io-stress", "--path", "data", "--for", "1m"]),
+            "invalid --path: \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            err(&["io-stress", "--path", "/d", "--workers", "0", "--for", "1m"]),
+            "invalid --workers: give at least 1 worker"
+        );
+        assert_eq!(
+            err(&[
+                "io-stress",
+                "--path",
+                "/d",
+                "--write-bps",
+                "0MiB",
+                "--for",
+                "1m"
+            ]),
+            "invalid --write-bps: must be more than 0"
         );
         let r = parse(&["disk-fill", "--path", "/d", "--free", "1GiB", "--for", "1m"]).unwrap();
         let Some(fault_spec::Kind::DiskFill(d)) = r.spec.unwrap().kind else {

@@ -333,6 +333,18 @@ pub fn limits_table(l: &Limits) -> String {
             },
         ),
         (
+            "io stress",
+            match &l.io {
+                None => "-".into(),
+                Some(i) if i.stress_max_workers == 0 => "-".into(),
+                Some(i) => format!(
+                    "at most {} workers, at most {}/s read and write",
+                    i.stress_max_workers,
+                    faultline_proto::units::format_size(i.stress_max_bps)
+                ),
+            },
+        ),
+        (
             "lease required",
             if l.require_lease { "yes" } else { "no" }.into(),
         ),

@@ -121,6 +121,27 @@ pub fn spec_text(spec: Option<&FaultSpec>) -> String {
                 placement_text(l.target.as_ref())
             )
         }
+        Some(fault_spec::Kind::IoStress(s)) => {
+            let size = faultline_proto::units::format_size;
+            let mut caps = Vec::new();
+            for (k, v) in [("read", s.read_bps), ("write", s.write_bps)] {
+                if v > 0 {
+                    caps.push(format!(" {k} at most {}/s", size(v)));
+                }
+            }
+            format!(
+                "io-stress {} x{} {} {}{}",
+                s.path,
+                s.workers.max(1),
+                if s.mode.is_empty() { "write" } else { &s.mode },
+                if s.size_bytes > 0 {
+                    size(s.size_bytes)
+                } else {
+                    "64 MiB".into()
+                },
+                caps.concat()
+            )
+        }
         Some(fault_spec::Kind::DiskFill(d)) => format!(
             "disk-fill {} {}{}",
             d.path,

@@ -106,3 +106,86 @@ impl Kind for IoLimit {
         })
     }
 }
+
+/// An io stress as a document or the command line gives it (`io_stress:`; the flags of
+/// `faultctl inject io-stress`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoStressInput {
+    pub path: Option<String>,
+    pub workers: Option<u32>,
+    pub size: Option<Text>,
+    pub mode: Option<String>,
+    pub read_bps: Option<Text>,
+    pub write_bps: Option<Text>,
+}
+
+/// Direct I/O load by worker processes on tagged files in a directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoStress {
+    pub path: String,
+    pub workers: Option<u32>,
+    pub size: Option<Size>,
+    /// `read`, `write` or `mixed`.
+    pub mode: Option<String>,
+    pub read_bps: Option<Size>,
+    pub write_bps: Option<Size>,
+}
+
+impl Kind for IoStress {
+    type Input = IoStressInput;
+
+    fn new(i: &Self::Input) -> Result<Self, RequestError> {
+        let Some(path) = &i.path else {
+            return Err(RequestError::Missing {
+                any_of: &[&["path"]],
+            });
+        };
+        if !path.starts_with('/') {
+            return Err(RequestError::invalid(
+                "path",
+                format!("{path:?} is not an absolute path"),
+            ));
+        }
+        if i.workers == Some(0) {
+            return Err(RequestError::invalid("workers", "give at least 1 worker"));
+        }
+        if let Some(m) = &i.mode
+            && !["read", "write", "mixed"].contains(&m.as_str())
+        {
+            return Err(RequestError::invalid(
+                "mode",
+                format!("{m:?} is not read, write or mixed"),
+            ));
+        }
+        let s = IoStress {
+            path: path.clone(),
+            workers: i.workers,
+            size: opt("size", &i.size, Size::parse)?,
+            mode: i.mode.clone(),
+            read_bps: opt("read_bps", &i.read_bps, Size::parse)?,
+            write_bps: opt("write_bps", &i.write_bps, Size::parse)?,
+        };
+        if let Some(sz) = s.size
+            && !sz.bytes().is_multiple_of(4096)
+        {
+            return Err(RequestError::invalid(
+                "size",
+                "give a positive multiple of 4KiB (O_DIRECT needs aligned sizes)",
+            ));
+        }
+        // A rate of 0 is refused by Size::parse (it would stop all I/O).
+        Ok(s)
+    }
+
+    fn to_proto(&self) -> fault_spec::Kind {
+        fault_spec::Kind::IoStress(v1::IoStressSpec {
+            path: self.path.clone(),
+            workers: self.workers.unwrap_or(0),
+            size_bytes: self.size.map_or(0, Size::bytes),
+            mode: self.mode.clone().unwrap_or_default(),
+            write_bps: self.write_bps.map_or(0, Size::bytes),
+            read_bps: self.read_bps.map_or(0, Size::bytes),
+        })
+    }
+}

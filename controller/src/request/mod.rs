@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 pub use disk::{DiskFill, DiskFillInput, FillAmount};
 pub use error::{Field, RequestError};
-pub use io::{IoLimit, IoLimitInput};
+pub use io::{IoLimit, IoLimitInput, IoStress, IoStressInput};
 pub use network::{GilbertElliott, Namespace, Netem, Network, NetworkInput, Selection};
 pub use process::{Kill, Pause, Pick, ProcessInput, Selector, Targets};
 pub use stress::{Cpu, CpuAmount, CpuInput, Memory, MemoryAmount, MemoryInput, Placement};
@@ -103,6 +103,7 @@ fault_kinds! {
     memory: Memory,
     disk_fill: DiskFill,
     io_limit: IoLimit,
+    io_stress: IoStress,
 }
 
 impl Fault {
@@ -311,6 +312,25 @@ mod tests {
             ("/var/lib/api", 4 << 20, 100, 0)
         );
         assert_eq!(l.target.unwrap().unit, "api.service");
+        let Kind::IoStress(s) = kind(
+            &doc(
+                "io_stress: {path: /data, workers: 2, size: 8MiB, mode: mixed, write_bps: 4MiB}\n",
+            )
+            .unwrap(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                s.path.as_str(),
+                s.workers,
+                s.size_bytes,
+                s.mode.as_str(),
+                s.write_bps,
+                s.read_bps
+            ),
+            ("/data", 2, 8 << 20, "mixed", 4 << 20, 0)
+        );
     }
 
     #[test]
@@ -318,11 +338,11 @@ mod tests {
         let e = |y: &str| doc(y).unwrap_err().to_string();
         assert_eq!(
             e("{}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit), got 0"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit, io_stress), got 0"
         );
         assert_eq!(
             e("kill: {pid: 1}\npause: {pid: 1}\n"),
-            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit), got 2"
+            "give exactly one fault kind (kill, pause, network, cpu, memory, disk_fill, io_limit, io_stress), got 2"
         );
         assert_eq!(
             e("pause: {pid: 1, signal: TERM}\n"),
@@ -368,6 +388,18 @@ mod tests {
             "invalid path: \"d\" is not an absolute path"
         );
         assert_eq!(e("disk_fill: {size: 1GiB}\n"), "give path");
+        assert_eq!(
+            e("io_stress: {path: data}\n"),
+            "invalid path: \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            e("io_stress: {path: /data, workers: 0}\n"),
+            "invalid workers: give at least 1 worker"
+        );
+        assert_eq!(
+            e("io_stress: {path: /data, write_bps: 0MiB}\n"),
+            "invalid write_bps: must be more than 0"
+        );
         assert_eq!(
             e("io_limit: {device: /dev/vdb, write_bps: 4MiB}\n"),
             "give cgroup, or unit, or pid, or container"
