@@ -337,10 +337,21 @@ fn a_simulated_lease_that_is_not_renewed_lapses_and_reverts() {
 }
 
 /// A scenario on 300 nodes holds a lease on every one (TTL 3s, renewed every second)
-/// through a 10 s step: no lease lapses, and every fault is ended at the close.
+/// through a 10 s step: no lease lapses, and every fault is ended at the close. Over Unix
+/// sockets every renewal is made on a new connection.
 #[test]
 fn a_scenario_holds_300_leases_without_a_lapse() {
-    let f = SimFleet::start(300, "");
+    holds_leases(300, false);
+}
+
+/// The same over mutual TLS, where the connection to each node is kept for the run.
+#[test]
+fn a_scenario_over_mutual_tls_holds_100_leases_without_a_lapse() {
+    holds_leases(100, true);
+}
+
+fn holds_leases(n: usize, tls: bool) {
+    let f = SimFleet::start_with(n, "", tls);
     let doc = f.dir.path().join("hold.yaml");
     std::fs::write(
         &doc,

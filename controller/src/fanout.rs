@@ -16,10 +16,11 @@ where
     fan_out_with(nodes, FANOUT, f).await
 }
 
-/// [`fan_out`], at most `limit` (at least 1) at a time.
-pub async fn fan_out_with<'a, F, Fut, T>(nodes: &'a [Node], limit: usize, f: F) -> Vec<T>
+/// [`fan_out`] over any items (nodes, held leases), at most `limit` (at least 1) at a
+/// time.
+pub async fn fan_out_with<'a, I, F, Fut, T>(nodes: &'a [I], limit: usize, f: F) -> Vec<T>
 where
-    F: Fn(&'a Node) -> Fut,
+    F: Fn(&'a I) -> Fut,
     Fut: std::future::Future<Output = T> + 'a,
 {
     // Each node's future is made only when its turn comes: made up front, 10,000 of them

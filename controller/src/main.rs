@@ -5,8 +5,9 @@ use std::io::Write;
 use clap::Parser;
 use faultline_controller::{Cli, run};
 
-/// A fleet command keeps a connection per node open while it runs (a scenario's leases
-/// on 10,000 nodes): the soft limit on open files is raised to the hard one.
+/// A fleet command may keep a connection per node open while it runs (a scenario's
+/// leases on 10,000 nodes over TLS): the soft limit on open files is raised to the hard
+/// one.
 fn raise_nofile() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)

@@ -11,7 +11,8 @@ use faultline_proto::v1::{
 use tonic::transport::Channel;
 
 use super::report::NodeCleanup;
-use super::runner::Runner;
+use super::runner::{ROUND_CONCURRENCY, Runner};
+use crate::fanout::fan_out_with;
 
 impl Runner {
     /// Ends everything this run made on every node it touched: reverts each fault of
@@ -26,14 +27,23 @@ impl Runner {
         } else {
             format!("scenario {} aborted: {reason}", self.sc.name)
         };
-        let futs = self.held_now().into_iter().map(|h| {
+        // At most ROUND_CONCURRENCY nodes at a time (a connection each, over Unix
+        // sockets a new one): a node whose faults are gone takes one List.
+        let held = self.held_now();
+        fan_out_with(&held, ROUND_CONCURRENCY, |h| {
             let why = why.clone();
             async move {
-                let mut client = h.client.clone();
                 let mut c = NodeCleanup {
                     node: h.node.name.clone(),
                     lease_id: h.lease_id.clone(),
                     ..Default::default()
+                };
+                let mut client = match h.client().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        c.detail.push(e);
+                        return c;
+                    }
                 };
                 let deadline = Instant::now() + CLEANUP_RETRY;
                 let mut last_err: BTreeMap<String, String> = BTreeMap::new();
@@ -105,8 +115,8 @@ impl Runner {
                 }
                 c
             }
-        });
-        futures::future::join_all(futs).await
+        })
+        .await
     }
 
     /// The faults of this run still pending or active on a node.
