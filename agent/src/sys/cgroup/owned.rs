@@ -86,6 +86,12 @@ pub struct OwnedGroup {
     pub name: String,
     /// The group in each hierarchy (one on v2).
     pub groups: Vec<CgroupRef>,
+    /// The v2 directories (parent first, then its ancestors up from it) whose
+    /// `cgroup.subtree_control` lacked `io` until this group's blk-throttle part
+    /// enabled it: [`Cgroups::remove_owned`] disables it there again once no other
+    /// group below uses it, so the subtree reads as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub io_enabled: Vec<PathBuf>,
 }
 
 impl OwnedGroup {
@@ -293,6 +299,7 @@ impl Cgroups {
         let mut made = OwnedGroup {
             name: name.to_string(),
             groups: Vec::new(),
+            io_enabled: Vec::new(),
         };
         let result = (|| {
             for h in self.owned_hierarchies(backend)? {
@@ -342,7 +349,8 @@ impl Cgroups {
     /// in the group afterwards are in every part. On failure the new part is removed.
     /// Shell (v1): `mkdir /sys/fs/cgroup/blkio/P/NAME; echo "8:0 BPS" >
     /// .../blkio.throttle.{read,write}_bps_device`. Shell (v2): `echo +io >
-    /// P/cgroup.subtree_control; echo "8:0 rbps=R wbps=W" > P/NAME/io.max`.
+    /// P/cgroup.subtree_control; echo "8:0 rbps=R wbps=W" > P/NAME/io.max`. On v2 the
+    /// directories where this enabled `io` are recorded in [`OwnedGroup::io_enabled`].
     pub fn add_blkio_part(
         &self,
         g: &mut OwnedGroup,
@@ -353,11 +361,36 @@ impl Cgroups {
     ) -> Result<(), CgroupError> {
         if let Some(v2g) = g.groups.iter().find(|p| p.hierarchy == Hierarchy::V2) {
             let ppath = self.parent_path(parent, &Hierarchy::V2)?;
-            self.prepare_v2_parent(&ppath, &["io"], *parent == ParentSpec::Own)?;
-            return fs::write(
-                &v2g.dir.join("io.max"),
-                &format!("{dev} rbps={rbps} wbps={wbps}"),
-            );
+            let mut paths = ancestors(&ppath);
+            paths.push(ppath.clone());
+            let mut lacking = Vec::new();
+            for p in paths.iter().rev() {
+                let dir = self.group(&Hierarchy::V2, p)?.dir;
+                if !v2::controllers(&dir.join("cgroup.subtree_control"))?
+                    .iter()
+                    .any(|c| c == "io")
+                {
+                    lacking.push(dir);
+                }
+            }
+            let v2dir = v2g.dir.clone();
+            let r = self
+                .prepare_v2_parent(&ppath, &["io"], *parent == ParentSpec::Own)
+                .and_then(|()| {
+                    fs::write(
+                        &v2dir.join("io.max"),
+                        &format!("{dev} rbps={rbps} wbps={wbps}"),
+                    )
+                });
+            // Recorded even on failure: the caller's removal then undoes what was enabled.
+            g.io_enabled = lacking
+                .into_iter()
+                .filter(|d| {
+                    v2::controllers(&d.join("cgroup.subtree_control"))
+                        .is_ok_and(|c| c.iter().any(|x| x == "io"))
+                })
+                .collect();
+            return r;
         }
         let h = self
             .v1_hierarchy("blkio")
@@ -533,6 +566,28 @@ impl Cgroups {
                 }
             }
         }
+        // The io controller this group enabled, off again (parent first) unless another
+        // group still uses it there: a child with io limits or with io enabled below it.
+        for dir in &g.io_enabled {
+            let in_use = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .any(|e| {
+                    let p = e.path();
+                    std::fs::read_to_string(p.join("io.max")).is_ok_and(|m| !m.trim().is_empty())
+                        || v2::controllers(&p.join("cgroup.subtree_control"))
+                            .is_ok_and(|c| c.iter().any(|x| x == "io"))
+                });
+            if in_use {
+                break;
+            }
+            let file = dir.join("cgroup.subtree_control");
+            if v2::controllers(&file).is_ok_and(|c| c.iter().any(|x| x == "io")) {
+                fs::write(&file, "-io")?;
+            }
+        }
         Ok(())
     }
 
@@ -577,6 +632,7 @@ impl Cgroups {
                     None => out.push(OwnedGroup {
                         name,
                         groups: vec![part],
+                        io_enabled: Vec::new(),
                     }),
                 }
             }
@@ -874,6 +930,7 @@ mod tests {
         let g = OwnedGroup {
             name: "faultline-x".into(),
             groups: parts,
+            io_enabled: Vec::new(),
         };
         let u = cg.owned_usage(&g).unwrap();
         assert_eq!(
