@@ -231,6 +231,24 @@ fn io_stress_workers_do_capped_direct_io_in_their_group_and_leave_nothing() {
         .len()
         == 2));
     let group = root.join(workers(&dir, is_v2)[0].1.trim_start_matches('/'));
+    // One io stress per node at a time: a second is refused, naming the first.
+    let second = agent.ctl(&[
+        "inject",
+        "io-stress",
+        "--path",
+        d,
+        "--size",
+        "4MiB",
+        "--for",
+        "1m",
+    ]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains(&fault_id(&out)) && err.contains("one io stress per node"),
+        "{err}"
+    );
+    assert_eq!(workers(&dir, is_v2).len(), 2, "the refusal started nothing");
     agent.ctl_json(&["revert", &fault_id(&out)]);
     assert!(
         workers(&dir, is_v2).is_empty(),

@@ -205,6 +205,9 @@ impl<U> Registry<U> {
                 Kind::IoLimit => {
                     "limiting the same cgroup on the same device: revert it first (one io limit per cgroup and device)"
                 }
+                Kind::IoStress => {
+                    "stressing this node's disks: revert it first (one io stress per node at a time)"
+                }
                 _ => {
                     "active on the same interface and direction: revert it first (at most one network fault per namespace, interface and direction)"
                 }

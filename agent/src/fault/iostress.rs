@@ -186,8 +186,11 @@ pub fn plan(s: &IoStressSpec, host: &Host) -> Result<(Plan, IoStressPlan), Fault
         format_size(rates[0]),
         format_size(rates[1]),
     );
+    // One io stress per node at a time: on cgroup v2 the first one turns `io` on in
+    // faultd's subtree and turns it off when it ends; a second one alongside would find
+    // it on, note nothing, and leave it on after both ended.
     Ok((
-        Plan::described(description, None),
+        Plan::described(description, Some(CONFLICT_KEY.to_string())),
         IoStressPlan {
             files,
             size_bytes: s.size_bytes,
@@ -198,6 +201,9 @@ pub fn plan(s: &IoStressSpec, host: &Host) -> Result<(Plan, IoStressPlan), Fault
         },
     ))
 }
+
+/// The conflict key every io stress holds: at most one per node.
+pub const CONFLICT_KEY: &str = "io-stress";
 
 fn remove_files(files: &[PathBuf]) -> Result<(), FaultError> {
     let mut errors = Vec::new();
