@@ -202,7 +202,6 @@ fn invalid(field: &str) -> Status {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
-type LeaseStream = Pin<Box<dyn Stream<Item = Result<pb::Lease, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Agent for SimAgent {
@@ -335,21 +334,16 @@ impl Agent for SimAgent {
         Ok(Response::new(convert::lease(&l)))
     }
 
-    type KeepAliveStream = LeaseStream;
+    type KeepAliveStream = faultline_agent::api::LeaseStream;
 
     async fn keep_alive(
         &self,
         req: Request<tonic::Streaming<pb::RenewLeaseRequest>>,
     ) -> Result<Response<Self::KeepAliveStream>, Status> {
-        let engine = self.engine.clone();
-        let stream = req.into_inner().map(move |m| match m {
-            Ok(r) => engine
-                .renew_lease(&r.id)
-                .map(|l| convert::lease(&l))
-                .map_err(Status::from),
-            Err(e) => Err(e),
-        });
-        Ok(Response::new(Box::pin(stream) as LeaseStream))
+        Ok(Response::new(faultline_agent::api::lease_stream(
+            self.engine.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn close_lease(

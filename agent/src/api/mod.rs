@@ -552,7 +552,25 @@ fn id_summary(id: &str) -> String {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
-type LeaseStream = Pin<Box<dyn Stream<Item = Result<pb::Lease, Status>> + Send>>;
+/// A `KeepAlive` reply: one lease per renewal received.
+pub type LeaseStream = Pin<Box<dyn Stream<Item = Result<pb::Lease, Status>> + Send>>;
+
+/// `KeepAlive`'s work, shared by faultd and the agent simulator: each renewal on the
+/// stream renews its lease in `engine` and answers with the lease or the error.
+pub fn lease_stream<E: crate::engine::Effects>(
+    engine: Engine<E>,
+    renewals: tonic::Streaming<pb::RenewLeaseRequest>,
+) -> LeaseStream {
+    Box::pin(renewals.map(move |m| {
+        match m {
+            Ok(r) => engine
+                .renew_lease(&r.id)
+                .map(|l| convert::lease(&l))
+                .map_err(Status::from),
+            Err(e) => Err(e),
+        }
+    }))
+}
 
 #[tonic::async_trait]
 impl pb::agent_server::Agent for AgentService {
@@ -793,15 +811,10 @@ impl pb::agent_server::Agent for AgentService {
             req,
             |_| String::new(),
             |_, req| async move {
-                let engine = self.engine.clone();
-                let stream = req.into_inner().map(move |m| match m {
-                    Ok(r) => engine
-                        .renew_lease(&r.id)
-                        .map(|l| convert::lease(&l))
-                        .map_err(Status::from),
-                    Err(e) => Err(e),
-                });
-                Ok(Response::new(Box::pin(stream) as LeaseStream))
+                Ok(Response::new(lease_stream(
+                    self.engine.clone(),
+                    req.into_inner(),
+                )))
             },
         )
         .await
