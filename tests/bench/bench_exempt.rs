@@ -19,6 +19,7 @@ use faultline_agent::engine::Engine;
 use faultline_agent::host::Host;
 use faultline_agent::limits::Limits;
 use faultline_proto::v1 as pb;
+use faultline_tests::quantile as pct;
 
 fn spec(netns: &str, iface: &str, direction: &str, dst: &[&str]) -> pb::InjectRequest {
     pb::InjectRequest {
@@ -43,11 +44,6 @@ fn spec(netns: &str, iface: &str, direction: &str, dst: &[&str]) -> pb::InjectRe
         dry_run: false,
         lease_id: String::new(),
     }
-}
-
-fn pct(v: &mut [Duration], q: usize) -> Duration {
-    v.sort();
-    v[(v.len() * q / 100).min(v.len() - 1)]
 }
 
 fn us(d: Duration) -> f64 {

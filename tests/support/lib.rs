@@ -134,6 +134,12 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A name unique to this process and call, short enough for an interface name (<= 15
 /// bytes with a 4-byte prefix): `prefix` + 11 hex characters.
+/// The `q`th percentile (nearest rank, 0..=100) of the benchmarks' timings; sorts `v`.
+pub fn quantile(v: &mut [std::time::Duration], q: usize) -> std::time::Duration {
+    v.sort();
+    v[(v.len() * q / 100).min(v.len() - 1)]
+}
+
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
