@@ -29,7 +29,8 @@ impl SimFleet {
     }
 
     fn start_with(n: usize, extra: &str, tls: bool) -> SimFleet {
-        raise_open_files();
+        // The simulated agents' sockets and their connections live in this process.
+        faultline_controller::fanout::raise_open_files();
         let dir = tempfile::Builder::new()
             .prefix("faultline-sim-")
             .tempdir()
@@ -89,17 +90,6 @@ impl SimFleet {
         let rows: Vec<serde_json::Value> =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
         (out, rows)
-    }
-}
-
-/// The simulated agents' sockets and their connections live in this test process: its
-/// soft open-files limit (often 1,024) goes up to the hard one, as faultctl's does.
-fn raise_open_files() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 

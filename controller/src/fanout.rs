@@ -39,3 +39,15 @@ where
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, t)| t).collect()
 }
+
+/// A fleet command may keep many connections open at once (a scenario's leases over TLS
+/// on 10,000 nodes; an agent simulator serving thousands of sockets in a test): the soft
+/// limit on open files is raised to the hard one.
+pub fn raise_open_files() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

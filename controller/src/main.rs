@@ -5,22 +5,10 @@ use std::io::Write;
 use clap::Parser;
 use faultline_controller::{Cli, run};
 
-/// A fleet command may keep a connection per node open while it runs (a scenario's
-/// leases on 10,000 nodes over TLS): the soft limit on open files is raised to the hard
-/// one.
-fn raise_nofile() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
-}
-
 fn main() {
     // clap prints usage errors itself and exits 2 (bad input); --help/--version exit 0.
     let cli = Cli::parse();
-    raise_nofile();
+    faultline_controller::fanout::raise_open_files();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
