@@ -18,6 +18,7 @@ use crate::host::Host;
 use crate::limits::Limits;
 
 pub mod authority;
+pub mod hpack;
 pub mod readiness;
 
 use readiness::Readiness;

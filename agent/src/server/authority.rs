@@ -10,7 +10,7 @@
 //! - The connection preface and every frame other than HEADERS and CONTINUATION pass
 //!   through untouched (DATA is streamed, never buffered whole).
 //! - Each header block (a HEADERS frame and its CONTINUATIONs) is collected and decoded
-//!   with an HPACK decoder ([`loona_hpack`]) that follows the client's dynamic table.
+//!   with an HPACK decoder ([`super::hpack`]) that follows the client's dynamic table.
 //! - While every `:authority` is valid (faultctl, grpc-go, grpcurl, anything that sends
 //!   `localhost`), the original frames go through byte for byte.
 //! - From the first block whose `:authority` h2 would refuse, the connection switches to
@@ -91,7 +91,11 @@ pub struct Rewriter {
     pending: Vec<u8>,
     out: Vec<u8>,
     block: Option<Block>,
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: super::hpack::Decoder,
+    /// The decoded fields of the block at hand, kept between blocks to save allocations:
+    /// (name, value) ranges into `arena`.
+    fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    arena: Vec<u8>,
     rewriting: bool,
     /// The first invalid authority seen (for the log line), once rewriting.
     replaced: Option<Vec<u8>>,
@@ -118,8 +122,7 @@ fn invalid(msg: String) -> io::Error {
 
 impl Rewriter {
     pub fn new() -> Rewriter {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(MAX_TABLE);
+        let decoder = super::hpack::Decoder::new(MAX_TABLE);
         Rewriter {
             phase: Phase::Preface(0),
             passthrough: 0,
@@ -127,6 +130,8 @@ impl Rewriter {
             out: Vec::new(),
             block: None,
             decoder,
+            fields: Vec::new(),
+            arena: Vec::new(),
             rewriting: false,
             replaced: None,
         }
@@ -291,16 +296,34 @@ impl Rewriter {
     }
 
     fn finish_block(&mut self, block: Block) -> io::Result<()> {
-        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let res = self.decode_block(block);
+        if self.arena.capacity() > 64 << 10 {
+            // One big block must not keep the connection's memory up for good.
+            self.arena = Vec::new();
+            self.fields = Vec::new();
+        }
+        res
+    }
+
+    /// Decodes a complete header block and forwards it: as it came while not rewriting,
+    /// re-encoded with `:authority` replaced once rewriting.
+    fn decode_block(&mut self, block: Block) -> io::Result<()> {
         let mut size = 0usize;
         let mut bad: Option<Vec<u8>> = None;
-        let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
-            if &*name == b":authority" && bad.is_none() && !valid_authority(&value) {
+        let (fields, arena) = (&mut self.fields, &mut self.arena);
+        fields.clear();
+        arena.clear();
+        let decoded = self.decoder.decode(&block.fragment, |name, value| {
+            if name == b":authority" && bad.is_none() && !valid_authority(value) {
                 bad = Some(value.to_vec());
             }
             size += name.len() + value.len() + 32;
             if size <= MAX_DECODED {
-                fields.push((name.into_owned(), value.into_owned()));
+                let n = arena.len()..arena.len() + name.len();
+                arena.extend_from_slice(name);
+                let v = arena.len()..arena.len() + value.len();
+                arena.extend_from_slice(value);
+                fields.push((n, v));
             }
         });
         if let Err(e) = decoded {
@@ -329,7 +352,8 @@ impl Rewriter {
             )));
         }
         let mut encoded = Vec::with_capacity(block.fragment.len() * 2);
-        for (name, value) in &fields {
+        for (name, value) in &self.fields {
+            let (name, value) = (&self.arena[name.clone()], &self.arena[value.clone()]);
             let value: &[u8] = if name == b":authority" && !valid_authority(value) {
                 REPLACEMENT.as_bytes()
             } else {
