@@ -7,9 +7,18 @@
 //! then the agent's VmRSS from /proc (pid from `StatusResponse.pid`) before and after.
 //!
 //! The floor, measured in the same run: a bare tonic server on a Unix socket of its own
-//! (in a thread with its own 2-worker runtime, as faultd has) whose `Status` returns the
-//! agent's first `StatusResponse` unchanged: the same stack and the same bytes on the
-//! wire, no work. The last line gives Status p50 over the floor's p50.
+//! (a 2-worker runtime, as faultd has) whose `Status` returns the agent's first
+//! `StatusResponse` unchanged: the same stack and the same bytes on the wire, no work.
+//! It runs in a process of its own (bench-api re-executed) allowed on the same CPUs as
+//! the agent, so a call crosses processes and CPUs as a call to the agent does; the
+//! same server on a thread of bench-api itself is timed too (the floor before
+//! 2026-12: cheaper whenever the scheduler keeps client and server on one CPU). The
+//! three are timed in interleaved rounds, so drift and bursts of load hit them alike.
+//! The last line gives Status p50 over each floor's p50.
+//!
+//! Where the kernel puts the threads moves every figure by 2x or more on a small VM;
+//! pin both sides to see each case alone (docs/testing.md, "bench-api"):
+//! `taskset -c 0` for faultd and bench-api (one CPU), or `-c 0` and `-c 1` (two).
 //!
 //! ```text
 //! cargo build --release -p faultline-agent -p faultline-tests --bin faultd --bin bench-api
@@ -33,7 +42,7 @@ use faultline_proto::v1::{
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "bench-api",
-    after_help = "Examples:\n  sudo target/release/faultd --socket /tmp/f.sock --state-dir /tmp/fd-state &\n  sudo target/release/bench-api --agent unix:///tmp/f.sock\n  target/debug/fake-faultd --socket /tmp/fake.sock & target/debug/bench-api --agent unix:///tmp/fake.sock --n 10 --warmup 1"
+    after_help = "The floor: the same tonic server with no work, in a process of its own on the agent's CPUs (and on a thread of bench-api); all three timed in interleaved rounds. Thread placement moves every figure 2x on a small VM: pin with taskset to compare like with like.\n\nExamples:\n  sudo target/release/faultd --socket /tmp/f.sock --state-dir /tmp/fd-state &\n  sudo target/release/bench-api --agent unix:///tmp/f.sock\n  sudo taskset -c 0 target/release/faultd --socket /tmp/f.sock --state-dir /tmp/fd-state &\n  sudo taskset -c 0 target/release/bench-api --agent unix:///tmp/f.sock   # one CPU\n  sudo taskset -c 1 target/release/bench-api --agent unix:///tmp/f.sock   # two CPUs\n  target/debug/fake-faultd --socket /tmp/fake.sock & target/debug/bench-api --agent unix:///tmp/fake.sock --n 10 --warmup 1"
 )]
 struct Args {
     /// The agent (faultd or fake-faultd): unix:///path/to/faultd.sock.
@@ -45,6 +54,13 @@ struct Args {
     /// Untimed calls of each kind first.
     #[arg(long, default_value_t = 50)]
     warmup: usize,
+    /// (Internal) serve the echo floor on this socket: the reply, an encoded
+    /// StatusResponse, comes on stdin; "ready" goes to stdout once listening.
+    #[arg(long, hide = true, value_name = "PATH")]
+    serve_echo: Option<std::path::PathBuf>,
+    /// (Internal) with --serve-echo: run on the CPUs this pid may run on.
+    #[arg(long, hide = true, value_name = "PID")]
+    cpus_of: Option<i32>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -195,28 +211,103 @@ impl pb::agent_server::Agent for Echo {
     }
 }
 
+/// The echo's runtime: two workers, as faultd has.
+fn echo_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("echo runtime")
+}
+
+async fn serve(listener: std::os::unix::net::UnixListener, reply: StatusResponse) {
+    let l = tokio::net::UnixListener::from_std(listener).expect("echo listener");
+    let _ = tonic::transport::Server::builder()
+        .add_service(pb::agent_server::AgentServer::new(Echo(reply)))
+        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(l))
+        .await;
+}
+
+fn bind(socket: &std::path::Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    let listener = std::os::unix::net::UnixListener::bind(socket)
+        .with_context(|| format!("bind {}", socket.display()))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// Serves [`Echo`] on a fresh Unix socket from a thread with its own runtime; returns
 /// the socket's URI (the directory lives as long as the returned guard).
-fn serve_echo(reply: StatusResponse) -> anyhow::Result<(String, tempfile::TempDir)> {
+fn serve_echo_thread(reply: StatusResponse) -> anyhow::Result<(String, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("echo.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&socket)?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("echo runtime");
-        rt.block_on(async move {
-            let l = tokio::net::UnixListener::from_std(listener).expect("echo listener");
-            let _ = tonic::transport::Server::builder()
-                .add_service(pb::agent_server::AgentServer::new(Echo(reply)))
-                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(l))
-                .await;
-        });
-    });
+    let listener = bind(&socket)?;
+    std::thread::spawn(move || echo_runtime().block_on(serve(listener, reply)));
     Ok((format!("unix://{}", socket.display()), dir))
+}
+
+/// The `--serve-echo` side: pinned like `cpus_of`, serving until killed.
+fn serve_echo_process(socket: &std::path::Path, cpus_of: Option<i32>) -> anyhow::Result<()> {
+    use prost::Message;
+    use std::io::{Read, Write};
+    if let Some(pid) = cpus_of {
+        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(pid))
+            .with_context(|| format!("the CPUs of pid {pid}"))?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+            .context("sched_setaffinity")?;
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin().read_to_end(&mut bytes)?;
+    let reply = StatusResponse::decode(&bytes[..]).context("the reply on stdin")?;
+    let listener = bind(socket)?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    echo_runtime().block_on(serve(listener, reply));
+    Ok(())
+}
+
+/// Starts the echo in a process of its own on the agent's CPUs (where they can be read);
+/// returns its URI and the guards that stop it and remove its socket.
+fn spawn_echo_process(
+    reply: &StatusResponse,
+) -> anyhow::Result<(String, Child, tempfile::TempDir, String)> {
+    use prost::Message;
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("echo.sock");
+    let pinned = match reply.pid {
+        0 => Err("the agent gave no pid".to_string()),
+        pid => nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(pid as i32))
+            .map_err(|e| e.to_string()),
+    };
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("--serve-echo").arg(&socket);
+    let placement = match &pinned {
+        Ok(_) => {
+            cmd.arg("--cpus-of").arg(reply.pid.to_string());
+            "on the agent's CPUs".to_string()
+        }
+        Err(e) => format!("CPUs not matched: the agent's are unreadable ({e})"),
+    };
+    let mut child = Child(
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("start the echo process")?,
+    );
+    let mut stdin = child.0.stdin.take().expect("piped");
+    stdin.write_all(&reply.encode_to_vec())?;
+    drop(stdin);
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().expect("piped")).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        bail!("the echo process did not start (said {line:?})");
+    }
+    Ok((
+        format!("unix://{}", socket.display()),
+        child,
+        dir,
+        placement,
+    ))
 }
 
 async fn time_status(
@@ -245,8 +336,10 @@ fn p50(v: &[Duration]) -> Duration {
 async fn bench(a: &Args) -> anyhow::Result<()> {
     let mut client = faultline_controller::connect(&a.agent).await?;
     let status = client.status(StatusRequest {}).await?.into_inner();
-    let (echo_uri, _echo_dir) = serve_echo(status.clone())?;
+    let (echo_uri, _echo_proc, _echo_proc_dir, placement) = spawn_echo_process(&status)?;
     let mut echo = faultline_controller::connect(&echo_uri).await?;
+    let (thread_uri, _echo_dir) = serve_echo_thread(status.clone())?;
+    let mut echo_thread = faultline_controller::connect(&thread_uri).await?;
     println!(
         "bench-api: agent {} (faultd {}, pid {}, kernel {})",
         a.agent, status.agent_version, status.pid, status.kernel_release
@@ -280,14 +373,22 @@ async fn bench(a: &Args) -> anyhow::Result<()> {
     for _ in 0..a.warmup {
         client.inject(inject.clone()).await?;
     }
-    // Interleaved halves, so a burst of load elsewhere hits both alike.
+    // Interleaved rounds, so drift and bursts of load elsewhere hit all three alike.
     let mut s = Vec::with_capacity(a.n);
     let mut f = Vec::with_capacity(a.n);
-    f.extend(time_status(&mut echo, a.warmup, a.n / 2).await?);
-    s.extend(time_status(&mut client, a.warmup, a.n / 2).await?);
-    f.extend(time_status(&mut echo, 0, a.n - a.n / 2).await?);
-    s.extend(time_status(&mut client, 0, a.n - a.n / 2).await?);
+    let mut t = Vec::with_capacity(a.n);
+    time_status(&mut echo, a.warmup, 0).await?;
+    time_status(&mut echo_thread, a.warmup, 0).await?;
+    time_status(&mut client, a.warmup, 0).await?;
+    const ROUNDS: usize = 10;
+    for r in 0..ROUNDS {
+        let k = a.n * (r + 1) / ROUNDS - a.n * r / ROUNDS;
+        f.extend(time_status(&mut echo, 0, k).await?);
+        s.extend(time_status(&mut client, 0, k).await?);
+        t.extend(time_status(&mut echo_thread, 0, k).await?);
+    }
     let ratio = p50(&s).as_secs_f64() / p50(&f).as_secs_f64();
+    let ratio_thread = p50(&s).as_secs_f64() / p50(&t).as_secs_f64();
     let mut d = Vec::with_capacity(a.n);
     for _ in 0..a.n {
         let t = Instant::now();
@@ -297,8 +398,12 @@ async fn bench(a: &Args) -> anyhow::Result<()> {
     drop(child);
     println!("Status          {}", summary(s));
     println!(
-        "echo floor      {}  (bare tonic Status over its own Unix socket)",
+        "echo floor      {}  (bare tonic Status, a process of its own, {placement})",
         summary(f)
+    );
+    println!(
+        "echo in-process {}  (the same server on a thread of bench-api)",
+        summary(t)
     );
     println!("Inject dry-run  {}", summary(d));
     println!("faultd VmRSS    idle before the calls: {rss_before}");
@@ -306,12 +411,17 @@ async fn bench(a: &Args) -> anyhow::Result<()> {
         "                after the calls:       {}",
         vm_rss(status.pid)
     );
-    println!("Status p50 / echo floor p50 = {ratio:.2}");
+    println!(
+        "Status p50 / echo floor p50 = {ratio:.2}  (over the in-process echo: {ratio_thread:.2})"
+    );
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let a = args()?;
+    if let Some(socket) = &a.serve_echo {
+        return serve_echo_process(socket, a.cpus_of);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
