@@ -49,6 +49,10 @@ pub struct JournalError {
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
+    /// `<state_dir>/journal-removed`: removed entries waiting for the reaper thread.
+    removed: PathBuf,
+    /// Files moved to `removed`, for the reaper thread to unlink.
+    reap: std::sync::mpsc::Sender<PathBuf>,
 }
 
 /// Replaces `path`'s contents with `data` durably: a temp file written and fsynced,
@@ -72,10 +76,31 @@ fn wrap<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> 
 
 impl Journal {
     /// Opens (creating) `<state_dir>/journal`.
+    ///
+    /// A thread of its own unlinks removed entries ([`remove`](Journal::remove)), and
+    /// first whatever a previous run left in `<state_dir>/journal-removed/`.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
         let dir = state_dir.join("journal");
         std::fs::create_dir_all(&dir).map_err(wrap(&dir, "create"))?;
-        Ok(Journal { dir })
+        let removed = state_dir.join("journal-removed");
+        std::fs::create_dir_all(&removed).map_err(wrap(&removed, "create"))?;
+        let (reap, rx) = std::sync::mpsc::channel::<PathBuf>();
+        for de in std::fs::read_dir(&removed).into_iter().flatten().flatten() {
+            let _ = reap.send(de.path());
+        }
+        std::thread::Builder::new()
+            .name("journal-reaper".into())
+            .spawn(move || {
+                for p in rx {
+                    if let Err(e) = std::fs::remove_file(&p)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(path = %p.display(), error = %e, "cannot delete a removed journal entry");
+                    }
+                }
+            })
+            .map_err(wrap(&dir, "start the reaper thread for"))?;
+        Ok(Journal { dir, removed, reap })
     }
 
     pub fn dir(&self) -> &Path {
@@ -104,10 +129,22 @@ impl Journal {
     /// survives (they are idempotent and check the target is still the one they
     /// changed). Skipping the directory fsync is what lets `RevertAll` of 100 faults
     /// return in milliseconds rather than 100 fsyncs.
+    ///
+    /// The file is renamed into `journal-removed/` (beside `journal/`) and unlinked
+    /// later by the reaper thread: on a filesystem mounted with `discard` (this VM's
+    /// ext4; common on cloud images) unlinking a file whose blocks reached the disk
+    /// waits for a TRIM, ~70 µs here against ~6 µs for the rename, which made 100 of
+    /// them most of a `RevertAll`'s time.
     pub fn remove(&self, id: &str) -> Result<(), JournalError> {
         let path = self.path(id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+        let to = self.removed.join(format!("{id}.json"));
+        match std::fs::rename(&path, &to) {
+            Ok(()) => {
+                if let Err(std::sync::mpsc::SendError(p)) = self.reap.send(to) {
+                    let _ = std::fs::remove_file(p);
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(JournalError {
                 path,
@@ -225,5 +262,37 @@ mod tests {
         j.remove("f-1").unwrap();
         j.remove("f-1").unwrap();
         assert_eq!(j.load().0.len(), 1);
+        assert!(!j.dir().join("f-1.json").exists());
+        // The reaper deletes what remove moved aside.
+        let removed = d.path().join("journal-removed");
+        let gone = || std::fs::read_dir(&removed).unwrap().count() == 0;
+        for _ in 0..200 {
+            if gone() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(gone(), "journal-removed/ still holds the removed entry");
+    }
+
+    /// What a crash left moved aside but not yet deleted goes when the journal opens;
+    /// it is never loaded.
+    #[test]
+    fn entries_removed_before_a_crash_are_deleted_not_loaded() {
+        let d = tempfile::tempdir().unwrap();
+        let removed = d.path().join("journal-removed");
+        std::fs::create_dir_all(&removed).unwrap();
+        let e = serde_json::to_vec(&entry("f-9")).unwrap();
+        std::fs::write(removed.join("f-9.json"), e).unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        assert!(j.load().0.is_empty());
+        let gone = || !removed.join("f-9.json").exists();
+        for _ in 0..200 {
+            if gone() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(gone(), "the leftover was not deleted");
     }
 }
