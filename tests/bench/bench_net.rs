@@ -4,6 +4,12 @@
 //! 2. the full gRPC round trip to a real `faultd` through faultctl's client library,
 //! 3. spawning `tc qdisc replace ... netem delay 10ms` + `tc qdisc del ... root`.
 //!
+//! Paths 1 and 2 run under the staging limits with nothing protected
+//! (`[network] protected_ports = []`), so faultd makes the same change as `tc` (a netem
+//! root qdisc); path 2 runs again with the default protection of port 22, where faultd
+//! installs a prio root, the netem child and u32 filters steering port 22, ARP and IPv6
+//! neighbour discovery past it (docs/faultctl.md, "Protected traffic").
+//!
 //! Each on its own veth in a scratch network namespace, `--n` cycles (default 200),
 //! p50/p99 and the ratios against one `tc` spawn pair. Needs root and a kernel with
 //! netem (run it in the VM tier: `tests/vm/run -- /faultline/bin/bench-net`).
@@ -41,6 +47,44 @@ fn spec(netns: &str, iface: &str) -> pb::InjectRequest {
     }
 }
 
+/// The staging profile with no protected port: faultd then installs a netem root
+/// qdisc, as `tc qdisc replace ... root netem` does.
+const UNPROTECTED: &str = "profile = \"staging\"\n[network]\nprotected_ports = []\n";
+
+/// `n` inject + revert cycles over gRPC against a fresh faultd with `limits` (None: the
+/// staging profile, whose network limits protect port 22).
+async fn grpc_cycles(
+    limits: Option<&str>,
+    ns: &str,
+    iface: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let agent = match limits {
+        None => faultline_tests::agent::Agent::start_staging(),
+        Some(l) => {
+            faultline_tests::agent::Agent::start_with(faultline_tests::agent::AgentOptions {
+                limits: Some(l.into()),
+                ..Default::default()
+            })
+        }
+    };
+    let mut client = faultline_controller::client::connect(&agent.uri()).await?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = client.inject(spec(ns, iface)).await?.into_inner();
+        let id = r.fault.expect("applied").id;
+        client
+            .revert(pb::RevertRequest {
+                id,
+                reason: String::new(),
+            })
+            .await?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -70,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
     let ns = pair.ns.name.clone();
 
     // 1. The engine, in process.
-    let engine = Engine::new(Host::detect(Limits::staging()), None);
+    let unprotected = Limits::parse(UNPROTECTED, std::path::Path::new("bench-net limits"))?;
+    let engine = Engine::new(Host::detect(unprotected), None);
     let mut engine_t = Vec::with_capacity(n);
     for _ in 0..n {
         let req =
@@ -83,22 +128,10 @@ async fn main() -> anyhow::Result<()> {
         engine_t.push(t.elapsed());
     }
 
-    // 2. The full gRPC round trip to a real faultd.
-    let agent = faultline_tests::agent::Agent::start_staging();
-    let mut client = faultline_controller::client::connect(&agent.uri()).await?;
-    let mut grpc_t = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let out = client.inject(spec(&ns, &pair.b)).await?.into_inner();
-        let id = out.fault.expect("applied").id;
-        client
-            .revert(pb::RevertRequest {
-                id,
-                reason: String::new(),
-            })
-            .await?;
-        grpc_t.push(t.elapsed());
-    }
+    // 2. The full gRPC round trip to a real faultd: the same change as tc, then with
+    // port 22 protected (the default).
+    let grpc_t = grpc_cycles(Some(UNPROTECTED), &ns, &pair.b, n).await?;
+    let grpc_protected_t = grpc_cycles(None, &ns, &pair.b, n).await?;
 
     // 3. Spawning tc for the same change.
     let tc = net_common::program("tc");
@@ -140,9 +173,12 @@ async fn main() -> anyhow::Result<()> {
         "{:<34} {:>10} {:>10} {:>12} {:>12}",
         "path", "p50", "p99", "p50/tc", "p99/tc"
     );
+    let mut grpc_t = grpc_t;
+    let mut grpc_protected_t = grpc_protected_t;
     for (name, v) in [
         ("engine call (in process)", &mut engine_t),
         ("gRPC via faultctl's client", &mut grpc_t),
+        ("gRPC, port 22 protected", &mut grpc_protected_t),
         ("spawning tc (2 processes)", &mut tc_t),
     ] {
         let (a, b) = (pct(v, 50), pct(v, 99));
@@ -156,8 +192,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let one_tc = us(tc50) / 2.0;
     println!(
-        "one tc spawn ~{one_tc:.1} us; gRPC inject+revert p50 / one tc spawn = {:.3}",
-        us(pct(&mut grpc_t, 50)) / one_tc
+        "one tc spawn ~{one_tc:.1} us; gRPC inject+revert p50 / one tc spawn = {:.3} (the same change), {:.3} (port 22 protected)",
+        us(pct(&mut grpc_t, 50)) / one_tc,
+        us(pct(&mut grpc_protected_t, 50)) / one_tc
     );
     Ok(())
 }
