@@ -237,6 +237,17 @@ mod tests {
         }
     }
 
+    /// Whether `done` holds within a second (the reaper works on its own thread).
+    fn within_a_second(done: impl Fn() -> bool) -> bool {
+        for _ in 0..200 {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        done()
+    }
+
     #[test]
     fn records_replaces_loads_and_removes() {
         let d = tempfile::tempdir().unwrap();
@@ -265,14 +276,10 @@ mod tests {
         assert!(!j.dir().join("f-1.json").exists());
         // The reaper deletes what remove moved aside.
         let removed = d.path().join("journal-removed");
-        let gone = || std::fs::read_dir(&removed).unwrap().count() == 0;
-        for _ in 0..200 {
-            if gone() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(gone(), "journal-removed/ still holds the removed entry");
+        assert!(
+            within_a_second(|| std::fs::read_dir(&removed).unwrap().count() == 0),
+            "journal-removed/ still holds the removed entry"
+        );
     }
 
     /// What a crash left moved aside but not yet deleted goes when the journal opens;
@@ -286,13 +293,9 @@ mod tests {
         std::fs::write(removed.join("f-9.json"), e).unwrap();
         let j = Journal::open(d.path()).unwrap();
         assert!(j.load().0.is_empty());
-        let gone = || !removed.join("f-9.json").exists();
-        for _ in 0..200 {
-            if gone() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(gone(), "the leftover was not deleted");
+        assert!(
+            within_a_second(|| !removed.join("f-9.json").exists()),
+            "the leftover was not deleted"
+        );
     }
 }

@@ -159,6 +159,7 @@ fn canonical() -> &'static Canonical {
 }
 
 /// The canonical code of `symbol` and its length (for tests and the encoder in them).
+#[cfg(test)]
 pub fn code_of(symbol: u16) -> (u32, u8) {
     let c = canonical();
     let len = CODE_LENGTHS[usize::from(symbol)];
@@ -289,6 +290,7 @@ impl Decoder {
     }
 
     /// The dynamic table's size in RFC 7541's accounting (for tests).
+    #[cfg(test)]
     pub fn table_size(&self) -> usize {
         self.size
     }
