@@ -22,7 +22,11 @@ fn wait_for_fault(fleet: &Fleet, run: &mut Run) {
             || !fleet.active(0).is_empty()),
         "no fault became active"
     );
-    assert!(run.running(), "the run ended before its fault was active");
+    assert!(
+        run.running(),
+        "the run ended before its fault was active:\n{}",
+        run.stderr()
+    );
 }
 
 /// A drill whose service gets worse in the middle of its one fault step: it must abort

@@ -143,6 +143,11 @@ impl Run {
         Run { child, out, err }
     }
 
+    /// What the run has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
     pub fn running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
