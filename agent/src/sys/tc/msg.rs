@@ -6,6 +6,7 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::tc::{TcAttribute, TcFilterU32Option, TcHandle, TcMessage, TcOption};
 
 const TCA_OPTIONS: u16 = 2;
@@ -117,6 +118,49 @@ pub fn new_u32_filter(
         options.into_iter().map(TcOption::U32).collect(),
     ));
     finish(RouteNetlinkMessage::NewTrafficFilter(m), mode.flags())
+}
+
+/// RTM_GETLINK of the interface named `name` (`ip link show NAME`).
+pub fn get_link_by_name(name: &str) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.into()));
+    finish(RouteNetlinkMessage::GetLink(m), NLM_F_REQUEST | NLM_F_ACK)
+}
+
+/// RTM_GETLINK of the interface with index `ifindex`.
+pub fn get_link_by_index(ifindex: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex;
+    finish(RouteNetlinkMessage::GetLink(m), NLM_F_REQUEST | NLM_F_ACK)
+}
+
+/// RTM_GETLINK dump of every interface in the namespace (`ip link show`).
+pub fn dump_links() -> NetlinkMessage<RouteNetlinkMessage> {
+    finish(
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
+}
+
+/// RTM_NEWLINK creating the device `link` describes (`ip link add ...`), failing if
+/// its name is taken.
+pub fn new_link(link: LinkMessage) -> NetlinkMessage<RouteNetlinkMessage> {
+    finish(RouteNetlinkMessage::NewLink(link), Mode::Add.flags())
+}
+
+/// RTM_SETLINK changing an existing device (`ip link set ...`).
+pub fn set_link(link: LinkMessage) -> NetlinkMessage<RouteNetlinkMessage> {
+    finish(
+        RouteNetlinkMessage::SetLink(link),
+        NLM_F_REQUEST | NLM_F_ACK,
+    )
+}
+
+/// RTM_DELLINK of the interface with index `ifindex` (`ip link del`).
+pub fn del_link(ifindex: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex;
+    finish(RouteNetlinkMessage::DelLink(m), NLM_F_REQUEST | NLM_F_ACK)
 }
 
 /// The raw bytes of a request (for the golden tests).

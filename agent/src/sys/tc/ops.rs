@@ -30,17 +30,18 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures::StreamExt;
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_DUMP, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::tc::{
     TcActionAttribute, TcActionMirrorOption, TcActionOption, TcAttribute, TcFilterU32Option,
     TcMessage, TcOption,
 };
-use rtnetlink::{Handle, LinkIfb, LinkUnspec, LinkVeth};
+use rtnetlink::sys::Socket;
+use rtnetlink::{LinkIfb, LinkUnspec, LinkVeth};
 use serde::{Deserialize, Serialize};
 
 use super::error::NetError;
@@ -254,15 +255,6 @@ enum Fail {
     Io(String),
 }
 
-impl From<rtnetlink::Error> for Fail {
-    fn from(e: rtnetlink::Error) -> Self {
-        match e {
-            rtnetlink::Error::NetlinkError(m) => Fail::Errno(-m.raw_code()),
-            other => Fail::Io(other.to_string()),
-        }
-    }
-}
-
 fn module_for(kind: &str) -> String {
     match kind {
         "u32" => "cls_u32".into(),
@@ -317,17 +309,26 @@ fn ifb_name() -> String {
     )
 }
 
-/// A netlink connection bound to one network namespace.
-pub struct Tc {
-    handle: Handle,
-    target: NetnsTarget,
-    conn: tokio::task::JoinHandle<()>,
-}
+/// How long a request waits for the kernel's answer before failing (the kernel answers
+/// at once; this only bounds a pathological hang of a blocked agent thread).
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The receive buffer: a dump's parts are at most 32 KiB (the kernel's cap).
+const RECV_BUF: usize = 64 * 1024;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_HDRLEN: usize = 16;
 
-impl Drop for Tc {
-    fn drop(&mut self) {
-        self.conn.abort();
-    }
+/// A netlink connection bound to one network namespace.
+///
+/// Requests are synchronous `send`/`recv` pairs on a blocking socket, made on the
+/// calling thread: the kernel handles a rtnetlink request inside `sendmsg` and has the
+/// answer queued when it returns (a dump's next part is built inside `recvmsg`), so
+/// nothing waits on another task. The methods stay `async` for their callers.
+pub struct Tc {
+    /// One request at a time.
+    sock: Mutex<Socket>,
+    seq: AtomicU32,
+    target: NetnsTarget,
 }
 
 impl std::fmt::Debug for Tc {
@@ -338,27 +339,35 @@ impl std::fmt::Debug for Tc {
 
 impl Tc {
     /// Opens a NETLINK_ROUTE socket inside `target` (created on a thread that joined
-    /// the namespace) and drives it on the current tokio runtime.
+    /// the namespace).
     pub async fn connect(target: &NetnsTarget) -> Result<Tc, NetError> {
         let fd = netns::route_socket_in(target).map_err(|source| NetError::Netns {
             netns: target.to_string(),
             source,
         })?;
-        Ok(Self::from_fd(fd, target.clone()))
+        Self::from_fd(fd, target.clone()).map_err(|source| NetError::Netns {
+            netns: target.to_string(),
+            source,
+        })
     }
 
-    fn from_fd(fd: std::os::fd::OwnedFd, target: NetnsTarget) -> Tc {
+    fn from_fd(fd: std::os::fd::OwnedFd, target: NetnsTarget) -> io::Result<Tc> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(
+            &fd,
+            sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0),
+        )?;
         let raw = fd.into_raw_fd();
-        // SAFETY: `raw` comes from an OwnedFd we just released, so the TokioSocket
-        // becomes its only owner; it is a valid NETLINK_ROUTE socket.
+        // SAFETY: `raw` comes from an OwnedFd we just released, so the Socket becomes
+        // its only owner (and closes it); it is a valid, blocking NETLINK_ROUTE socket.
         #[allow(unsafe_code)]
-        let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(raw) };
-        let (conn, handle, _) = rtnetlink::from_socket(sock);
-        Tc {
-            handle,
+        let sock = unsafe { Socket::from_raw_fd(raw) };
+        Ok(Tc {
+            sock: Mutex::new(sock),
+            seq: AtomicU32::new(0),
             target,
-            conn: tokio::spawn(conn),
-        }
+        })
     }
 
     /// The namespace this connection acts in.
@@ -366,63 +375,92 @@ impl Tc {
         &self.target
     }
 
+    /// Sends `m` and collects the answer: the messages of a dump until its end, or a
+    /// request's replies until the kernel's acknowledgement (asked for on every
+    /// request that is not a dump). A kernel error is [`Fail::Errno`].
     async fn request(
         &self,
         m: NetlinkMessage<RouteNetlinkMessage>,
     ) -> Result<Vec<RouteNetlinkMessage>, Fail> {
-        let mut h = self.handle.clone();
-        let mut resp = h.request(m).map_err(Fail::from)?;
-        let mut out = Vec::new();
-        while let Some(m) = resp.next().await {
-            match m.payload {
-                NetlinkPayload::Error(e) if e.code.is_some() => {
-                    return Err(Fail::Errno(-e.raw_code()));
-                }
-                NetlinkPayload::InnerMessage(i) => out.push(i),
-                NetlinkPayload::Done(_) => break,
-                _ => {}
+        self.request_now(m)
+    }
+
+    fn request_now(
+        &self,
+        mut m: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> Result<Vec<RouteNetlinkMessage>, Fail> {
+        let dump = m.header.flags & NLM_F_DUMP == NLM_F_DUMP;
+        if !dump {
+            m.header.flags |= NLM_F_ACK;
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        m.header.sequence_number = seq;
+        m.finalize();
+        let bytes = msg::to_bytes(&m);
+        let sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = Vec::with_capacity(RECV_BUF);
+        let kernel = rtnetlink::sys::SocketAddr::new(0, 0);
+        loop {
+            match sock.send_to(&bytes, &kernel, 0) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Fail::Io(format!("netlink send: {e}"))),
             }
         }
-        Ok(out)
+        let mut out = Vec::new();
+        loop {
+            buf.clear();
+            let n = match sock.recv(&mut buf, libc::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(Fail::Io(format!(
+                        "no answer from the kernel within {} s",
+                        ANSWER_TIMEOUT.as_secs()
+                    )));
+                }
+                Err(e) => return Err(Fail::Io(format!("netlink receive: {e}"))),
+            };
+            if n > buf.len() {
+                return Err(Fail::Io(format!(
+                    "a netlink answer of {n} bytes exceeds the {RECV_BUF} byte buffer"
+                )));
+            }
+            if let Some(end) = read_answer(&buf[..n], seq, &mut out)? {
+                return end.map(|()| out);
+            }
+        }
     }
 
     /// Index of interface `iface` (`ip link show IFACE`).
     pub async fn ifindex(&self, iface: &str) -> Result<u32, NetError> {
-        let mut s = self
-            .handle
-            .link()
-            .get()
-            .match_name(iface.to_string())
-            .execute();
-        match s.next().await {
-            Some(Ok(m)) => Ok(m.header.index),
-            Some(Err(e)) => match Fail::from(e) {
-                Fail::Errno(e) if e == libc::ENODEV || e == libc::ENOENT => {
-                    Err(NetError::UnknownInterface {
-                        iface: iface.into(),
-                        netns: self.target.to_string(),
-                    })
-                }
-                f => Err(fail(&format!("look up interface {iface:?}"), None, f)),
-            },
-            None => Err(NetError::UnknownInterface {
-                iface: iface.into(),
-                netns: self.target.to_string(),
-            }),
+        let unknown = || NetError::UnknownInterface {
+            iface: iface.into(),
+            netns: self.target.to_string(),
+        };
+        match self.request(msg::get_link_by_name(iface)).await {
+            Ok(answers) => answers
+                .into_iter()
+                .find_map(|m| match m {
+                    RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                    _ => None,
+                })
+                .ok_or_else(unknown),
+            Err(Fail::Errno(e)) if e == libc::ENODEV || e == libc::ENOENT => Err(unknown()),
+            Err(f) => Err(fail(&format!("look up interface {iface:?}"), None, f)),
         }
     }
 
     /// Name of the interface with index `ifindex`, `None` if there is none
     /// (`ip link show` by index).
     pub async fn link_name(&self, ifindex: u32) -> Result<Option<String>, NetError> {
-        let mut s = self.handle.link().get().match_index(ifindex).execute();
-        match s.next().await {
-            Some(Ok(m)) => Ok(link_name(&m)),
-            Some(Err(e)) => match Fail::from(e) {
-                f if is_gone(&f) => Ok(None),
-                f => Err(fail(&format!("look up interface index {ifindex}"), None, f)),
-            },
-            None => Ok(None),
+        match self.request(msg::get_link_by_index(ifindex)).await {
+            Ok(answers) => Ok(answers.iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => link_name(l),
+                _ => None,
+            })),
+            Err(f) if is_gone(&f) => Ok(None),
+            Err(f) => Err(fail(&format!("look up interface index {ifindex}"), None, f)),
         }
     }
 
@@ -728,53 +766,32 @@ impl Tc {
     /// `ip link add NAME type ifb && ip link set NAME up`; returns the new index.
     pub async fn create_ifb(&self, name: &str) -> Result<u32, NetError> {
         let op = format!("create IFB device {name}");
-        self.handle
-            .link()
-            .add(LinkIfb::new(name).build())
-            .execute()
+        self.request(msg::new_link(LinkIfb::new(name).build()))
             .await
-            .map_err(|e| fail(&op, Some("ifb"), Fail::from(e)))?;
+            .map_err(|f| fail(&op, Some("ifb"), f))?;
         let idx = self.ifindex(name).await?;
-        if let Err(e) = self
-            .handle
-            .link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
+        if let Err(f) = self
+            .request(msg::set_link(LinkUnspec::new_with_index(idx).up().build()))
             .await
         {
             let _ = self.delete_link(idx).await;
-            return Err(fail(&format!("set {name} up"), None, Fail::from(e)));
+            return Err(fail(&format!("set {name} up"), None, f));
         }
         Ok(idx)
     }
 
     /// `ip link add NAME type veth peer name PEER` (tests and probes).
     pub async fn create_veth(&self, name: &str, peer: &str) -> Result<(), NetError> {
-        self.handle
-            .link()
-            .add(LinkVeth::new(name, peer).build())
-            .execute()
+        self.request(msg::new_link(LinkVeth::new(name, peer).build()))
             .await
-            .map_err(|e| {
-                fail(
-                    &format!("create veth pair {name}/{peer}"),
-                    Some("veth"),
-                    Fail::from(e),
-                )
-            })
+            .map(|_| ())
+            .map_err(|f| fail(&format!("create veth pair {name}/{peer}"), Some("veth"), f))
     }
 
     /// `ip link del dev INDEX`. `Ok(false)` if it was already gone.
     pub async fn delete_link(&self, ifindex: u32) -> Result<bool, NetError> {
-        match self
-            .handle
-            .link()
-            .del(ifindex)
-            .execute()
-            .await
-            .map_err(Fail::from)
-        {
-            Ok(()) => Ok(true),
+        match self.request(msg::del_link(ifindex)).await {
+            Ok(_) => Ok(true),
             Err(f) if is_gone(&f) => Ok(false),
             Err(f) => Err(fail(&format!("delete interface index {ifindex}"), None, f)),
         }
@@ -960,6 +977,13 @@ impl Tc {
         self.revert_unchecked(undo).await
     }
 
+    /// [`Tc::revert`] without looking the namespace up by the undo's path: for a caller
+    /// that holds the applied namespace open itself (a container's, whose path names a
+    /// process that may have exited), so this connection is in it.
+    pub async fn revert_in_place(&self, undo: &Undo) -> Result<Reverted, NetError> {
+        self.revert_unchecked(undo).await
+    }
+
     async fn revert_unchecked(&self, undo: &Undo) -> Result<Reverted, NetError> {
         let mut gone = Vec::new();
         let iface_there =
@@ -1001,15 +1025,17 @@ impl Tc {
 impl Tc {
     /// Every interface of this namespace: (index, name) (`ip link show`).
     pub async fn links(&self) -> Result<Vec<(u32, String)>, NetError> {
-        let mut s = self.handle.link().get().execute();
-        let mut out = Vec::new();
-        while let Some(m) = s.next().await {
-            let m = m.map_err(|e| fail("list interfaces", None, Fail::from(e)))?;
-            if let Some(n) = link_name(&m) {
-                out.push((m.header.index, n));
-            }
-        }
-        Ok(out)
+        let answers = self
+            .request(msg::dump_links())
+            .await
+            .map_err(|f| fail("list interfaces", None, f))?;
+        Ok(answers
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => link_name(l).map(|n| (l.header.index, n)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Removes every faultline leftover in this namespace, journal or not, found by its
@@ -1100,7 +1126,12 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
         netns: "a new throwaway network namespace".into(),
         source,
     })?;
-    let tc = Tc::from_fd(fd, NetnsTarget::Path("(throwaway probe namespace)".into()));
+    let tc = Tc::from_fd(fd, NetnsTarget::Path("(throwaway probe namespace)".into())).map_err(
+        |source| NetError::Netns {
+            netns: "a new throwaway network namespace".into(),
+            source,
+        },
+    )?;
     tc.create_veth("flprobe0", "flprobe1").await?;
     let v0 = tc.ifindex("flprobe0").await?;
     let v1 = tc.ifindex("flprobe1").await?;
@@ -1187,6 +1218,58 @@ pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
         ifb,
         missing,
     })
+}
+
+/// What one datagram of an answer says: see [`read_answer`].
+type Verdict = Result<Option<Result<(), Fail>>, Fail>;
+
+/// Reads one datagram of the answer to request `seq` into `out`. `Some(Ok)`: the answer
+/// is complete (a dump's end, or the acknowledgement); `Some(Err)`: the kernel refused
+/// the request; `None`: more is to come. Messages of another sequence (a stale answer)
+/// are skipped, and so are replies the codec cannot decode (as `rtnetlink` does).
+fn read_answer(mut buf: &[u8], seq: u32, out: &mut Vec<RouteNetlinkMessage>) -> Verdict {
+    let word = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = word(buf, 0) as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return Err(Fail::Io(format!(
+                "malformed netlink answer: a message of {len} bytes in {} left",
+                buf.len()
+            )));
+        }
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        let this = &buf[..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        if word(this, 8) != seq {
+            continue;
+        }
+        match kind {
+            // The error code: 0 acknowledges, negative is -errno. A dump's end carries
+            // the dump's error the same way (0 when it went through).
+            NLMSG_ERROR | NLMSG_DONE => {
+                let code = if this.len() >= NLMSG_HDRLEN + 4 {
+                    word(this, NLMSG_HDRLEN) as i32
+                } else {
+                    0
+                };
+                return Ok(Some(if code < 0 {
+                    Err(Fail::Errno(-code))
+                } else {
+                    Ok(())
+                }));
+            }
+            _ => {
+                if let Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(m),
+                    ..
+                }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(this)
+                {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn link_name(m: &LinkMessage) -> Option<String> {
@@ -1423,5 +1506,118 @@ mod tests {
             first_missing(&k, &fault(Direction::Ingress, false)).as_deref(),
             Some("act_mirred")
         );
+    }
+
+    /// One netlink message: header (length, type, flags, sequence, port) and payload.
+    fn nlmsg(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = NLMSG_HDRLEN + payload.len();
+        let mut b = Vec::new();
+        b.extend_from_slice(&(len as u32).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(&0u16.to_ne_bytes());
+        b.extend_from_slice(&seq.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(payload);
+        b.resize(b.len().next_multiple_of(4), 0);
+        b
+    }
+
+    /// An NLMSG_ERROR (or NLMSG_DONE) carrying `code`.
+    fn coded(kind: u16, seq: u32, code: i32) -> Vec<u8> {
+        nlmsg(kind, seq, &code.to_ne_bytes())
+    }
+
+    /// A qdisc as a dump answers it.
+    fn qdisc(seq: u32, ifindex: i32, kind: &str) -> Vec<u8> {
+        let mut t = TcMessage::default();
+        t.header.index = ifindex;
+        t.attributes.push(TcAttribute::Kind(kind.into()));
+        let mut m = NetlinkMessage::from(RouteNetlinkMessage::NewQueueDiscipline(t));
+        m.header.sequence_number = seq;
+        m.finalize();
+        msg::to_bytes(&m)
+    }
+
+    fn read(buf: &[u8], seq: u32) -> (Verdict, Vec<RouteNetlinkMessage>) {
+        let mut out = Vec::new();
+        (read_answer(buf, seq, &mut out), out)
+    }
+
+    #[test]
+    fn an_acknowledgement_ends_a_request_and_an_error_code_is_its_errno() {
+        let (r, out) = read(&coded(NLMSG_ERROR, 7, 0), 7);
+        assert!(matches!(r, Ok(Some(Ok(())))), "{r:?}");
+        assert!(out.is_empty());
+        let (r, _) = read(&coded(NLMSG_ERROR, 7, -libc::EEXIST), 7);
+        assert!(
+            matches!(r, Ok(Some(Err(Fail::Errno(e)))) if e == libc::EEXIST),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_dump_is_collected_across_datagrams_until_its_end() {
+        // Two qdiscs in one datagram: more to come.
+        let mut first = qdisc(3, 2, "noqueue");
+        first.extend(qdisc(3, 5, "netem"));
+        let mut out = Vec::new();
+        assert!(matches!(read_answer(&first, 3, &mut out), Ok(None)));
+        assert!(matches!(
+            read_answer(&qdisc(3, 9, "prio"), 3, &mut out),
+            Ok(None)
+        ));
+        let r = read_answer(&coded(NLMSG_DONE, 3, 0), 3, &mut out);
+        assert!(matches!(r, Ok(Some(Ok(())))), "{r:?}");
+        let kinds: Vec<(i32, String)> = out
+            .iter()
+            .map(|m| match m {
+                RouteNetlinkMessage::NewQueueDiscipline(t) => (t.header.index, qdisc_info(t).kind),
+                other => panic!("not a qdisc: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (2, "noqueue".into()),
+                (5, "netem".into()),
+                (9, "prio".into())
+            ]
+        );
+        // A dump that failed says so in its end.
+        let (r, _) = read(&coded(NLMSG_DONE, 3, -libc::EMSGSIZE), 3);
+        assert!(
+            matches!(r, Ok(Some(Err(Fail::Errno(e)))) if e == libc::EMSGSIZE),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn stale_and_undecodable_messages_are_skipped() {
+        // An earlier request's error and a message of an unknown type, then our ack.
+        let mut b = coded(NLMSG_ERROR, 6, -libc::ENOENT);
+        b.extend(nlmsg(0x7ff0, 7, &[1, 2, 3]));
+        b.extend(coded(NLMSG_ERROR, 7, 0));
+        let (r, out) = read(&b, 7);
+        assert!(matches!(r, Ok(Some(Ok(())))), "{r:?}");
+        assert!(out.is_empty(), "{out:?}");
+        // Only the stale one: the answer is still to come.
+        let (r, _) = read(&coded(NLMSG_ERROR, 6, 0), 7);
+        assert!(matches!(r, Ok(None)), "{r:?}");
+    }
+
+    #[test]
+    fn a_malformed_length_is_an_error_not_a_panic() {
+        let mut short = coded(NLMSG_ERROR, 1, 0);
+        short[..4].copy_from_slice(&8u32.to_ne_bytes());
+        assert!(matches!(read(&short, 1).0, Err(Fail::Io(_))));
+        let mut long = coded(NLMSG_ERROR, 1, 0);
+        long[..4].copy_from_slice(&4096u32.to_ne_bytes());
+        assert!(matches!(read(&long, 1).0, Err(Fail::Io(_))));
+        // A last message whose padding the datagram does not carry is still read.
+        let mut unpadded = nlmsg(NLMSG_ERROR, 1, &[0, 0, 0, 0, 9]);
+        unpadded.truncate(NLMSG_HDRLEN + 5);
+        assert!(matches!(read(&unpadded, 1).0, Ok(Some(Ok(())))));
+        // Fewer bytes than a header: nothing read, nothing ended.
+        assert!(matches!(read(&[0, 1, 2], 1).0, Ok(None)));
     }
 }
