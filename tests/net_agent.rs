@@ -589,6 +589,49 @@ fn netem_by_container_id_ends_as_target_gone_when_the_container_stops() {
     assert_eq!(root(&p, &p.a).0, "noqueue");
 }
 
+/// An `ip netns` namespace deleted while a fault is in it: faultd's revert finds no
+/// namespace at the path any more and says there was nothing left to undo; the netlink
+/// connection the fault held goes with it, so the namespace really ends then (the veth
+/// whose other end lives in a second namespace vanishes from there).
+#[test]
+fn a_namespace_deleted_under_a_fault_is_released_by_its_revert() {
+    require!("root", "netem");
+    let agent = Agent::start();
+    let mut l = net_common::Link::new();
+    let id = fault_id(&agent.ctl_json(&[
+        "inject",
+        "net",
+        "--netns",
+        &l.left.name,
+        "--iface",
+        &l.a,
+        "--delay",
+        "10ms",
+        "--for",
+        "60s",
+    ]));
+    let name = l.left.name.clone();
+    l.left.delete();
+    let out = agent.ctl(&["revert", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = agent.ctl_json(&["get", &id]);
+    assert_eq!(got["state"], "reverted", "{got}");
+    let why = got["end_reason"].as_str().unwrap();
+    assert!(
+        why.contains("nothing left to undo") && why.contains(&name),
+        "{why}"
+    );
+    let mut links = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            links = l.right.links();
+            !links.contains(&l.b)
+        }),
+        "{} still exists 10 s after the revert: the deleted namespace lives on\n{links}",
+        l.b
+    );
+}
+
 /// A TCP listener bound inside `ns` that answers every connection by echoing what it
 /// reads, until dropped with the namespace.
 fn tcp_echo_in(ns: &net_common::Netns, bind: &str) -> std::net::SocketAddr {

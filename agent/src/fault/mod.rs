@@ -226,6 +226,9 @@ pub struct Plan {
     /// For network faults: the namespace resolved (a container's, by its first
     /// process's path) and its identity when planned.
     pub netns: Option<(crate::sys::netns::NetnsTarget, crate::sys::netns::NetnsId)>,
+    /// For network faults: the plan's netlink connection in that namespace, handed to
+    /// the apply (and kept by the undo) instead of opening another.
+    pub tc: Option<crate::sys::tc::Tc>,
 }
 
 impl Plan {
@@ -244,6 +247,7 @@ impl Plan {
             io_stress: None,
             container: None,
             netns: None,
+            tc: None,
         }
     }
 
@@ -277,7 +281,7 @@ pub enum Undo {
     /// With a container's namespace, the namespace file held open since the apply
     /// (`network::Pin`): the undo still reaches it once the container's process is gone
     /// (a pod's namespace outlives a container; the journal keeps only the path).
-    Net(Box<crate::sys::tc::Undo>, Option<network::Pin>),
+    Net(Box<crate::sys::tc::Undo>, network::Held),
     /// Kill the stress workers and remove their group.
     Stress(stress::Running),
     /// Stop the fill's ramp and remove its file.
@@ -351,7 +355,7 @@ impl Undo {
     pub async fn revert(self, host: &Arc<Host>) -> Result<Option<String>, FaultError> {
         match self {
             Undo::Nothing | Undo::StopLoop => Ok(None),
-            Undo::Net(u, pin) => network::revert_pinned(&u, pin.as_ref()).await,
+            Undo::Net(u, held) => network::revert_held(&u, held).await,
             Undo::DiskFill(f) => blocking(move || disk::revert(&f).map(|()| None)).await,
             Undo::IoLimit(u) => io::revert(&u).map(|()| None),
             Undo::Stress(r) => {

@@ -391,17 +391,22 @@ pub async fn plan(spec: &NetworkSpec, host: &Host) -> Result<Plan, FaultError> {
         io_stress: None,
         container,
         netns: Some((target, id)),
+        tc: Some(tc),
     })
 }
 
 /// Installs the fault; returns the exact undo.
-pub async fn apply(spec: &NetworkSpec, plan: Plan, host: &Host) -> Result<Applied, FaultError> {
+pub async fn apply(spec: &NetworkSpec, mut plan: Plan, host: &Host) -> Result<Applied, FaultError> {
     let target = plan
         .netns
         .as_ref()
         .map(|(t, _)| t.clone())
         .unwrap_or_else(|| spec.target.clone());
-    let tc = Tc::connect(&target).await.map_err(net_error)?;
+    // The plan's connection: opened in the namespace the plan resolved and checked.
+    let tc = match plan.tc.take() {
+        Some(tc) => tc,
+        None => Tc::connect(&target).await.map_err(net_error)?,
+    };
     // A container's namespace is held by its first process's path: if that process
     // exited since the plan, the path names another namespace (or none). Refuse rather
     // than shape a namespace nobody asked for.
@@ -435,7 +440,7 @@ pub async fn apply(spec: &NetworkSpec, plan: Plan, host: &Host) -> Result<Applie
                 String::new()
             }
         ),
-        undo: Undo::Net(Box::new(undo), pin),
+        undo: Undo::Net(Box::new(undo), Held { pin, tc: Some(tc) }),
         targets: Vec::new(),
     })
 }
@@ -464,18 +469,33 @@ impl Pin {
     }
 }
 
-/// [`revert`], through the held namespace when there is one.
-pub async fn revert_pinned(
-    undo: &tc::Undo,
-    pin: Option<&Pin>,
-) -> Result<Option<String>, FaultError> {
-    match pin {
-        None => revert(undo).await,
-        Some(p) => {
+/// What an active network fault keeps open for its revert: the apply's netlink
+/// connection (a revert then opens none; one socket per active network fault), and a
+/// container's namespace ([`Pin`]).
+#[derive(Debug, Default)]
+pub struct Held {
+    pub pin: Option<Pin>,
+    pub tc: Option<Tc>,
+}
+
+/// [`revert`], through what the fault holds. A pinned namespace is reverted in place
+/// (it is the applied one for as long as the pin lives); otherwise the namespace at the
+/// undo's path is checked first, as [`revert`] does, and a missing or replaced one is
+/// already reverted.
+pub async fn revert_held(undo: &tc::Undo, held: Held) -> Result<Option<String>, FaultError> {
+    let reverted = match (held.tc, &held.pin) {
+        (Some(tc), Some(_)) => tc.revert_in_place(undo).await,
+        (Some(tc), None) if tc.target() == &undo.netns => tc.revert(undo).await,
+        (_, Some(p)) => {
             let mut u = undo.clone();
             u.netns = p.target();
-            revert(&u).await
+            tc::revert(&u).await
         }
+        (_, None) => tc::revert(undo).await,
+    };
+    match reverted.map_err(net_error)? {
+        tc::Reverted::Restored => Ok(None),
+        tc::Reverted::AlreadyGone(why) => Ok(Some(why)),
     }
 }
 

@@ -360,6 +360,7 @@ fn select(sel: &Selector, pick: Pick, host: &Host, field: &str) -> Result<Plan, 
         io_stress: None,
         container,
         netns: None,
+        tc: None,
     })
 }
 

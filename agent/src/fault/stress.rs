@@ -344,6 +344,7 @@ fn plan(description: String, container: Option<Container>) -> Plan {
         io_stress: None,
         container,
         netns: None,
+        tc: None,
     }
 }
 
