@@ -1,5 +1,5 @@
 //! The journal: one small JSON file per live fault in `<state-dir>/journal/`, written
-//! crash-safely (write a temp file, fsync, rename, fsync the directory).
+//! crash-safely (write a temp file, fsync, rename; fsync the directory for a new entry).
 //!
 //! The engine records a fault's *prospective* undo before it touches the kernel (phase
 //! `applying`) and the actual undo after (phase `active`); it removes the file once the
@@ -53,6 +53,9 @@ pub struct Journal {
     removed: PathBuf,
     /// Files moved to `removed`, for the reaper thread to unlink.
     reap: std::sync::mpsc::Sender<PathBuf>,
+    /// `netns.json` as last read or written (None until first needed); its lock also
+    /// keeps two notes from losing one another's namespace.
+    noted: std::sync::Arc<std::sync::Mutex<Option<Vec<crate::sys::netns::NetnsTarget>>>>,
 }
 
 /// Replaces `path`'s contents with `data` durably: a temp file written and fsynced,
@@ -100,7 +103,12 @@ impl Journal {
                 }
             })
             .map_err(wrap(&dir, "start the reaper thread for"))?;
-        Ok(Journal { dir, removed, reap })
+        Ok(Journal {
+            dir,
+            removed,
+            reap,
+            noted: Default::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -111,9 +119,13 @@ impl Journal {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Writes (or replaces) a fault's entry durably.
+    /// Writes (or replaces) a fault's entry durably. A new entry's name is made durable
+    /// with a directory fsync; a replacement skips it: `rename(2)` is atomic, so after a
+    /// crash the old entry or the new one is there, each fsynced before it was named,
+    /// and either covers the fault (this saves one directory fsync per inject).
     pub fn record(&self, e: &Entry) -> Result<(), JournalError> {
         let path = self.path(&e.id);
+        let replacing = std::fs::symlink_metadata(&path).is_ok();
         let tmp = self.dir.join(format!(".{}.tmp", e.id));
         let data = serde_json::to_vec_pretty(e).expect("journal entries serialize");
         let mut f = std::fs::File::create(&tmp).map_err(wrap(&tmp, "create"))?;
@@ -121,6 +133,9 @@ impl Journal {
         f.sync_all().map_err(wrap(&tmp, "fsync"))?;
         drop(f);
         std::fs::rename(&tmp, &path).map_err(wrap(&path, "rename"))?;
+        if replacing {
+            return Ok(());
+        }
         self.sync_dir()
     }
 
@@ -175,13 +190,17 @@ impl Journal {
 
     /// Adds a namespace to `netns.json` durably (before any change is made in it).
     pub fn note_netns(&self, t: &crate::sys::netns::NetnsTarget) -> Result<(), JournalError> {
-        let mut all = self.netns();
+        let mut noted = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+        let all = noted.get_or_insert_with(|| self.netns());
         if all.contains(t) {
             return Ok(());
         }
-        all.push(t.clone());
-        let data = serde_json::to_vec_pretty(&all).expect("namespaces serialize");
-        replace_durably(&self.netns_path(), &data)
+        let mut more = all.clone();
+        more.push(t.clone());
+        let data = serde_json::to_vec_pretty(&more).expect("namespaces serialize");
+        replace_durably(&self.netns_path(), &data)?;
+        *all = more;
+        Ok(())
     }
 
     /// Every entry left on disk, and the files that could not be read (path, why).
@@ -297,5 +316,33 @@ mod tests {
             within_a_second(|| !removed.join("f-9.json").exists()),
             "the leftover was not deleted"
         );
+    }
+
+    /// Network faults injected at once each note their namespace: none is lost (the
+    /// notes read, extend and rewrite one file), a namespace is noted once, and the
+    /// file is what a later start (a new `Journal`) reads.
+    #[test]
+    fn concurrent_namespace_notes_keep_every_namespace() {
+        use crate::sys::netns::NetnsTarget;
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        let names: Vec<NetnsTarget> = (0..16)
+            .map(|i| NetnsTarget::Named(format!("ns-{i}")))
+            .collect();
+        std::thread::scope(|s| {
+            for chunk in names.chunks(2) {
+                let j = j.clone();
+                s.spawn(move || {
+                    for t in chunk.iter().chain(chunk) {
+                        j.note_netns(t).unwrap();
+                    }
+                });
+            }
+        });
+        let mut noted = Journal::open(d.path()).unwrap().netns();
+        noted.sort_by_key(|t| t.to_string());
+        let mut want = names.clone();
+        want.sort_by_key(|t| t.to_string());
+        assert_eq!(noted, want);
     }
 }
