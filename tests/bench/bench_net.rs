@@ -4,6 +4,10 @@
 //! 2. the full gRPC round trip to a real `faultd` through faultctl's client library,
 //! 3. spawning `tc qdisc replace ... netem delay 10ms` + `tc qdisc del ... root`.
 //!
+//! Path 2's client runs on a current-thread tokio runtime, as faultctl's does (its
+//! `main`); one more row times the same calls from a two-worker runtime, whose
+//! cross-thread wake-ups cost the client about a millisecond per call under TCG.
+//!
 //! Paths 1 and 2 run under the staging limits with nothing protected
 //! (`[network] protected_ports = []`), so faultd makes the same change as `tc` (a netem
 //! root qdisc); path 2 runs again with the default protection of port 22, where faultd
@@ -50,6 +54,26 @@ fn spec(netns: &str, iface: &str) -> pb::InjectRequest {
 /// The staging profile with no protected port: faultd then installs a netem root
 /// qdisc, as `tc qdisc replace ... root netem` does.
 const UNPROTECTED: &str = "profile = \"staging\"\n[network]\nprotected_ports = []\n";
+
+/// [`grpc_cycles`] with the client on a current-thread runtime of its own thread, as
+/// faultctl runs it.
+fn grpc_cycles_as_faultctl(
+    limits: Option<&str>,
+    ns: &str,
+    iface: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(grpc_cycles(limits, ns, iface, n))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the gRPC client thread panicked"))?
+    })
+}
 
 /// `n` inject + revert cycles over gRPC against a fresh faultd with `limits` (None: the
 /// staging profile, whose network limits protect port 22).
@@ -130,8 +154,9 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. The full gRPC round trip to a real faultd: the same change as tc, then with
     // port 22 protected (the default).
-    let grpc_t = grpc_cycles(Some(UNPROTECTED), &ns, &pair.b, n).await?;
-    let grpc_protected_t = grpc_cycles(None, &ns, &pair.b, n).await?;
+    let grpc_t = grpc_cycles_as_faultctl(Some(UNPROTECTED), &ns, &pair.b, n)?;
+    let grpc_protected_t = grpc_cycles_as_faultctl(None, &ns, &pair.b, n)?;
+    let mut grpc_mt_t = grpc_cycles(Some(UNPROTECTED), &ns, &pair.b, n).await?;
 
     // 3. Spawning tc for the same change.
     let tc = net_common::program("tc");
@@ -179,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         ("engine call (in process)", &mut engine_t),
         ("gRPC via faultctl's client", &mut grpc_t),
         ("gRPC, port 22 protected", &mut grpc_protected_t),
+        ("gRPC, client on 2 worker threads", &mut grpc_mt_t),
         ("spawning tc (2 processes)", &mut tc_t),
     ] {
         let (a, b) = (pct(v, 50), pct(v, 99));
@@ -190,11 +216,16 @@ async fn main() -> anyhow::Result<()> {
             us(b) / us(tc99)
         );
     }
-    let one_tc = us(tc50) / 2.0;
+    let (one_tc, one_tc99) = (us(tc50) / 2.0, us(tc99) / 2.0);
     println!(
         "one tc spawn ~{one_tc:.1} us; gRPC inject+revert p50 / one tc spawn = {:.3} (the same change), {:.3} (port 22 protected)",
         us(pct(&mut grpc_t, 50)) / one_tc,
         us(pct(&mut grpc_protected_t, 50)) / one_tc
+    );
+    println!(
+        "p99: one tc spawn ~{one_tc99:.1} us; gRPC inject+revert p99 / one tc spawn p99 = {:.3} (the same change), {:.3} (port 22 protected)",
+        us(pct(&mut grpc_t, 99)) / one_tc99,
+        us(pct(&mut grpc_protected_t, 99)) / one_tc99
     );
     Ok(())
 }
