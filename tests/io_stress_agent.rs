@@ -266,9 +266,12 @@ fn io_stress_workers_do_capped_direct_io_in_their_group_and_leave_nothing() {
     // SIGKILL of faultd: the workers die with it (parent-death signal); the restart
     // sweeps the files and the group.
     inject(&agent, "5m");
+    // Each worker creates its file when it starts: wait for both files too, or the
+    // crash can come before a worker made its own (seen once in the VM tier).
     assert!(eventually(Duration::from_secs(2), || workers(&dir, is_v2)
         .len()
-        == 2));
+        == 2
+        && files(&dir).len() == 2));
     let group = root.join(workers(&dir, is_v2)[0].1.trim_start_matches('/'));
     agent.crash();
     assert!(eventually(Duration::from_secs(2), || workers(&dir, is_v2).is_empty()));
