@@ -330,15 +330,63 @@ fn ingress_fault_expires_and_removes_the_ifb() {
         ),
         "expires"
     );
+    assert_ingress_undone(&p, &p.a);
+}
+
+/// No IFB device is left in `p`'s namespace and `dev` has no ingress qdisc.
+fn assert_ingress_undone(p: &Pair, dev: &str) {
     assert!(
         !p.ns.links().contains("flifb"),
         "IFB removed: {}",
         p.ns.links()
     );
     assert!(
-        !p.ns.tc(&["qdisc", "show", "dev", &p.a]).contains("ingress"),
+        !p.ns.tc(&["qdisc", "show", "dev", dev]).contains("ingress"),
         "ingress qdisc removed"
     );
+}
+
+/// An interface renamed under a fault (`ip link set dev X name Y`) is the same device,
+/// with the same index and faultline's qdiscs still on it: the revert removes them there
+/// (the root, the ingress redirect and the IFB of a `both` fault) rather than calling
+/// the interface gone and leaving netem on it.
+#[test]
+fn a_fault_on_an_interface_renamed_under_it_is_still_reverted() {
+    require!("root", "netem", "ifb");
+    let agent = Agent::start();
+    let p = Pair::new();
+    let id = fault_id(&agent.ctl_json(&[
+        "inject",
+        "net",
+        "--netns",
+        &p.ns.name,
+        "--iface",
+        &p.a,
+        "--direction",
+        "both",
+        "--delay",
+        "10ms",
+        "--for",
+        "60s",
+    ]));
+    assert_eq!(root(&p, &p.a).1, "fa17:");
+    let renamed = format!("{}r", &p.a[..p.a.len().min(14)]);
+    p.ns.ip(&["link", "set", "dev", &p.a, "down"]);
+    p.ns.ip(&["link", "set", "dev", &p.a, "name", &renamed]);
+    p.ns.ip(&["link", "set", "dev", &renamed, "up"]);
+    assert_eq!(
+        root(&p, &renamed).1,
+        "fa17:",
+        "the qdiscs follow the rename"
+    );
+    let out = agent.ctl(&["revert", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = agent.ctl_json(&["get", &id]);
+    assert_eq!(got["state"], "reverted", "{got}");
+    let why = got["end_reason"].as_str().unwrap();
+    assert!(!why.contains("nothing left to undo"), "{why}");
+    assert_eq!(root(&p, &renamed).0, "noqueue", "kernel default restored");
+    assert_ingress_undone(&p, &renamed);
 }
 
 #[test]

@@ -986,16 +986,29 @@ impl Tc {
 
     async fn revert_unchecked(&self, undo: &Undo) -> Result<Reverted, NetError> {
         let mut gone = Vec::new();
-        let iface_there =
-            self.link_name(undo.ifindex).await?.as_deref() == Some(undo.iface.as_str());
+        // The device by its index: a rename (`ip link set dev X name Y`) keeps the index,
+        // and the qdiscs with it, so a renamed interface still has faultline's root to
+        // remove. Only a root with faultline's handle is ever deleted (the kernel refuses
+        // `del ... root handle fa17:` on another), so an index that now names another
+        // device costs nothing of anyone's but a faultline root's.
+        let name_now = self.link_name(undo.ifindex).await?;
+        let iface_there = name_now.is_some();
+        let renamed = iface_there && name_now.as_deref() != Some(undo.iface.as_str());
         if !iface_there {
             gone.push(format!("interface {:?}", undo.iface));
         }
         if let Some(ifb) = &undo.ifb {
             // The redirect first: a mirred action whose device vanished drops packets.
+            // Under another name, the ingress qdisc goes only if it redirects to our IFB.
             if iface_there
                 && let Some(q) = self.ingress_qdisc(undo.ifindex).await?
                 && q.kind == "ingress"
+                && (!renamed
+                    || self
+                        .filters(undo.ifindex, INGRESS_HANDLE)
+                        .await?
+                        .iter()
+                        .any(|f| f.redirect_to == Some(ifb.ifindex)))
             {
                 self.delete_ingress(undo.ifindex).await?;
             }
