@@ -341,14 +341,12 @@ impl Tc {
     /// Opens a NETLINK_ROUTE socket inside `target` (created on a thread that joined
     /// the namespace).
     pub async fn connect(target: &NetnsTarget) -> Result<Tc, NetError> {
-        let fd = netns::route_socket_in(target).map_err(|source| NetError::Netns {
-            netns: target.to_string(),
-            source,
-        })?;
-        Self::from_fd(fd, target.clone()).map_err(|source| NetError::Netns {
-            netns: target.to_string(),
-            source,
-        })
+        netns::route_socket_in(target)
+            .and_then(|fd| Self::from_fd(fd, target.clone()))
+            .map_err(|source| NetError::Netns {
+                netns: target.to_string(),
+                source,
+            })
     }
 
     fn from_fd(fd: std::os::fd::OwnedFd, target: NetnsTarget) -> io::Result<Tc> {
@@ -379,13 +377,6 @@ impl Tc {
     /// request's replies until the kernel's acknowledgement (asked for on every
     /// request that is not a dump). A kernel error is [`Fail::Errno`].
     async fn request(
-        &self,
-        m: NetlinkMessage<RouteNetlinkMessage>,
-    ) -> Result<Vec<RouteNetlinkMessage>, Fail> {
-        self.request_now(m)
-    }
-
-    fn request_now(
         &self,
         mut m: NetlinkMessage<RouteNetlinkMessage>,
     ) -> Result<Vec<RouteNetlinkMessage>, Fail> {
@@ -521,6 +512,19 @@ impl Tc {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Whether a filter of `ifindex`'s ingress qdisc redirects to a device `to` accepts.
+    pub async fn redirects_ingress_to(
+        &self,
+        ifindex: u32,
+        to: impl Fn(u32) -> bool,
+    ) -> Result<bool, NetError> {
+        Ok(self
+            .filters(ifindex, INGRESS_HANDLE)
+            .await?
+            .iter()
+            .any(|f| f.redirect_to.is_some_and(&to)))
     }
 
     /// The netem parameters in force on `ifindex` (faultline's root netem, or its
@@ -974,17 +978,13 @@ impl Tc {
         if let Some(r) = namespace_gone(undo)? {
             return Ok(r);
         }
-        self.revert_unchecked(undo).await
+        self.revert_in_place(undo).await
     }
 
     /// [`Tc::revert`] without looking the namespace up by the undo's path: for a caller
     /// that holds the applied namespace open itself (a container's, whose path names a
     /// process that may have exited), so this connection is in it.
     pub async fn revert_in_place(&self, undo: &Undo) -> Result<Reverted, NetError> {
-        self.revert_unchecked(undo).await
-    }
-
-    async fn revert_unchecked(&self, undo: &Undo) -> Result<Reverted, NetError> {
         let mut gone = Vec::new();
         // The device by its index: a rename (`ip link set dev X name Y`) keeps the index,
         // and the qdiscs with it, so a renamed interface still has faultline's root to
@@ -1005,10 +1005,8 @@ impl Tc {
                 && q.kind == "ingress"
                 && (!renamed
                     || self
-                        .filters(undo.ifindex, INGRESS_HANDLE)
-                        .await?
-                        .iter()
-                        .any(|f| f.redirect_to == Some(ifb.ifindex)))
+                        .redirects_ingress_to(undo.ifindex, |t| t == ifb.ifindex)
+                        .await?)
             {
                 self.delete_ingress(undo.ifindex).await?;
             }
@@ -1078,11 +1076,9 @@ impl Tc {
                 && let Some(q) = self.ingress_qdisc(*idx).await?
                 && q.kind == "ingress"
             {
-                let filters = self.filters(*idx, INGRESS_HANDLE).await?;
-                let to_ours = filters.iter().any(|f| {
-                    f.redirect_to
-                        .is_some_and(|t| ifbs.iter().any(|(i, _)| *i == t))
-                });
+                let to_ours = self
+                    .redirects_ingress_to(*idx, |t| ifbs.iter().any(|(i, _)| *i == t))
+                    .await?;
                 if to_ours && self.delete_ingress(*idx).await? {
                     done.push(format!(
                         "deleted the ingress qdisc redirecting {name} to an IFB"
@@ -1107,7 +1103,7 @@ pub async fn revert(undo: &Undo) -> Result<Reverted, NetError> {
         return Ok(r);
     }
     let tc = Tc::connect(&undo.netns).await?;
-    tc.revert_unchecked(undo).await
+    tc.revert_in_place(undo).await
 }
 
 /// `Some(AlreadyGone)` if `undo`'s namespace no longer exists or is another one now.
@@ -1135,16 +1131,12 @@ fn namespace_gone(undo: &Undo) -> Result<Option<Reverted>, NetError> {
 /// of netem, prio, tbf, u32, mirred and ifb this kernel has. The namespace disappears
 /// with the probe's socket.
 pub async fn probe_kernel() -> Result<KernelSupport, NetError> {
-    let fd = netns::run_in_new(netns::new_route_socket).map_err(|source| NetError::Netns {
-        netns: "a new throwaway network namespace".into(),
-        source,
-    })?;
-    let tc = Tc::from_fd(fd, NetnsTarget::Path("(throwaway probe namespace)".into())).map_err(
-        |source| NetError::Netns {
+    let tc = netns::run_in_new(netns::new_route_socket)
+        .and_then(|fd| Tc::from_fd(fd, NetnsTarget::Path("(throwaway probe namespace)".into())))
+        .map_err(|source| NetError::Netns {
             netns: "a new throwaway network namespace".into(),
             source,
-        },
-    )?;
+        })?;
     tc.create_veth("flprobe0", "flprobe1").await?;
     let v0 = tc.ifindex("flprobe0").await?;
     let v1 = tc.ifindex("flprobe1").await?;
