@@ -158,9 +158,11 @@ fn io_stress_workers_do_capped_direct_io_in_their_group_and_leave_nothing() {
     // TTL: the workers run in a faultline group, capped; then everything goes.
     let out = inject(&agent, "4s");
     let started = Instant::now();
+    // Each worker creates its file when it starts: wait for the files too.
     assert!(eventually(Duration::from_secs(2), || workers(&dir, is_v2)
         .len()
-        == 2));
+        == 2
+        && files(&dir).len() == 2));
     let ws = workers(&dir, is_v2);
     let path = ws[0].1.clone();
     assert!(
